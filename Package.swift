@@ -1,0 +1,67 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Baton",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "baton", targets: ["baton"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.25.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+    ],
+    targets: [
+        // Resource types, schemas, validation, printer columns. Pure: no I/O, no clocks.
+        .target(name: "BatonAPI", dependencies: [
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        // Decisions as values, driven by an injected clock.
+        .target(name: "BatonCore", dependencies: ["BatonAPI"]),
+        // ResourceStore protocol, SQLiteStore (GRDB), LeaseLock.
+        .target(name: "BatonStore", dependencies: [
+            "BatonAPI", "BatonCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // HTTP API, auth, controllers' run loop.
+        .target(name: "BatonServer", dependencies: [
+            "BatonAPI", "BatonCore", "BatonStore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // HTTP client for the API, used by the CLI and (later) the agent.
+        .target(name: "BatonClient", dependencies: [
+            "BatonAPI",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOFoundationCompat", package: "swift-nio"),
+        ]),
+        // Shared test helpers: in-memory store, manual clock.
+        .target(name: "BatonTesting", dependencies: ["BatonAPI", "BatonCore", "BatonStore"]),
+        .executableTarget(name: "baton", dependencies: [
+            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonTesting"]),
+        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting"]),
+        .testTarget(name: "BatonServerTests", dependencies: [
+            "BatonServer", "BatonClient", "BatonTesting",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
+    ],
+    swiftLanguageModes: [.v6]
+)

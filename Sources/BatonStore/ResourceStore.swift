@@ -1,0 +1,74 @@
+import BatonAPI
+import Foundation
+
+/// The kind of change a watch reports, as Kubernetes spells it on the wire.
+public enum WatchEventType: String, Sendable, Codable {
+    case added = "ADDED"
+    case modified = "MODIFIED"
+    case deleted = "DELETED"
+}
+
+/// One change to one object. `object.metadata.resourceVersion` is the revision of the change
+/// (for a deletion, the revision of the delete).
+public struct WatchEvent: Sendable, Hashable {
+    public var type: WatchEventType
+    public var object: Resource
+    public var revision: Int64
+
+    public init(type: WatchEventType, object: Resource, revision: Int64) {
+        self.type = type
+        self.object = object
+        self.revision = revision
+    }
+}
+
+/// A list and the store revision it was read at; a watch from that revision misses nothing.
+public struct ListResult: Sendable {
+    public var items: [Resource]
+    public var revision: Int64
+
+    public init(items: [Resource], revision: Int64) {
+        self.items = items
+        self.revision = revision
+    }
+}
+
+/// Where objects live. Every write gets the next store revision, which becomes the object's
+/// `resourceVersion`; revisions are global and strictly increasing, so a watch can resume from
+/// any revision it has seen.
+///
+/// Objects are keyed by kind name (`EgressGateway`), namespace (nil for cluster-scoped kinds)
+/// and name. Errors are `APIError`s: 404 not found, 409 already exists or stale
+/// resourceVersion, 410 when a watch asks for a compacted revision, 503 when the backing store
+/// cannot be reached.
+public protocol ResourceStore: Sendable {
+    /// Stores a new object. Sets `uid`, `resourceVersion`, `generation` (1) and
+    /// `creationTimestamp`; keeps `status` as given.
+    func create(_ object: Resource) async throws -> Resource
+
+    func get(kind: String, namespace: String?, name: String) async throws -> Resource
+
+    /// The objects of `kind`, in name order; `namespace` nil means every namespace.
+    func list(kind: String, namespace: String?, selector: LabelSelector?) async throws -> ListResult
+
+    /// Replaces everything but `status`, which keeps its stored value. When
+    /// `object.metadata.resourceVersion` is set it must equal the stored one (else 409).
+    /// `generation` goes up when anything but metadata and status changed. An update that
+    /// changes nothing writes nothing and returns the stored object.
+    func update(_ object: Resource) async throws -> Resource
+
+    /// Replaces `status` only, with the same resourceVersion rule as `update`.
+    func updateStatus(_ object: Resource) async throws -> Resource
+
+    /// Deletes and returns the object as it was, with the deletion's revision as its
+    /// resourceVersion. `expectedRevision`, when given, must match (else 409).
+    func delete(kind: String, namespace: String?, name: String, expectedRevision: Int64?) async throws -> Resource
+
+    /// Every change after `revision` to objects of `kind` (nil: every kind) in `namespace`
+    /// (nil: every namespace), in revision order, each exactly once, then live changes until
+    /// the consumer stops iterating. Throws 410 Gone when `revision` is older than the store keeps.
+    func watch(kind: String?, namespace: String?, since revision: Int64) async throws -> AsyncThrowingStream<WatchEvent, any Error>
+
+    /// The revision of the latest write.
+    func currentRevision() async throws -> Int64
+}
