@@ -68,7 +68,8 @@ extension JSONValue {
         if s.style == .singleQuoted || s.style == .doubleQuoted || s.style == .literal || s.style == .folded {
             return .string(s.string)
         }
-        switch Tag.Name(rawValue: s.tag.rawValue) {
+        // A plain scalar's own tag is implicit (""); `Node.tag` resolves it (true, 5, 0x1F, null).
+        switch Tag.Name(rawValue: Node.scalar(s).tag.rawValue) {
         case .str: return .string(s.string)
         case .null: return .null
         case .bool: return Bool.construct(from: s).map(JSONValue.bool) ?? .string(s.string)
