@@ -11,7 +11,11 @@ extension JSONValue {
         case .bool(let b): return Node(b ? "true" : "false", Tag(.bool))
         case .int(let i): return Node(String(i), Tag(.int))
         case .double(let d): return Node(String(d), Tag(.float))
-        case .string(let s): return Node(s, Tag(.str))
+        case .string(let s):
+            // A string that would read back as another type (`"true"`, `"5"`, `"null"`) is quoted.
+            let plain = Node(s, Tag(.implicit), .plain)
+            let resolved = Resolver.default.resolveTag(of: plain)
+            return Node(s, Tag(.str), resolved == .str && !s.isEmpty ? .any : .doubleQuoted)
         case .array(let a): return Node(a.map { $0.yamlNode() })
         case .object(let o):
             let lead = Self.leadingKeys.filter { o[$0] != nil }

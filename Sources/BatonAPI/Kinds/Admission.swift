@@ -8,6 +8,12 @@ public enum Admission {
         public var kind: KindInfo
         public var object: Resource
         public var warnings: [String]
+
+        public init(kind: KindInfo, object: Resource, warnings: [String] = []) {
+            self.kind = kind
+            self.object = object
+            self.warnings = warnings
+        }
     }
 
     /// Identifies a document's kind and checks its shape: apiVersion and kind known, metadata

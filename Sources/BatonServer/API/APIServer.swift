@@ -1,0 +1,418 @@
+import BatonAPI
+import BatonStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+
+/// The HTTP API: Kubernetes-shaped resource paths over a `ResourceStore`, bearer-token auth,
+/// strict admission, watches as newline-delimited JSON, health, metrics and the OpenAPI document.
+///
+/// Every write goes: parse → admission (schema, then the kind's rules, with the stored objects
+/// the rules need) → store. A refused object leaves the store as it was.
+public struct APIServer: Sendable {
+    public let store: any ResourceStore
+    public let tokens: TokenAuthority
+    public let events: EventRecorder
+    let logger: Logger
+    let metrics: PrometheusCollectorRegistry
+    let admissionLock = AsyncLock()
+    /// Largest request body accepted, as the Kubernetes API server limits it.
+    public var maxBodyBytes = 3 * 1024 * 1024
+    /// Whether the server should report ready (the store answers).
+    let ready: @Sendable () async -> Bool
+
+    public init(store: any ResourceStore, tokens: TokenAuthority, metrics: PrometheusCollectorRegistry,
+                logger: Logger, ready: @escaping @Sendable () async -> Bool = { true }) {
+        self.store = store
+        self.tokens = tokens
+        self.metrics = metrics
+        self.logger = logger
+        self.ready = ready
+        self.events = EventRecorder(store: store, component: "baton-server", logger: logger)
+    }
+
+    /// The Hummingbird responder for this API.
+    public var responder: CallbackResponder<BasicRequestContext> {
+        CallbackResponder { request, context in
+            await self.respond(to: request, context: context)
+        }
+    }
+
+    /// Builds the application that serves the API on `host:port`.
+    public func application(host: String, port: Int, onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in })
+        -> Application<CallbackResponder<BasicRequestContext>> {
+        Application(responder: responder,
+                    configuration: .init(address: .hostname(host, port: port), serverName: "baton"),
+                    onServerRunning: onServerRunning, logger: logger)
+    }
+
+    // MARK: Dispatch
+
+    func respond(to request: Request, context: BasicRequestContext) async -> Response {
+        let started = ContinuousClock.now
+        var verb = request.method.rawValue.lowercased()
+        var resource = "-"
+        let response: Response
+        do {
+            let path = request.uri.path
+            switch path {
+            case "/healthz", "/livez":
+                response = text("ok")
+            case "/readyz":
+                response = await ready() ? text("ok") : try { throw APIError.unavailable("the store is not answering") }()
+            case "/metrics":
+                response = Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                                    body: .init(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+            case "/openapi.json", "/openapi/v3", "/openapi/v2":
+                response = json(.ok, OpenAPIDocument.document)
+            default:
+                let identity = try await authenticate(request)
+                if path == "/apis" || path == "/apis/" {
+                    response = json(.ok, Discovery.groups)
+                } else if let r = Discovery.resources(path: path) {
+                    response = json(.ok, r)
+                } else if let route = try APIRoute.parse(path) {
+                    resource = route.kind.plural
+                    var req = request
+                    let (v, r) = try await handle(route, request: &req, identity: identity)
+                    verb = v
+                    response = r
+                } else {
+                    throw APIError.notFound("the server could not find the requested resource: \(path)")
+                }
+            }
+        } catch let error as APIError {
+            response = json(HTTPResponse.Status(code: error.code), error.status)
+        } catch {
+            logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            let e = APIError.internalError("internal error: \(error)")
+            response = json(.internalServerError, e.status)
+        }
+        Counter(label: "baton_api_requests_total",
+                dimensions: [("verb", verb), ("resource", resource), ("code", String(response.status.code))]).increment()
+        if verb != "watch" {
+            Metrics.Timer(label: "baton_api_request_duration_seconds", dimensions: [("verb", verb)])
+                .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        }
+        return response
+    }
+
+    func authenticate(_ request: Request) async throws(APIError) -> Identity {
+        guard let header = request.headers[.authorization] else { throw APIError.unauthorized() }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw APIError.unauthorized("Unauthorized: expected \"Authorization: Bearer TOKEN\"")
+        }
+        guard let identity = await tokens.authenticate(bearer: String(parts[1]).trimmingCharacters(in: .whitespaces)) else {
+            throw APIError.unauthorized("Unauthorized: the bearer token is not valid")
+        }
+        return identity
+    }
+
+    /// Serves one resource URL; returns the verb (for metrics) and the response.
+    func handle(_ route: APIRoute, request: inout Request, identity: Identity) async throws -> (String, Response) {
+        let query = Dictionary(request.uri.queryParameters.map { (String($0.key), String($0.value)) }, uniquingKeysWith: { a, _ in a })
+        let dryRun = query["dryRun"].map { !$0.isEmpty } ?? false
+        switch (request.method, route.name, route.subresource) {
+        case (.get, nil, nil):
+            if query["watch"].map({ $0 == "true" || $0 == "1" }) ?? false {
+                try authorize(identity, .watch, route, name: nil)
+                return ("watch", try await watch(route, query: query))
+            }
+            try authorize(identity, .list, route, name: nil)
+            return ("list", try await list(route, query: query))
+        case (.get, let name?, nil), (.get, let name?, "status"):
+            try authorize(identity, .get, route, name: name)
+            let object = try await store.get(kind: route.kind.kind, namespace: route.namespace, name: name)
+            return ("get", json(.ok, object.json))
+        case (.post, nil, nil):
+            let body = try await readDocument(&request)
+            let admitted = try Admission.decode(body)
+            let object = try place(admitted, route: route, name: nil)
+            try authorize(identity, .create, route, name: object.name)
+            let created = try await write(admitted, object: object, dryRun: dryRun) { old in
+                if old != nil { throw APIError.alreadyExists(kind: route.kind.kind, name: object.name) }
+                return try await store.create(object)
+            }
+            return ("create", json(.created, created.object.json, warnings: admitted.warnings))
+        case (.put, let name?, nil):
+            let body = try await readDocument(&request)
+            let admitted = try Admission.decode(body)
+            let object = try place(admitted, route: route, name: name)
+            try authorize(identity, .update, route, name: name)
+            let updated = try await write(admitted, object: object, dryRun: dryRun) { old in
+                guard old != nil else { throw APIError.notFound(kind: route.kind.kind, name: name) }
+                return try await store.update(object)
+            }
+            return ("update", json(.ok, updated.object.json, warnings: admitted.warnings))
+        case (.patch, let name?, nil):
+            // Apply: create-or-update with the whole object, as `kubectl apply --server-side --force-conflicts`.
+            let body = try await readDocument(&request)
+            let admitted = try Admission.decode(body)
+            var placed = try place(admitted, route: route, name: name)
+            placed.metadata.resourceVersion = nil
+            let object = placed
+            try authorize(identity, .patch, route, name: name)
+            let result = try await write(admitted, object: object, dryRun: dryRun) { old in
+                if old == nil { return try await store.create(object) }
+                return try await store.update(object)
+            }
+            var r = json(result.old == nil ? .created : .ok, result.object.json, warnings: admitted.warnings)
+            let outcome = result.old == nil ? "created" : (result.old?.metadata.resourceVersion == result.object.metadata.resourceVersion ? "unchanged" : "configured")
+            r.headers[HTTPField.Name("X-Baton-Apply-Result")!] = outcome
+            return ("apply", r)
+        case (.put, let name?, "status"), (.patch, let name?, "status"):
+            guard route.kind.hasStatus else { throw APIError.notFound("\(route.kind.plural) have no status subresource") }
+            try authorize(identity, .update, route, name: name)
+            let body = try await readDocument(&request)
+            var object = try Resource(json: body)
+            guard object.kind == route.kind.kind, object.apiVersion == route.kind.apiVersion else {
+                throw APIError.badRequest("the body is a \(object.apiVersion) \(object.kind), but the URL is for \(route.kind.apiVersion) \(route.kind.kind)")
+            }
+            guard object.name == name else {
+                throw APIError.badRequest("metadata.name \"\(object.name)\" does not match the name in the URL \"\(name)\"")
+            }
+            object.metadata.namespace = route.kind.namespaced ? route.namespace : nil
+            try Admission.validateStatus(object, kind: route.kind)
+            if dryRun { return ("status", json(.ok, object.json)) }
+            let updated = try await store.updateStatus(object)
+            return ("status", json(.ok, updated.json))
+        case (.delete, let name?, nil):
+            try authorize(identity, .delete, route, name: name)
+            let rv = query["resourceVersion"].flatMap { Int64($0) }
+            if dryRun {
+                let object = try await store.get(kind: route.kind.kind, namespace: route.namespace, name: name)
+                return ("delete", json(.ok, object.json))
+            }
+            let deleted = try await store.delete(kind: route.kind.kind, namespace: route.namespace, name: name, expectedRevision: rv)
+            return ("delete", json(.ok, deleted.json))
+        case (.post, let name?, "token") where route.kind.kind == "Node":
+            guard identity == .admin else { throw APIError.forbidden("only the admin may issue node tokens") }
+            try Admission.validateName(name, field: "name").first.map { throw APIError.invalid(kind: "Node", name: name, causes: [$0]) }
+            let token = try await tokens.issueNodeToken(node: name)
+            return ("create", json(.created, ["kind": "NodeToken", "node": .string(name), "token": .string(token)]))
+        default:
+            throw APIError(code: 405, reason: .methodNotAllowed,
+                           message: "\(request.method.rawValue) is not supported on \(request.uri.path)")
+        }
+    }
+
+    func authorize(_ identity: Identity, _ verb: Authorizer.Verb, _ route: APIRoute, name: String?) throws(APIError) {
+        if let reason = Authorizer.check(identity, verb: verb, kind: route.kind, name: name) {
+            throw APIError.forbidden(reason)
+        }
+    }
+
+    /// Checks that the document belongs at this URL and fills the namespace from it.
+    func place(_ admitted: Admission.Admitted, route: APIRoute, name: String?) throws(APIError) -> Resource {
+        var object = admitted.object
+        guard admitted.kind.kind == route.kind.kind, admitted.kind.apiVersion == route.kind.apiVersion else {
+            throw APIError.badRequest("the body is a \(object.apiVersion) \(object.kind), but the URL is for \(route.kind.apiVersion) \(route.kind.kind)")
+        }
+        if let name, object.metadata.name != name {
+            if object.metadata.name.isEmpty { object.metadata.name = name } else {
+                throw APIError.badRequest("metadata.name \"\(object.metadata.name)\" does not match the name in the URL \"\(name)\"")
+            }
+        }
+        if route.kind.namespaced {
+            let ns = object.metadata.namespace ?? ""
+            let pathNS = route.namespace ?? ""
+            if ns.isEmpty { object.metadata.namespace = pathNS.isEmpty ? "default" : pathNS }
+            else if !pathNS.isEmpty && ns != pathNS {
+                throw APIError.badRequest("metadata.namespace \"\(ns)\" does not match the namespace in the URL \"\(pathNS)\"")
+            }
+        } else {
+            object.metadata.namespace = nil
+        }
+        return object
+    }
+
+    struct WriteResult: Sendable {
+        var object: Resource
+        var old: Resource?
+    }
+
+    /// Validates `object` against the stored state and performs `perform` (given the stored
+    /// object, if any). Kinds with cross-object rules are checked and written under one lock.
+    func write(_ admitted: Admission.Admitted, object: Resource, dryRun: Bool,
+               perform: @escaping @Sendable (Resource?) async throws -> Resource) async throws -> WriteResult {
+        let kind = admitted.kind
+        let body: @Sendable () async throws -> WriteResult = {
+            let old = try? await store.get(kind: kind.kind, namespace: object.namespace, name: object.name)
+            var context = ValidationContext()
+            for related in kind.relatedKinds {
+                context.objects[related] = try await store.list(kind: related, namespace: nil, selector: nil).items
+            }
+            try Admission.validate(Admission.Admitted(kind: kind, object: object, warnings: admitted.warnings),
+                                   old: old, context: context)
+            if dryRun { return WriteResult(object: object, old: old) }
+            return WriteResult(object: try await perform(old), old: old)
+        }
+        if kind.relatedKinds.isEmpty && !KindRegistry.all.contains(where: { $0.relatedKinds.contains(kind.kind) }) {
+            return try await body()
+        }
+        return try await admissionLock.withLock(body)
+    }
+
+    // MARK: Reads
+
+    func selector(_ query: [String: String]) throws(APIError) -> LabelSelector? {
+        guard let s = query["labelSelector"], !s.isEmpty else { return nil }
+        return try LabelSelector.parse(String(s))
+    }
+
+    /// Field selectors on `involvedObject.*` (for events) and `metadata.name`/`metadata.namespace`.
+    func fieldFilter(_ query: [String: String]) throws(APIError) -> @Sendable (Resource) -> Bool {
+        guard let s = query["fieldSelector"], !s.isEmpty else { return { _ in true } }
+        var parsed: [(path: String, value: String, equal: Bool)] = []
+        for term in s.split(separator: ",") {
+            if let r = term.range(of: "!=") {
+                parsed.append((String(term[..<r.lowerBound]), String(term[r.upperBound...]), false))
+            } else if let r = term.range(of: "==") ?? term.range(of: "=") {
+                parsed.append((String(term[..<r.lowerBound]), String(term[r.upperBound...]), true))
+            } else {
+                throw APIError.badRequest("invalid field selector term \"\(term)\": expected FIELD=VALUE")
+            }
+        }
+        let terms = parsed
+        return { object in
+            let json = object.json
+            return terms.allSatisfy { t in
+                let have = JSONPath.select("." + t.path, in: json).first.map(JSONPath.scalarText) ?? ""
+                return (have == t.value) == t.equal
+            }
+        }
+    }
+
+    func list(_ route: APIRoute, query: [String: String]) async throws -> Response {
+        let result = try await store.list(kind: route.kind.kind, namespace: route.namespace, selector: try selector(query))
+        let filter = try fieldFilter(query)
+        let items = result.items.filter(filter)
+        return json(.ok, [
+            "apiVersion": .string(route.kind.apiVersion), "kind": .string(route.kind.kind + "List"),
+            "metadata": ["resourceVersion": .string(String(result.revision))],
+            "items": .array(items.map(\.json)),
+        ])
+    }
+
+    /// `?watch=true[&resourceVersion=N]`: newline-delimited `{"type":…,"object":…}`. Without a
+    /// resourceVersion (or with "0"), the current objects come first as ADDED, then changes.
+    func watch(_ route: APIRoute, query: [String: String]) async throws -> Response {
+        let selector = try selector(query)
+        let filter = try fieldFilter(query)
+        var initial: [Resource] = []
+        let since: Int64
+        if let rv = query["resourceVersion"], !rv.isEmpty, rv != "0" {
+            guard let n = Int64(rv), n >= 0 else { throw APIError.badRequest("resourceVersion \"\(rv)\" is not a number") }
+            since = n
+        } else {
+            let list = try await store.list(kind: route.kind.kind, namespace: route.namespace, selector: selector)
+            initial = list.items.filter(filter)
+            since = list.revision
+        }
+        // Open the stream before answering, so a compacted revision is a 410, not a broken body.
+        let stream = try await store.watch(kind: route.kind.kind, namespace: route.namespace, since: since)
+        let timeout = query["timeoutSeconds"].flatMap { Double($0) }
+        let initialObjects = initial
+        let logger = self.logger
+        let body = ResponseBody { writer in
+            for object in initialObjects {
+                try await writer.write(Self.watchLine("ADDED", object))
+            }
+            let deadline = timeout.map { ContinuousClock.now.advanced(by: .milliseconds(Int64($0 * 1000))) }
+            do {
+                let (events, forward) = AsyncThrowingStream<WatchEvent, any Error>.makeStream()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        do {
+                            for try await event in stream { forward.yield(event) }
+                            forward.finish()
+                        } catch { forward.finish(throwing: error) }
+                    }
+                    if let deadline {
+                        group.addTask {
+                            try await Task.sleep(until: deadline, clock: .continuous)
+                            forward.finish()
+                        }
+                    }
+                    for try await event in events {
+                        if let selector, !selector.matches(event.object.labels) { continue }
+                        if !filter(event.object) { continue }
+                        try await writer.write(Self.watchLine(event.type.rawValue, event.object))
+                    }
+                    group.cancelAll()
+                }
+            } catch let e as APIError {
+                // The watch fell behind or its revision was compacted: tell the client to re-list.
+                try await writer.write(ByteBuffer(data: JSONValue.object(["type": "ERROR", "object": e.status]).jsonData() + Data("\n".utf8)))
+            } catch is CancellationError {
+            } catch {
+                logger.debug("watch ended", metadata: ["error": "\(error)"])
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-cache"], body: body)
+    }
+
+    static func watchLine(_ type: String, _ object: Resource) -> ByteBuffer {
+        var data = JSONValue.object(["type": .string(type), "object": object.json]).jsonData()
+        data.append(0x0A)
+        return ByteBuffer(data: data)
+    }
+
+    // MARK: Bodies
+
+    /// Reads one JSON or YAML document from the body (413 past the limit, 400 when not one document).
+    func readDocument(_ request: inout Request) async throws -> JSONValue {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: maxBodyBytes)
+        } catch {
+            throw APIError(code: 413, reason: .tooLarge, message: "the request body is larger than \(maxBodyBytes) bytes")
+        }
+        let data = Data(buffer: buffer)
+        if data.isEmpty { throw APIError.badRequest("the request body is empty: send one JSON or YAML object") }
+        let contentType = request.headers[.contentType] ?? "application/json"
+        if contentType.contains("json") && !contentType.contains("yaml") {
+            do { return try JSONValue.parse(data) } catch {
+                throw APIError.badRequest("the body is not valid JSON: \(Self.describe(error))")
+            }
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw APIError.badRequest("the body is not UTF-8 text") }
+        let docs = try Manifest.parseDocuments(text)
+        guard docs.count == 1 else {
+            throw APIError.badRequest("the body must hold exactly one object, found \(docs.count)")
+        }
+        return docs[0]
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let d = error as? DecodingError, case .dataCorrupted(let c) = d {
+            return (c.underlyingError.map { "\($0)" } ?? c.debugDescription)
+        }
+        return "\(error)"
+    }
+
+    func json(_ status: HTTPResponse.Status, _ value: JSONValue, warnings: [String] = []) -> Response {
+        var data = value.jsonData()
+        data.append(0x0A)
+        var headers: HTTPFields = [.contentType: "application/json"]
+        for w in warnings { headers.append(HTTPField(name: HTTPField.Name("Warning")!, value: "299 - \"\(w)\"")) }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(data: data)))
+    }
+
+    func text(_ s: String) -> Response {
+        Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: s)))
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (s, a) = components
+        return s * 1_000_000_000 + a / 1_000_000_000
+    }
+}

@@ -1,0 +1,188 @@
+import ArgumentParser
+import BatonAPI
+import BatonClient
+import BatonServer
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+
+@main
+struct Baton: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "baton",
+        abstract: "Keeps network identities alive when the machine serving them dies.",
+        version: "0.1.0",
+        subcommands: [
+            Server.self, Apply.self, Get.self, Delete.self, Describe.self, Label.self, Events.self, Token.self, OpenAPI.self,
+        ])
+}
+
+/// `--server`, `--token` and `--data-dir`, shared by every client command.
+struct ClientOptions: ParsableArguments {
+    @Option(help: "The API server URL (default: $BATON_SERVER, else \(Connection.defaultServer)).")
+    var server: String?
+    @Option(help: "Bearer token (default: $BATON_TOKEN, else DATA_DIR/admin.token).")
+    var token: String?
+    @Option(name: .customLong("data-dir"), help: "Where to find admin.token (default: $BATON_DATA_DIR, else \(Connection.defaultDataDir)).")
+    var dataDir: String?
+
+    var cli: CLI { CLI(connection: Connection(server: server, token: token, dataDir: dataDir)) }
+}
+
+func finish(_ code: Int32) throws {
+    if code != 0 { throw ExitCode(code) }
+}
+
+struct Server: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the API server on the embedded store.")
+
+    @Option(name: .customLong("data-dir"), help: "Directory for the store and admin.token.")
+    var dataDir: String = ProcessInfo.processInfo.environment["BATON_DATA_DIR"] ?? Connection.defaultDataDir
+    @Option(help: "HOST:PORT to listen on.")
+    var listen: String = "127.0.0.1:7070"
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen must be HOST:PORT, not \"\(listen)\"")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        try await BatonServerMain.run(options: ServerOptions(dataDir: dataDir, host: host, port: port),
+                                      metrics: registry, logger: Logger(label: "baton.server"))
+    }
+}
+
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create or update objects from YAML or JSON manifests.",
+        discussion: "Every document is checked by the server first; if any is refused, nothing is applied.")
+    @OptionGroup var client: ClientOptions
+    @Option(name: .shortAndLong, help: "A file, a directory of .yaml/.yml/.json files, or - for stdin (repeatable).")
+    var filename: [String] = []
+    @Option(name: .shortAndLong, help: "Namespace for namespaced objects that name none.")
+    var namespace: String?
+    @Flag(name: .customLong("dry-run"), help: "Validate on the server and store nothing.")
+    var dryRun = false
+
+    func validate() throws {
+        if filename.isEmpty { throw ValidationError("must give -f FILE|DIR|-") }
+    }
+
+    func run() async throws {
+        try finish(await client.cli.apply(paths: filename, namespace: namespace, dryRun: dryRun))
+    }
+}
+
+struct Get: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Display one or many objects.")
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "Kind, plural or short name (egw, egp, egcp, egt, sr, gw, ipf, no, ev...).")
+    var kind: String
+    @Argument(help: "Names (default: all).")
+    var names: [String] = []
+    @Option(name: .shortAndLong) var namespace: String?
+    @Flag(name: [.customShort("A"), .customLong("all-namespaces")]) var allNamespaces = false
+    @Option(name: .shortAndLong, help: "wide, yaml, json or name.") var output: String?
+    @Option(name: [.customShort("l"), .customLong("selector")], help: "Label selector (k=v,k!=v,k in (a,b),k,!k).")
+    var selector: String?
+    @Flag(name: [.customShort("w"), .customLong("watch")], help: "After listing, print a row per change.")
+    var watch = false
+
+    func run() async throws {
+        guard let format = CLI.OutputFormat(rawValue: output ?? "") else {
+            throw ValidationError("--output must be one of wide, yaml, json, name, not \"\(output ?? "")\"")
+        }
+        try finish(await client.cli.get(kindName: kind, names: names, namespace: namespace, allNamespaces: allNamespaces,
+                                      output: format, selector: selector, watch: watch))
+    }
+}
+
+struct Delete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete objects by kind and name, or by manifest.")
+    @OptionGroup var client: ClientOptions
+    @Argument var kind: String?
+    @Argument var names: [String] = []
+    @Option(name: .shortAndLong) var filename: [String] = []
+    @Option(name: .shortAndLong) var namespace: String?
+
+    func run() async throws {
+        try finish(await client.cli.delete(kindName: kind, names: names, files: filename, namespace: namespace))
+    }
+}
+
+struct Describe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show an object's spec, status and recent events.")
+    @OptionGroup var client: ClientOptions
+    @Argument var kind: String
+    @Argument var name: String
+    @Option(name: .shortAndLong) var namespace: String?
+
+    func run() async throws {
+        try finish(await client.cli.describe(kindName: kind, name: name, namespace: namespace))
+    }
+}
+
+struct Label: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Set or remove labels: baton label node NAME k=v k2-")
+    @OptionGroup var client: ClientOptions
+    @Argument var kind: String
+    @Argument var name: String
+    @Argument(help: "KEY=VALUE to set, KEY- to remove.") var changes: [String] = []
+    @Option(name: .shortAndLong) var namespace: String?
+    @Flag(help: "Allow changing a label that already has a value.") var overwrite = false
+
+    func run() async throws {
+        try finish(await client.cli.label(kindName: kind, name: name, changes: changes, namespace: namespace, overwrite: overwrite))
+    }
+}
+
+struct Events: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List events, oldest first: a failover's timeline.")
+    @OptionGroup var client: ClientOptions
+    @Option(name: .shortAndLong, help: "Only this namespace (events of cluster-scoped objects are in \"default\").")
+    var namespace: String?
+    @Flag(name: [.customShort("A"), .customLong("all-namespaces")]) var allNamespaces = false
+    @Option(name: .customLong("for"), help: "Only events about KIND/NAME.") var forObject: String?
+    @Flag(name: [.customShort("w"), .customLong("watch")]) var watch = false
+
+    func run() async throws {
+        try finish(await client.cli.events(namespace: namespace, allNamespaces: allNamespaces || namespace == nil,
+                                         forObject: forObject, watch: watch))
+    }
+}
+
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage agent tokens.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a token for a node's agent: it may write only its own Node and EgressTunnel, and read the rest.")
+        @OptionGroup var client: ClientOptions
+        @Argument var node: String
+
+        func run() async throws {
+            try finish(await client.cli.createNodeToken(node: node))
+        }
+    }
+}
+
+struct OpenAPI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "openapi", abstract: "Print the API's OpenAPI document (the server serves it at /openapi.json).")
+
+    func run() throws {
+        print(OpenAPIDocument.document.jsonString(pretty: true))
+    }
+}
