@@ -8,6 +8,17 @@ enum EgressGatewayValidation {
         }
         var errors: [FieldError] = []
 
+        let others = context.list("EgressGateway")
+            .filter { $0.name != new.name }
+            .sorted { $0.name < $1.name }
+            .compactMap { o in (try? o.decodeSpec(EgressGatewaySpec.self)).map { (name: o.name, spec: $0) } }
+
+        // One default gateway per cluster.
+        if spec.isClusterDefault, let other = others.first(where: { $0.spec.isClusterDefault }) {
+            errors.append(.invalid("spec.clusterDefault", "true",
+                                   "A cluster can only have one default gateway, default gateway: \(other.name)."))
+        }
+
         // Node selector.
         if let selector = spec.nodeSelector?.selector, !selector.isEmpty {
             errors += EgressValidation.selector(selector, field: "spec.nodeSelector.selector")
@@ -52,11 +63,6 @@ enum EgressGatewayValidation {
             }
         }
 
-        let others = context.list("EgressGateway")
-            .filter { $0.name != new.name }
-            .sorted { $0.name < $1.name }
-            .compactMap { o in (try? o.decodeSpec(EgressGatewaySpec.self)).map { (name: o.name, spec: $0) } }
-
         // No two gateways share an address.
         for family in [IPAddress.Family.v4, .v6] {
             for (i, text) in spec.poolEntries(family: family).enumerated() {
@@ -69,12 +75,6 @@ enum EgressGatewayValidation {
                     }
                 }
             }
-        }
-
-        // One default gateway per cluster.
-        if spec.isClusterDefault, let other = others.first(where: { $0.spec.isClusterDefault }) {
-            errors.append(.invalid("spec.clusterDefault", "true",
-                                   "A cluster can only have one default gateway, default gateway: \(other.name)."))
         }
 
         errors += immutableFamilies(spec, old)
