@@ -48,7 +48,9 @@ public protocol ResourceStore: Sendable {
 
     func get(kind: String, namespace: String?, name: String) async throws -> Resource
 
-    /// The objects of `kind`, in name order; `namespace` nil means every namespace.
+    /// The objects of `kind` that `selector` matches (nil or empty: all), in namespace then
+    /// name order; `namespace` nil means every namespace. `revision` is the store revision the
+    /// list was read at: a watch from it misses nothing and repeats nothing.
     func list(kind: String, namespace: String?, selector: LabelSelector?) async throws -> ListResult
 
     /// Replaces everything but `status`, which keeps its stored value. When
@@ -66,7 +68,14 @@ public protocol ResourceStore: Sendable {
 
     /// Every change after `revision` to objects of `kind` (nil: every kind) in `namespace`
     /// (nil: every namespace), in revision order, each exactly once, then live changes until
-    /// the consumer stops iterating. Throws 410 Gone when `revision` is older than the store keeps.
+    /// the consumer stops iterating. `revision` 0 means from the beginning of the history.
+    ///
+    /// The call throws 410 Gone when `revision` is older than the store keeps (the client must
+    /// list again). Leaving the loop or cancelling the consuming task ends the watch, and the
+    /// stream finishes without an error. A stream can also end later with 410 Gone, after
+    /// every change it had queued, when the watcher fell too far behind or the history it still
+    /// needed was compacted; watching again from the last revision received then resumes
+    /// without a gap (or fails with 410 at once, and the client lists again).
     func watch(kind: String?, namespace: String?, since revision: Int64) async throws -> AsyncThrowingStream<WatchEvent, any Error>
 
     /// The revision of the latest write.

@@ -359,6 +359,9 @@ final class WatchCursor: Sendable {
             case .replay(let after):
                 do {
                     try await replay(after: after)
+                } catch is CancellationError {
+                    finish()
+                    return nil
                 } catch {
                     finish()
                     throw error
