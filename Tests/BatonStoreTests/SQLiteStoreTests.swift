@@ -231,4 +231,32 @@ struct SQLiteStoreTests {
         #expect(journal == "wal")
         await store.close()
     }
+    @Test func largeListKeepsOrderAndFilters() async throws {
+        let store = try SQLiteStore.inMemory()
+        let names = (0..<1_200).map { String(format: "r%05d", $0) }
+        for (i, name) in names.shuffled().enumerated() {
+            _ = try await store.create(Fixture.route(name, labels: ["even": i.isMultiple(of: 2) ? "yes" : "no"]))
+        }
+        let all = try await store.list(kind: "StaticRoute", namespace: nil, selector: nil)
+        #expect(all.items.map(\.name) == names)
+        let even = try await store.list(kind: "StaticRoute", namespace: nil, selector: try LabelSelector.parse("even=yes"))
+        #expect(even.items.count == 600)
+        #expect(even.items.map(\.name) == even.items.map(\.name).sorted())
+        #expect(even.items.allSatisfy { $0.labels["even"] == "yes" })
+        await store.close()
+    }
+
+    @Test func numberRepresentationIsNotAChange() async throws {
+        let store = try SQLiteStore.inMemory()
+        var input = Fixture.route("r")
+        input.spec?["weight"] = .int(50)
+        let v1 = try await store.create(input)
+        var same = v1
+        same.spec?["weight"] = .double(50)
+        same.metadata.labels = ["touched": "yes"]
+        let v2 = try await store.update(same)
+        #expect(v2.metadata.generation == 1)
+        #expect(v2.metadata.revision == v1.metadata.revision + 1)
+        await store.close()
+    }
 }
