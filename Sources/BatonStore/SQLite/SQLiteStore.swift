@@ -269,6 +269,11 @@ public final class SQLiteStore: ResourceStore, Sendable {
 
     // MARK: - Watch
 
+    /// See `ResourceStore.watch`. History is read from the change log page by page as the
+    /// consumer pulls, so a long replay is paced by the consumer and does not count against
+    /// `watchBufferLimit`; only live changes queue up. The stream is pull-based rather than
+    /// fed through a continuation, which is why there is no `onTermination`: the watch is
+    /// unregistered when its task is cancelled, when the stream ends, or when the stream is released.
     public func watch(kind: String?, namespace: String?, since revision: Int64) async throws -> AsyncThrowingStream<WatchEvent, any Error> {
         try checkOpen()
         let subscriber = try hub.register(kind: kind, namespace: namespace)
