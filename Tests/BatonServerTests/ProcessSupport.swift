@@ -58,9 +58,12 @@ final class ServerProcess: @unchecked Sendable {
         self.dataDir = dataDir
         self.port = port ?? Self.freePort()
         process.executableURL = URL(fileURLWithPath: BatonBinary.path!)
-        process.arguments = ["server", "--data-dir", dataDir, "--listen", "127.0.0.1:\(self.port)", "--log-level", "warning"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.arguments = ["server", "--data-dir", dataDir, "--listen", "127.0.0.1:\(self.port)", "--log-level", "info"]
+        let logPath = dataDir + "/server-\(self.port)-\(UUID().uuidString.prefix(4)).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)
+        process.standardOutput = log
+        process.standardError = log
         try process.run()
         let deadline = ContinuousClock.now.advanced(by: .seconds(20))
         while ContinuousClock.now < deadline {
@@ -68,7 +71,8 @@ final class ServerProcess: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         kill()
-        throw APIError.unavailable("baton server did not start on port \(self.port)")
+        let tail = (try? String(contentsOfFile: logPath, encoding: .utf8)).map { String($0.suffix(2000)) } ?? ""
+        throw APIError.unavailable("baton server did not start on port \(self.port) (running: \(process.isRunning)): \(tail)")
     }
 
     func kill(signal: Int32 = SIGKILL) {

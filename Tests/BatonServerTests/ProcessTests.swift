@@ -1,6 +1,7 @@
 import BatonAPI
 import BatonClient
 import Foundation
+import NIOCore
 import Synchronization
 import Testing
 
@@ -75,7 +76,9 @@ struct ProcessTests {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let server = try await ServerProcess(dataDir: dir)
-        let client = server.client
+        var writer = server.client
+        writer.timeout = .seconds(5)  // a request caught by the kill fails fast instead of holding the test
+        let client = writer
         let acknowledged = Acknowledged()
         let killAfter = 300
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -102,7 +105,7 @@ struct ProcessTests {
         }
         let acked = acknowledged.all
         #expect(acked.count >= killAfter)
-        let restarted = try await ServerProcess(dataDir: dir, port: server.port)
+        let restarted = try await ServerProcess(dataDir: dir)
         defer { restarted.kill() }
         let stored = Set(try await restarted.client.list(.node, namespace: nil, labelSelector: "load=sigkill").items.map(\.name))
         let lost = acked.subtracting(stored)
