@@ -35,13 +35,25 @@ public enum BatonServerMain {
                 "adminToken": "\(tokenPath)",
             ])
         }
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // Services stop in reverse order: the store closes first, which ends every open watch,
+        // so the HTTP server can drain instead of waiting on streams that never end.
+        let group = ServiceGroup(configuration: .init(services: [app, StoreCloser(store: store)],
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
             await store.close()
             throw error
         }
+        await store.close()
+    }
+}
+
+/// Closes the store when graceful shutdown begins.
+struct StoreCloser: Service {
+    let store: SQLiteStore
+    func run() async throws {
+        try? await gracefulShutdown()
         await store.close()
     }
 }

@@ -14,7 +14,7 @@ struct Baton: AsyncParsableCommand {
         abstract: "Keeps network identities alive when the machine serving them dies.",
         version: "0.1.0",
         subcommands: [
-            Server.self, Apply.self, Get.self, Delete.self, Describe.self, Label.self, Events.self, Token.self, OpenAPI.self,
+            Server.self, Apply.self, Get.self, Delete.self, Describe.self, Label.self, Events.self, Token.self, OpenAPI.self, Bench.self,
         ])
 }
 
@@ -184,5 +184,45 @@ struct OpenAPI: ParsableCommand {
 
     func run() throws {
         print(OpenAPIDocument.document.jsonString(pretty: true))
+    }
+}
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Benchmarks that print Baton's figures beside a real peer's.",
+                                                    subcommands: [API.self])
+
+    struct API: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "api",
+            abstract: "Apply, get and list throughput and p99, and change-to-watchers latency: Baton's API on SQLite beside etcd.")
+        @Option(help: "How many objects.") var objects = 10_000
+        @Option(help: "How many concurrent watchers.") var watchers = 100
+        @Option(help: "How many changes to time through the watchers.") var changes = 100
+        @Option(help: "Concurrent client requests.") var concurrency = 16
+        @Option(help: "The etcd binary (default: etcd on PATH; none to skip).") var etcd: String?
+
+        func run() async throws {
+            var bench = APIBenchmark(batonBinary: CommandLine.executablePath, etcdBinary: etcd == "none" ? nil : (etcd ?? findOnPath("etcd")))
+            bench.objects = objects
+            bench.watchers = watchers
+            bench.changes = changes
+            bench.concurrency = concurrency
+            try await bench.run { print($0) }
+        }
+    }
+}
+
+func findOnPath(_ name: String) -> String? {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+        let p = "\(dir)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: p) { return p }
+    }
+    return nil
+}
+
+extension CommandLine {
+    /// This executable's path, to start it again as a server.
+    static var executablePath: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? arguments[0]
     }
 }
