@@ -113,6 +113,78 @@ struct ProcessTests {
     }
 }
 
+
+extension ProcessTests {
+    @Test func watchPrintsARowPerChangeAndMetricsCountRequests() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let server = try await ServerProcess(dataDir: dir)
+        defer { server.kill() }
+        let watcher = Process()
+        watcher.executableURL = URL(fileURLWithPath: BatonBinary.path!)
+        watcher.arguments = ["get", "egt", "-w"]
+        watcher.environment = ProcessInfo.processInfo.environment.merging(server.env) { _, b in b }
+        let out = Pipe()
+        watcher.standardOutput = out
+        watcher.standardError = FileHandle.nullDevice
+        try watcher.run()
+        defer { if watcher.isRunning { kill(watcher.processIdentifier, SIGKILL); watcher.waitUntilExit() } }
+        // Reading a pipe blocks: if rows never come, stop the watcher so the read ends and the test fails.
+        let pid = watcher.processIdentifier
+        let watchdog = Task { try await Task.sleep(for: .seconds(20)); kill(pid, SIGKILL) }
+        defer { watchdog.cancel() }
+        for phase in ["Init", "Ready"] {
+            let tunnel = "apiVersion: egressgateway.spidernet.io/v1beta1\nkind: EgressTunnel\nmetadata:\n  name: node1\n  labels: {phase: \(phase.lowercased())}\n"
+            #expect(try BatonBinary.run(["apply", "-f", "-"], env: server.env, stdin: tunnel).status == 0)
+        }
+        // The header, then one row for the create and one for the update.
+        var text = ""
+        let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+        while text.split(separator: "\n").count < 3 && ContinuousClock.now < deadline {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let lines = text.split(separator: "\n")
+        #expect(lines.count >= 3, "\(text)")
+        #expect(lines.first?.hasPrefix("NAME") == true)
+        #expect(lines.dropFirst().allSatisfy { $0.hasPrefix("node1") })
+        let metrics = try await server.client.send(.GET, "/metrics")
+        let body = String(decoding: metrics.body, as: UTF8.self)
+        #expect(body.contains("baton_api_requests_total"), "\(body.prefix(300))")
+        #expect(body.contains("resource=\"egresstunnels\""))
+    }
+
+    @Test func describeAndEventsShowTheRecordedTimeline() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let server = try await ServerProcess(dataDir: dir)
+        defer { server.kill() }
+        let tunnel = "apiVersion: egressgateway.spidernet.io/v1beta1\nkind: EgressTunnel\nmetadata:\n  name: node2\n"
+        #expect(try BatonBinary.run(["apply", "-f", "-"], env: server.env, stdin: tunnel).status == 0)
+        let event = """
+        apiVersion: baton.io/v1
+        kind: Event
+        metadata: {name: node2.hb, namespace: default}
+        involvedObject: {kind: EgressTunnel, name: node2}
+        reason: HeartbeatTimeout
+        message: update tunnel status to HeartbeatTimeout
+        type: Warning
+        firstTimestamp: "2026-01-01T00:00:00.000Z"
+        lastTimestamp: "2026-01-01T00:00:00.250Z"
+        count: 1
+        """
+        #expect(try BatonBinary.run(["apply", "-f", "-"], env: server.env, stdin: event).status == 0)
+        let describe = try BatonBinary.run(["describe", "egt", "node2"], env: server.env)
+        #expect(describe.status == 0, "\(describe.err)")
+        #expect(describe.out.contains("HeartbeatTimeout"))
+        #expect(describe.out.contains("update tunnel status to HeartbeatTimeout"))
+        let events = try BatonBinary.run(["events", "--for", "egt/node2"], env: server.env)
+        #expect(events.out.contains("2026-01-01T00:00:00.250Z"))
+        #expect(events.out.contains("egresstunnel/node2"))
+    }
+}
+
 /// Names whose creation the server acknowledged.
 final class Acknowledged: Sendable {
     private let names = Mutex<Set<String>>([])

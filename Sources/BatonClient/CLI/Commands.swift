@@ -9,7 +9,7 @@ public struct CLI: Sendable {
     public var err: @Sendable (String) -> Void
 
     public init(connection: Connection,
-                out: @escaping @Sendable (String) -> Void = { print($0) },
+                out: @escaping @Sendable (String) -> Void = { FileHandle.standardOutput.write(Data(($0 + "\n").utf8)) },
                 err: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
         self.connection = connection
         self.out = out
