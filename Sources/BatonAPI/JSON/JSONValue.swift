@@ -89,11 +89,17 @@ extension JSONValue: Codable {
 extension JSONValue {
     /// Parses one JSON document.
     public static func parse(_ data: Data) throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: data)
+        try data.withUnsafeBytes { raw in try JSONCodec.parse(raw.bindMemory(to: UInt8.self)) }
     }
 
     /// Compact JSON with sorted keys: the form that is stored and compared.
     public func jsonData(pretty: Bool = false) -> Data {
+        if !pretty {
+            var out: [UInt8] = []
+            out.reserveCapacity(256)
+            JSONCodec.write(self, into: &out)
+            return Data(out)
+        }
         let e = JSONEncoder()
         e.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
         // Encoding a JSONValue cannot fail: every case maps onto a JSON value (NaN is not produced by the parser).
@@ -101,12 +107,19 @@ extension JSONValue {
     }
 
     public func jsonString(pretty: Bool = false) -> String {
-        String(decoding: jsonData(pretty: pretty), as: UTF8.self)
+        if !pretty {
+            var out: [UInt8] = []
+            out.reserveCapacity(256)
+            JSONCodec.write(self, into: &out)
+            return String(decoding: out, as: UTF8.self)
+        }
+        return String(decoding: jsonData(pretty: pretty), as: UTF8.self)
     }
 
     /// Re-decodes this value as a Codable type (the typed view of a spec or status).
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        try JSONDecoder().decode(T.self, from: jsonData())
+        if T.self == JSONValue.self { return self as! T }
+        return try JSONDecoder().decode(T.self, from: jsonData())
     }
 
     /// The JSON value of an Encodable.

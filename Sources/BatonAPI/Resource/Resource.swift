@@ -39,7 +39,7 @@ public struct Resource: Sendable, Hashable {
         var o = body
         o["apiVersion"] = .string(apiVersion)
         o["kind"] = .string(kind)
-        o["metadata"] = (try? JSONValue(encoding: metadata)) ?? .object(["name": .string(metadata.name)])
+        o["metadata"] = metadata.jsonValue
         return .object(o)
     }
 
@@ -60,10 +60,9 @@ public struct Resource: Sendable, Hashable {
         let metaJSON = o.removeValue(forKey: "metadata") ?? .object([:])
         let meta: ObjectMeta
         do {
-            meta = try metaJSON.decode(ObjectMeta.self)
+            meta = try ObjectMeta(json: metaJSON)
         } catch {
-            throw APIError(code: 422, reason: .invalid, message: "\(kind): metadata: Invalid value: \(Self.describe(error))",
-                           kind: kind, causes: [.invalid("metadata", "", Self.describe(error))])
+            throw APIError(code: 422, reason: .invalid, message: "\(kind): \(error.description)", kind: kind, causes: [error])
         }
         self.init(apiVersion: apiVersion, kind: kind, metadata: meta, body: o)
     }

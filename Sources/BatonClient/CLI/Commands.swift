@@ -19,7 +19,7 @@ public struct CLI: Sendable {
     var client: BatonClient { connection.client }
 
     /// A kind from what the user typed, or an error in kubectl's words.
-    public static func kind(_ name: String) throws(APIError) -> KindInfo {
+    public static func kind(_ name: String) throws -> KindInfo {
         guard let k = KindRegistry.lookup(name) else {
             throw APIError.notFound("the server doesn't have a resource type \"\(name)\"")
         }
