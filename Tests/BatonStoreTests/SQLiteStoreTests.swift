@@ -246,6 +246,168 @@ struct SQLiteStoreTests {
         await store.close()
     }
 
+    /// Concurrent bursts mixing writes that succeed with writes that must fail (stale
+    /// resourceVersion, already exists, not found), so that both land in the same group-commit
+    /// batches: each failure gets its own error without touching the others, and the change log
+    /// and a watch hold each success exactly once at gap-free revisions.
+    @Test func groupCommitKeepsEachWritesOutcomeItsOwn() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var config = SQLiteStore.Configuration()
+        config.synchronous = .full  // slow commits, so bursts queue up behind them
+        let store = try SQLiteStore(directory: dir.path, configuration: config)
+        let count = 32
+        var current: [Resource] = []
+        var stale: [String] = []
+        for i in 0..<count {
+            let created = try await store.create(Fixture.route("r\(i)"))
+            stale.append(created.metadata.resourceVersion!)
+            var next = created
+            next.spec?["gateway"] = "10.9.9.9"
+            current.append(try await store.update(next))
+        }
+        let base = try await store.currentRevision()
+        let watch = try await store.watch(kind: nil, namespace: nil, since: base)
+
+        enum Outcome: Sendable { case ok(WatchEventType, String, Int64), failed(expected: Int, got: Int) }
+        var outcomes: [Outcome] = []
+        for round in 0..<6 {
+            let snapshot = current
+            let staleVersions = stale
+            let results = try await withThrowingTaskGroup(of: (Int?, Outcome).self) { group in
+                func attempt(_ index: Int? = nil, expecting code: Int? = nil,
+                             _ write: @escaping @Sendable () async throws -> (WatchEventType, Resource)) {
+                    group.addTask {
+                        do {
+                            let (type, object) = try await write()
+                            return (index, code == nil ? .ok(type, object.name, object.metadata.revision) : .failed(expected: code!, got: 200))
+                        } catch let error as APIError {
+                            return (index, .failed(expected: code ?? 200, got: error.code))
+                        }
+                    }
+                }
+                for i in 0..<count {
+                    var fresh = snapshot[i]
+                    fresh.spec?["gateway"] = .string("10.0.\(round).\(i)")
+                    attempt(i) { [fresh] in (.modified, try await store.update(fresh)) }
+                    if i % 3 == 0 {
+                        var old = fresh
+                        old.metadata.resourceVersion = staleVersions[i]
+                        attempt(expecting: 409) { [old] in (.modified, try await store.update(old)) }
+                    }
+                    if i % 5 == 0 {
+                        var old = snapshot[i]
+                        old.metadata.resourceVersion = staleVersions[i]
+                        old.body["status"] = ["phase": "Stale"]
+                        attempt(expecting: 409) { [old] in (.modified, try await store.updateStatus(old)) }
+                    }
+                }
+                for k in 0..<4 {
+                    attempt { (.added, try await store.create(Fixture.route("new-\(round)-\(k)"))) }
+                    attempt(expecting: 409) { (.added, try await store.create(Fixture.route("r\(k)"))) }
+                    attempt(expecting: 404) {
+                        (.deleted, try await store.delete(kind: "StaticRoute", namespace: nil, name: "missing-\(k)", expectedRevision: nil))
+                    }
+                }
+                if round > 0 {
+                    attempt(expecting: 409) {
+                        (.deleted, try await store.delete(kind: "StaticRoute", namespace: nil, name: "new-\(round - 1)-0",
+                                                          expectedRevision: 1))
+                    }
+                    attempt { (.deleted, try await store.delete(kind: "StaticRoute", namespace: nil, name: "new-\(round - 1)-1",
+                                                                expectedRevision: nil)) }
+                }
+                var results: [(Int?, Outcome)] = []
+                for try await result in group { results.append(result) }
+                return results
+            }
+            stale = snapshot.map { $0.metadata.resourceVersion! }
+            for (index, outcome) in results {
+                outcomes.append(outcome)
+                if let index, case .ok = outcome {
+                    current[index] = try await store.get(kind: "StaticRoute", namespace: nil, name: "r\(index)")
+                }
+            }
+        }
+
+        for case let .failed(expected, got) in outcomes { #expect(got == expected) }
+        let successes = outcomes.compactMap { outcome -> (WatchEventType, String, Int64)? in
+            if case let .ok(type, name, revision) = outcome { return (type, name, revision) }
+            return nil
+        }.sorted { $0.2 < $1.2 }
+        let last = try await store.currentRevision()
+        #expect(successes.map(\.2) == Array((base + 1)...last))  // unique and gap-free
+        let logged = try await store.writer.read { db in
+            try Int64.fetchAll(db, sql: "SELECT revision FROM changes WHERE revision > ? ORDER BY revision", arguments: [base])
+        }
+        #expect(logged == Array((base + 1)...last))
+        let events = try await take(successes.count, from: watch)
+        #expect(events.map { "\($0.type) \($0.object.name) \($0.revision)" } == successes.map { "\($0.0) \($0.1) \($0.2)" })
+        // Nothing more arrives: each success was delivered exactly once.
+        _ = try await store.create(Fixture.route("sentinel"))
+        #expect(try await take(1, from: watch).map(\.object.name) == ["sentinel"])
+        await store.close()
+    }
+
+    @Test func compactionRunsWhenItsRevisionIsReachedInsideABatch() async throws {
+        var config = SQLiteStore.Configuration()
+        config.retainedRevisions = 100
+        config.compactionInterval = 50
+        let store = try SQLiteStore.inMemory(configuration: config)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for w in 0..<16 {
+                group.addTask {
+                    for i in 0..<50 {
+                        _ = try await store.create(Fixture.route("w\(w)-\(i)"))
+                        // A failing write in the batch must not swallow the compaction revision.
+                        await expectAPIError(409) { _ = try await store.create(Fixture.route("w\(w)-\(i)")) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let (rows, compacted, revision) = try await store.writer.read { db in
+            (try Int.fetchOne(db, sql: "SELECT count(*) FROM changes")!, try ChangeLog.state(db).compacted,
+             try ChangeLog.state(db).revision)
+        }
+        #expect(revision == 800)
+        #expect(rows == 100)
+        #expect(compacted == 700)
+        await store.close()
+    }
+
+    @Test func closeFailsQueuedWritesWithoutHanging() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try SQLiteStore(directory: dir.path)
+        _ = try await store.create(Fixture.route("r"))
+        // Another connection holds the write lock, so the next batch blocks and later writes queue.
+        var holder = GRDB.Configuration()
+        holder.allowsUnsafeTransactions = true
+        let other = try DatabaseQueue(path: dir.path + "/" + SQLiteStore.fileName, configuration: holder)
+        try await other.writeWithoutTransaction { db in try db.execute(sql: "BEGIN IMMEDIATE") }
+        let blocked = Task { try await store.create(Fixture.route("blocked")) }
+        // Wait until it has left the queue for a batch, which now waits for the lock.
+        try await waitUntil("the blocked write to enter a batch") { store.committer.isDraining && store.committer.queuedCount == 0 }
+        #expect(store.committer.queuedCount == 0)
+        let queued = (0..<20).map { i in Task { try await store.create(Fixture.route("q\(i)")) } }
+        try await waitUntil("the writes to queue") { store.committer.queuedCount == 20 }
+
+        let closing = Task { await store.close() }
+        for task in queued {
+            await expectAPIError(503, "the store is closed") { _ = try await withTimeout(10) { try await task.value } }
+        }
+        // The batch in progress still commits once the lock is free, and close() then returns.
+        try await other.writeWithoutTransaction { db in try db.execute(sql: "ROLLBACK") }
+        try other.close()
+        #expect(try await withTimeout(10, "the blocked write") { try await blocked.value }.metadata.revision == 2)
+        try await withTimeout(10, "close") { await closing.value }
+
+        let reopened = try SQLiteStore(directory: dir.path)
+        #expect(try await reopened.list(kind: "StaticRoute", namespace: nil, selector: nil).items.map(\.name) == ["blocked", "r"])
+        await reopened.close()
+    }
+
     @Test func numberRepresentationIsNotAChange() async throws {
         let store = try SQLiteStore.inMemory()
         var input = Fixture.route("r")

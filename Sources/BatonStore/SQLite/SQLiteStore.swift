@@ -6,8 +6,9 @@ import Synchronization
 
 /// The embedded `ResourceStore`: one SQLite file (`DATA_DIR/baton.sqlite`) in WAL mode.
 ///
-/// Every write is one IMMEDIATE transaction that bumps the global revision, writes the object
-/// row and appends a row to the change log; the revision is the object's `resourceVersion`.
+/// Every write bumps the global revision, writes the object row and appends a row to the
+/// change log, all in one savepoint; the revision is the object's `resourceVersion`. Writes that
+/// arrive together are committed together, in one transaction and one fsync (`GroupCommitter`).
 /// Watches are served from the change log by one tailer per store, which a local commit wakes
 /// at once and which also polls the file (`Configuration.pollInterval`), so several
 /// `baton server` processes may share one file and see each other's writes.
@@ -30,6 +31,7 @@ public final class SQLiteStore: ResourceStore, Sendable {
 
     let writer: any DatabaseWriter
     let hub: WatchHub
+    let committer: GroupCommitter
     let logger: Logger
     let now: @Sendable () -> Date
     private let tailer: Mutex<Task<Void, Never>?>
@@ -120,6 +122,7 @@ public final class SQLiteStore: ResourceStore, Sendable {
         self.now = now
         self.hub = WatchHub(lastSeen: revision, bufferLimit: max(1, configuration.watchBufferLimit), logger: logger)
         let hub = self.hub
+        self.committer = GroupCommitter(writer: writer, didCommit: { hub.signal() })
         let poll = configuration.pollInterval
         self.tailer = Mutex(Task { await hub.runTailer(reader: writer, pollInterval: poll) })
     }
@@ -133,6 +136,7 @@ public final class SQLiteStore: ResourceStore, Sendable {
     /// Later calls fail with 503. Safe to call more than once.
     public func close() async {
         guard !isClosed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        committer.close(failing: APIError.unavailable("the store is closed"))
         hub.close()
         let task = tailer.withLock { t -> Task<Void, Never>? in
             defer { t = nil }
@@ -336,17 +340,37 @@ public final class SQLiteStore: ResourceStore, Sendable {
         }
     }
 
-    /// Runs `body` in one IMMEDIATE transaction, then wakes the tailer.
+    /// Runs `body` in its own savepoint of the next group-commit transaction and returns once
+    /// that transaction has committed (the tailer is woken by then). When `body` throws, only
+    /// its own changes are rolled back and only this call fails.
     func write<T: Sendable>(_ operation: String, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try checkOpen()
-        let result: T
-        do {
-            result = try await writer.write(body)
-        } catch {
-            throw Self.storageError(error, doing: operation, configuration: configuration)
+        let configuration = configuration
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let fail: @Sendable (any Error) -> Void = { error in
+                continuation.resume(throwing: Self.storageError(error, doing: operation, configuration: configuration))
+            }
+            let entry = GroupCommitter.Entry(apply: { db in
+                let outcome: Result<T, any Error>
+                do {
+                    var value: T?
+                    try db.inSavepoint {
+                        value = try body(db)
+                        return .commit
+                    }
+                    outcome = .success(value!)
+                } catch let error where db.isInsideTransaction {
+                    outcome = .failure(error)  // the savepoint was rolled back; the batch goes on
+                }
+                return { batchError in
+                    switch (batchError, outcome) {
+                    case (nil, .success(let value)): continuation.resume(returning: value)
+                    case (nil, .failure(let error)), (let error?, _): fail(error)
+                    }
+                }
+            }, fail: fail)
+            if !committer.submit(entry) { fail(APIError.unavailable("the store is closed")) }
         }
-        hub.signal()
-        return result
     }
 
     static func seconds(_ d: Duration) -> TimeInterval {
