@@ -11,10 +11,13 @@ public struct ServerOptions: Sendable {
     public var dataDir: String
     public var host: String
     public var port: Int
-    public init(dataDir: String, host: String, port: Int) {
+    /// Egress failover timings and allocation ranges (`--config values.yaml`).
+    public var settings: FeatureSettings
+    public init(dataDir: String, host: String, port: Int, settings: FeatureSettings = FeatureSettings()) {
         self.dataDir = dataDir
         self.host = host
         self.port = port
+        self.settings = settings
     }
 }
 
@@ -33,6 +36,7 @@ public enum BatonServerMain {
             logger.notice("baton server listening", metadata: [
                 "address": "\(channel.localAddress.map { "\($0)" } ?? "?")", "dataDir": "\(options.dataDir)",
                 "adminToken": "\(tokenPath)",
+                "eipEvictionTimeout": "\(options.settings.eipEvictionTimeout)s",
             ])
         }
         // Services stop in reverse order: the store closes first, which ends every open watch,

@@ -43,8 +43,20 @@ struct Server: AsyncParsableCommand {
     var listen: String = "127.0.0.1:7070"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
+    @Option(help: "Helm-style values.yaml with egressgateway's feature.* keys (tunnelMonitorPeriod, tunnelUpdatePeriod, eipEvictionTimeout...).")
+    var config: String?
 
     func run() async throws {
+        var settings = FeatureSettings()
+        if let config {
+            let text: String
+            do { text = try String(contentsOfFile: config, encoding: .utf8) } catch {
+                throw ValidationError("cannot read --config \(config): \(error.localizedDescription)")
+            }
+            do { settings = try FeatureSettings.parse(yaml: text) } catch {
+                throw ValidationError("\(config): \(error.message)")
+            }
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -58,7 +70,7 @@ struct Server: AsyncParsableCommand {
         }
         var host = String(listen[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        try await BatonServerMain.run(options: ServerOptions(dataDir: dataDir, host: host, port: port),
+        try await BatonServerMain.run(options: ServerOptions(dataDir: dataDir, host: host, port: port, settings: settings),
                                       metrics: registry, logger: Logger(label: "baton.server"))
     }
 }

@@ -185,6 +185,18 @@ extension ProcessTests {
     }
 }
 
+extension ProcessTests {
+    @Test func serverRefusesAnEvictionTimeoutNotAboveTheSumOfPeriods() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let values = dir + "/values.yaml"
+        try "feature:\n  tunnelMonitorPeriod: 5\n  tunnelUpdatePeriod: 5\n  eipEvictionTimeout: 5\n".write(toFile: values, atomically: true, encoding: .utf8)
+        let r = try BatonBinary.run(["server", "--data-dir", dir, "--listen", "127.0.0.1:\(ServerProcess.freePort())", "--config", values])
+        #expect(r.status != 0)
+        #expect(r.err.contains("eipEvictionTimeout should be greater than the sum of tunnelUpdatePeriod and tunnelMonitorPeriod"))
+    }
+}
+
 /// Names whose creation the server acknowledged.
 final class Acknowledged: Sendable {
     private let names = Mutex<Set<String>>([])
