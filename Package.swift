@@ -59,6 +59,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonTesting"]),
+        .testTarget(name: "BatonCoreTests", dependencies: ["BatonCore", "BatonAPI", "BatonTesting"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting"]),
         .testTarget(name: "BatonServerTests", dependencies: [
             "BatonServer", "BatonClient", "BatonTesting",

@@ -1,0 +1,30 @@
+/// egressgateway's failover timers (`feature.tunnelMonitorPeriod`, `feature.tunnelUpdatePeriod`,
+/// `feature.eipEvictionTimeout`) as durations. The Helm-style keys are in seconds; the caller
+/// converts them (fractions allowed) and validates with `validate()` at startup.
+public struct EgressFailoverSettings: Sendable, Hashable {
+    /// How often the controller checks every tunnel's heartbeat.
+    public var tunnelMonitorPeriod: Duration
+    /// How often an agent heartbeats.
+    public var tunnelUpdatePeriod: Duration
+    /// How long after the last received heartbeat a node's EIPs may move away.
+    public var eipEvictionTimeout: Duration
+
+    public init(tunnelMonitorPeriod: Duration, tunnelUpdatePeriod: Duration, eipEvictionTimeout: Duration) {
+        self.tunnelMonitorPeriod = tunnelMonitorPeriod
+        self.tunnelUpdatePeriod = tunnelUpdatePeriod
+        self.eipEvictionTimeout = eipEvictionTimeout
+    }
+
+    /// Refuses non-positive periods and, with egressgateway's message, an eviction timeout that
+    /// is not greater than `tunnelUpdatePeriod + tunnelMonitorPeriod` (a healthy node whose
+    /// heartbeat lands just after a check could otherwise be evicted).
+    public func validate() throws(ConfigurationError) {
+        for (key, value) in [("tunnelMonitorPeriod", tunnelMonitorPeriod), ("tunnelUpdatePeriod", tunnelUpdatePeriod),
+                             ("eipEvictionTimeout", eipEvictionTimeout)] where value <= .zero {
+            throw ConfigurationError(.notPositive, "\(key) must be greater than 0, got \(value)")
+        }
+        guard eipEvictionTimeout > tunnelUpdatePeriod + tunnelMonitorPeriod else {
+            throw ConfigurationError(.ordering, "eipEvictionTimeout should be greater than the sum of tunnelUpdatePeriod and tunnelMonitorPeriod")
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import BatonAPI
+import BatonCore
+import BatonTesting
+import Testing
+
+@Suite struct HeartbeatMonitorTests {
+    static let timeout = Duration.milliseconds(500)
+    static let period = Duration.milliseconds(100)
+
+    func monitor() -> HeartbeatMonitor { HeartbeatMonitor(eipEvictionTimeout: Self.timeout, tunnelMonitorPeriod: Self.period) }
+
+    @Test func evictsExactlyOnceAfterTimeoutThenReadyWithoutRepeat() {
+        let clock = ManualClock()
+        var m = monitor()
+        m.heartbeatReceived("node1", at: clock.now)
+        m.heartbeatReceived("node2", at: clock.now)
+        #expect(m.evaluate(now: clock.now) == [.markReady(node: "node1"), .markReady(node: "node2")])
+        #expect(m.evaluate(now: clock.now) == [])
+
+        var timeouts: [HeartbeatMonitor.Decision] = []
+        for _ in 0..<20 {                       // 2 s of monitor ticks; node2 keeps heartbeating
+            clock.advance(by: Self.period)
+            m.heartbeatReceived("node2", at: clock.now)
+            timeouts += m.evaluate(now: clock.now)
+        }
+        #expect(timeouts == [.markHeartbeatTimeout(node: "node1", silentFor: .milliseconds(600))])
+        #expect(m.phase(of: "node1") == .heartbeatTimeout)
+
+        // Exactly at the timeout is not yet "older than" it.
+        var edge = monitor()
+        edge.heartbeatReceived("n", at: .zero)
+        _ = edge.evaluate(now: .zero)
+        #expect(edge.evaluate(now: .zero + Self.timeout) == [])
+        #expect(edge.nextDeadline == BatonInstant.zero + Self.timeout)
+
+        // The node comes back: Ready once.
+        m.heartbeatReceived("node1", at: clock.now)
+        #expect(m.evaluate(now: clock.now) == [.markReady(node: "node1")])
+        #expect(m.evaluate(now: clock.advance(by: Self.period)) == [])
+    }
+
+    @Test func hundredDelaysShorterThanTimeoutCauseNoEviction() {
+        let clock = ManualClock()
+        var m = monitor()
+        var decisions: [HeartbeatMonitor.Decision] = []
+        m.heartbeatReceived("node1", at: clock.now)
+        decisions += m.evaluate(now: clock.now)
+        for i in 0..<100 {
+            // A stall (SIGSTOP) just short of the timeout, evaluated every monitor period.
+            let stall = Self.timeout - .milliseconds(1 + i % 7)
+            let end = clock.now + stall
+            while clock.now + Self.period <= end {
+                decisions += m.evaluate(now: clock.advance(by: Self.period))
+            }
+            clock.set(to: end)
+            decisions += m.evaluate(now: clock.now)
+            m.heartbeatReceived("node1", at: clock.now)  // SIGCONT: the queued heartbeat lands
+            decisions += m.evaluate(now: clock.now)
+        }
+        #expect(decisions == [.markReady(node: "node1")])
+    }
+
+    /// The agent's own clock (what it writes into `lastHeartbeatTime`) is minutes off; the monitor
+    /// never sees it, so only receive times decide.
+    @Test(arguments: [Duration.seconds(-600), .zero, .seconds(600)])
+    func agentClockSkewChangesNothing(skew: Duration) {
+        let server = ManualClock(BatonInstant(sinceOrigin: .seconds(1000)))
+        let agent = ManualClock(BatonInstant(sinceOrigin: .seconds(1000) + skew))
+        var m = monitor()
+        var decisions: [HeartbeatMonitor.Decision] = []
+        for _ in 0..<50 {
+            let sentAt = agent.now                  // what a naive controller would compare with
+            _ = sentAt
+            server.advance(by: .milliseconds(3))    // network delay
+            m.heartbeatReceived("node1", at: server.now)
+            decisions += m.evaluate(now: server.now)
+            server.advance(by: Self.period - .milliseconds(3))
+            agent.advance(by: Self.period)
+            decisions += m.evaluate(now: server.now)
+        }
+        #expect(decisions == [.markReady(node: "node1")])
+    }
+
+    @Test func newLeaderGivesTrackedTunnelsAFullTimeoutOfGrace() {
+        let clock = ManualClock(BatonInstant(sinceOrigin: .seconds(50)))
+        var m = monitor()
+        m.track("node1", phase: .ready, now: clock.now)
+        m.track("node2", phase: .heartbeatTimeout, now: clock.now)
+        #expect(m.evaluate(now: clock.advance(by: Self.timeout)) == [])
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(1))) == [.markHeartbeatTimeout(node: "node1", silentFor: .milliseconds(501))])
+    }
+
+    @Test func settingsRefuseTimeoutNotAboveSumOfPeriods() throws {
+        let ok = EgressFailoverSettings(tunnelMonitorPeriod: .milliseconds(100), tunnelUpdatePeriod: .milliseconds(100),
+                                        eipEvictionTimeout: .milliseconds(250))
+        try ok.validate()
+        let seed = EgressFailoverSettings(tunnelMonitorPeriod: .seconds(5), tunnelUpdatePeriod: .seconds(5), eipEvictionTimeout: .seconds(5))
+        #expect(throws: ConfigurationError(.ordering, "eipEvictionTimeout should be greater than the sum of tunnelUpdatePeriod and tunnelMonitorPeriod")) {
+            try seed.validate()
+        }
+    }
+}
