@@ -100,3 +100,9 @@ import Testing
         }
     }
 }
+
+@Test func defaultsFromTheValuesFileSatisfyTheCoreRule() throws {
+    let settings = EgressFailoverSettings(try FeatureSettings.parse(yaml: ""))
+    try settings.validate()
+    #expect(settings.eipEvictionTimeout == .milliseconds(700))
+}

@@ -1,3 +1,5 @@
+import BatonAPI
+
 /// egressgateway's failover timers (`feature.tunnelMonitorPeriod`, `feature.tunnelUpdatePeriod`,
 /// `feature.eipEvictionTimeout`) as durations. The Helm-style keys are in seconds; the caller
 /// converts them (fractions allowed) and validates with `validate()` at startup.
@@ -26,5 +28,15 @@ public struct EgressFailoverSettings: Sendable, Hashable {
         guard eipEvictionTimeout > tunnelUpdatePeriod + tunnelMonitorPeriod else {
             throw ConfigurationError(.ordering, "eipEvictionTimeout should be greater than the sum of tunnelUpdatePeriod and tunnelMonitorPeriod")
         }
+    }
+}
+
+extension EgressFailoverSettings {
+    /// The timers of a parsed values file (`baton server --config`), which has already refused an
+    /// eviction timeout that breaks the rule.
+    public init(_ feature: FeatureSettings) {
+        self.init(tunnelMonitorPeriod: .milliseconds(Int64((feature.tunnelMonitorPeriod * 1000).rounded())),
+                  tunnelUpdatePeriod: .milliseconds(Int64((feature.tunnelUpdatePeriod * 1000).rounded())),
+                  eipEvictionTimeout: .milliseconds(Int64((feature.eipEvictionTimeout * 1000).rounded())))
     }
 }
