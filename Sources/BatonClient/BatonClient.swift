@@ -138,6 +138,12 @@ public struct BatonClient: Sendable {
                                                  body: object.json))
     }
 
+    /// Merges `status` into the stored status (RFC 7386): only the given fields change.
+    public func mergeStatus(_ kind: KindInfo, name: String, namespace: String?, status: JSONValue) async throws -> Resource {
+        try Resource(json: try await call(.PATCH, kind.objectPath(name: name, namespace: namespace) + "/status",
+                                          body: ["status": status], contentType: "application/merge-patch+json"))
+    }
+
     public func delete(_ kind: KindInfo, name: String, namespace: String?) async throws -> Resource {
         try Resource(json: try await call(.DELETE, kind.objectPath(name: name, namespace: namespace)))
     }

@@ -187,3 +187,26 @@ status:
         }
     }
 }
+
+@Suite struct StatusMergePatchTests {
+    @Test func mergePatchChangesOnlyTheGivenStatusFields() async throws {
+        let h = try Harness()
+        let token = try await h.api.tokens.issueNodeToken(node: "node1")
+        let tunnel: JSONValue = ["apiVersion": "egressgateway.spidernet.io/v1beta1", "kind": "EgressTunnel", "metadata": ["name": "node1"]]
+        try await h.app.test(.router) { client in
+            #expect(try await client.send(.patch, path(.egressTunnel, "node1"), token: token, json: tunnel).status == .created)
+            let controller: JSONValue = ["status": ["phase": "Ready", "mark": "0x26000001"]]
+            let a = try await client.send(.patch, path(.egressTunnel, "node1") + "/status", json: controller, contentType: "application/merge-patch+json")
+            #expect(a.status == .ok, "\(a.text)")
+            let agent: JSONValue = ["status": ["lastHeartbeatTime": "2026-11-24T00:00:00.100Z"]]
+            let b = try await client.send(.patch, path(.egressTunnel, "node1") + "/status", token: token, json: agent, contentType: "application/merge-patch+json")
+            #expect(b.status == .ok, "\(b.text)")
+            #expect(b.json?["status"]?["phase"] == "Ready")
+            #expect(b.json?["status"]?["mark"] == "0x26000001")
+            #expect(b.json?["status"]?["lastHeartbeatTime"] == "2026-11-24T00:00:00.100Z")
+            let bad: JSONValue = ["status": ["phase": "Sleeping"]]
+            let c = try await client.send(.patch, path(.egressTunnel, "node1") + "/status", json: bad, contentType: "application/merge-patch+json")
+            #expect(c.status.code == 422)
+        }
+    }
+}

@@ -128,3 +128,16 @@ extension JSONValue {
         self = try JSONValue.parse(data)
     }
 }
+
+extension JSONValue {
+    /// RFC 7386 JSON merge patch: objects merge key by key, `null` removes a key, anything
+    /// else replaces the target.
+    public static func mergePatch(_ target: JSONValue, _ patch: JSONValue) -> JSONValue {
+        guard case .object(let p) = patch else { return patch }
+        var t: [String: JSONValue] = target.objectValue ?? [:]
+        for (k, v) in p {
+            if v.isNull { t[k] = nil } else { t[k] = mergePatch(t[k] ?? .null, v) }
+        }
+        return .object(t)
+    }
+}

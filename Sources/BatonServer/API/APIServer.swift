@@ -165,6 +165,27 @@ public struct APIServer: Sendable {
             let outcome = result.old == nil ? "created" : (result.old?.metadata.resourceVersion == result.object.metadata.resourceVersion ? "unchanged" : "configured")
             r.headers[HTTPField.Name("X-Baton-Apply-Result")!] = outcome
             return ("apply", r)
+        case (.patch, let name?, "status") where (request.headers[.contentType] ?? "").contains("merge-patch"):
+            // RFC 7386 merge patch of `status`: each writer (agent, controller) sends only the
+            // fields it owns, and the server merges onto the latest stored status.
+            guard route.kind.hasStatus else { throw APIError.notFound("\(route.kind.plural) have no status subresource") }
+            try authorize(identity, .update, route, name: name)
+            let body = try await readDocument(&request)
+            guard case .object(let patch) = body, Set(patch.keys).isSubset(of: ["status", "apiVersion", "kind", "metadata"]) else {
+                throw APIError.badRequest("a status merge patch is an object with a \"status\" member only")
+            }
+            for _ in 0..<10 {
+                var object = try await store.get(kind: route.kind.kind, namespace: route.namespace, name: name)
+                object.status = JSONValue.mergePatch(object.status ?? .object([:]), patch["status"] ?? .null)
+                try Admission.validateStatus(object, kind: route.kind)
+                if dryRun { return ("status", json(.ok, object.json)) }
+                do {
+                    return ("status", json(.ok, try await store.updateStatus(object).json))
+                } catch let e as APIError where e.code == 409 {
+                    continue
+                }
+            }
+            throw APIError.conflict(kind: route.kind.kind, name: name, "the status kept changing; try again")
         case (.put, let name?, "status"), (.patch, let name?, "status"):
             guard route.kind.hasStatus else { throw APIError.notFound("\(route.kind.plural) have no status subresource") }
             try authorize(identity, .update, route, name: name)
