@@ -1,0 +1,172 @@
+import BatonAPI
+import BatonCore
+import BatonStore
+import Logging
+import Synchronization
+
+/// The egress controller's run loop: it watches EgressTunnels, Nodes, EgressGateways and egress
+/// policies, turns heartbeats into `HeartbeatMonitor` decisions and the store's state into
+/// `EgressPlacement` inputs, and writes the results back. It decides nothing itself.
+///
+/// Heartbeats: an observed tunnel change whose `status.lastHeartbeatTime` differs from the last
+/// value this controller saw. Its receive instant is `clock.now` when the watch delivered it; the
+/// timestamp's value is never read. A controller that starts gives every tunnel a full
+/// `eipEvictionTimeout` of grace, so a leader change alone evicts nothing.
+///
+/// Ownership of `EgressTunnel.status`: the controller writes `phase`, `tunnel.{mac,ipv4,ipv6}` and
+/// `mark`; the agent writes `lastHeartbeatTime` and `tunnel.parent`, which every write here keeps.
+///
+/// Run it only while leader: `run()` returns when its task is cancelled.
+public struct EgressController: Sendable {
+    /// Where the controller's monitor ticks come from. Production uses `.sleeping`, which ticks
+    /// every `tunnelMonitorPeriod` of real time; tests pass their own stream and step a manual clock.
+    public struct TickSource: Sendable {
+        let make: @Sendable (Duration) -> AsyncStream<Void>
+
+        public init(_ make: @escaping @Sendable (Duration) -> AsyncStream<Void>) { self.make = make }
+
+        /// One tick every period, by `ContinuousClock`.
+        public static let sleeping = TickSource { period in
+            AsyncStream { continuation in
+                let task = Task {
+                    while !Task.isCancelled {
+                        do { try await Task.sleep(for: period) } catch { break }
+                        continuation.yield()
+                    }
+                    continuation.finish()
+                }
+                continuation.onTermination = { _ in task.cancel() }
+            }
+        }
+
+        /// Ticks whenever `stream` yields.
+        public static func stream(_ stream: AsyncStream<Void>) -> TickSource { TickSource { _ in stream } }
+    }
+
+    /// The kinds the controller lists and watches.
+    static let watchedKinds = ["EgressTunnel", "Node", "EgressGateway", "EgressPolicy", "EgressClusterPolicy"]
+
+    let store: any ResourceStore
+    let settings: FeatureSettings
+    let failover: EgressFailoverSettings
+    let clock: any BatonClock
+    let logger: Logger
+    let events: EventRecorder
+    let ticks: TickSource
+    /// How many status writes run at once (the store batches concurrent writes into one commit).
+    let writeConcurrency: Int
+    let placementObserver: (@Sendable (PlacementReport) -> Void)?
+
+    /// What one placement run did and how long it took (real time), for benchmarks and tests.
+    public struct PlacementReport: Sendable, Hashable {
+        public var policies: Int
+        /// EIPs (or node-IP policies) that changed from one node to another.
+        public var moves: Int
+        public var statusWrites: Int
+        public var unassigned: Int
+        /// Building the inputs and running `EgressPlacement`.
+        public var decision: Duration
+        /// Writing the changed statuses.
+        public var writes: Duration
+    }
+
+    /// `ticks` drives the heartbeat monitor (default: every `tunnelMonitorPeriod`); `onPlacement`
+    /// is called after every placement run.
+    public init(store: any ResourceStore, settings: FeatureSettings, clock: some BatonClock, logger: Logger,
+                events: EventRecorder, ticks: TickSource = .sleeping, writeConcurrency: Int = 256,
+                onPlacement: (@Sendable (PlacementReport) -> Void)? = nil) {
+        self.placementObserver = onPlacement
+        self.store = store
+        self.settings = settings
+        self.failover = EgressFailoverSettings(settings)
+        self.clock = clock
+        self.logger = logger
+        self.events = events
+        self.ticks = ticks
+        self.writeConcurrency = max(1, writeConcurrency)
+    }
+
+    /// Lists, watches and ticks until the task is cancelled. Throws when the store fails (a watch
+    /// that falls behind is listed again instead).
+    public func run() async throws {
+        let queue = InputQueue()
+        defer { queue.finish() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for kind in Self.watchedKinds {
+                group.addTask { try await pump(kind: kind, into: queue) }
+            }
+            let ticks = self.ticks.make(failover.tunnelMonitorPeriod)
+            group.addTask {
+                for await _ in ticks { queue.push(.tick) }
+            }
+            group.addTask {
+                var loop = EgressControllerLoop(controller: self)
+                for await _ in queue.signal {
+                    if Task.isCancelled { break }
+                    let batch = queue.drain()
+                    if batch.isEmpty { continue }
+                    await loop.handle(batch)
+                }
+            }
+            // Children end only when cancelled; a store error thrown by a pump ends the others.
+            while let _ = try await group.next() {}
+        }
+    }
+
+    /// Lists one kind, then watches it from the list's revision; lists again when the watch is gone (410).
+    private func pump(kind: String, into queue: InputQueue) async throws {
+        var revision: Int64?
+        while !Task.isCancelled {
+            if revision == nil {
+                let list = try await store.list(kind: kind, namespace: nil, selector: nil)
+                queue.push(.snapshot(kind: kind, items: list.items, at: clock.now))
+                revision = list.revision
+            }
+            do {
+                let stream = try await store.watch(kind: kind, namespace: nil, since: revision!)
+                for try await event in stream {
+                    queue.push(.event(event, at: clock.now))
+                    revision = event.revision
+                }
+                if Task.isCancelled { return }
+                throw APIError.unavailable("the \(kind) watch ended")
+            } catch let error as APIError where error.code == 410 {
+                logger.info("watch fell behind; listing again", metadata: ["kind": "\(kind)"])
+                revision = nil
+            }
+        }
+    }
+}
+
+/// What the controller's loop consumes: list snapshots, watch events (stamped with the
+/// controller's clock when they arrived) and monitor ticks.
+enum EgressControllerInput: Sendable {
+    case snapshot(kind: String, items: [Resource], at: BatonInstant)
+    case event(WatchEvent, at: BatonInstant)
+    case tick
+}
+
+/// A queue the loop drains in batches, so a burst of changes costs one placement.
+final class InputQueue: Sendable {
+    private let buffer = Mutex<[EgressControllerInput]>([])
+    let signal: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+
+    init() {
+        (signal, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func push(_ input: EgressControllerInput) {
+        buffer.withLock { $0.append(input) }
+        continuation.yield()
+    }
+
+    func drain() -> [EgressControllerInput] {
+        buffer.withLock { b in
+            defer { b.removeAll(keepingCapacity: true) }
+            return b
+        }
+    }
+
+    func finish() { continuation.finish() }
+}

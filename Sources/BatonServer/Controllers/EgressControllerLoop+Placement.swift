@@ -1,0 +1,234 @@
+import BatonAPI
+import BatonCore
+import BatonStore
+import Logging
+
+extension EgressControllerLoop {
+    /// Builds `EgressPlacement`'s inputs from the cached store state, runs it, writes the statuses
+    /// that changed (concurrently) and queues one event per move and per newly unassigned policy.
+    mutating func place() async {
+        let started = ContinuousClock.now
+        var specs: [String: EgressGatewaySpec] = [:]
+        for (name, g) in gateways { if let s = g.spec { specs[name] = s } }
+        let defaultGateway = EgressGatewaySpec.clusterDefaultName(in: gateways.values.map(\.resource)) ?? ""
+
+        var inputs: [EgressPlacementPolicy] = []
+        var current: [EgressPolicyRef: EgressAssignment] = [:]
+        inputs.reserveCapacity(policies.count)
+        for (ref, p) in policies {
+            let gateway = p.gatewayName.isEmpty ? defaultGateway : p.gatewayName
+            inputs.append(EgressPlacementPolicy(ref: ref, gateway: gateway, egressIP: p.egressIP))
+            if let a = EgressAssignment(gateway: gateway, status: p.status, usesNodeIP: p.egressIP?.usesNodeIP ?? false) {
+                current[ref] = a
+            }
+        }
+        let egressNodes = nodes.values.map { n in
+            EgressNode(name: n.resource.name, labels: n.resource.labels, status: n.status,
+                       phase: tunnels[n.resource.name] != nil ? monitor.phase(of: n.resource.name) : nil)
+        }
+        let placement = EgressPlacement(gateways: specs, policies: inputs, nodes: egressNodes, current: current)
+        let decided = ContinuousClock.now
+
+        // Status writes: only what differs from the store.
+        let store = self.store, logger = self.logger
+        var jobs: [@Sendable () async -> Resource?] = []
+        for (ref, p) in policies {
+            var desired = placement.policyStatus(ref)
+            desired.observedGeneration = p.resource.metadata.generation
+            desiredPolicy[ref] = desired
+            guard !Self.sameStatus(p.status, desired) else { continue }
+            let start = p.resource, want = desired
+            jobs.append {
+                await EgressStatusWriter.write(store: store, start: start, logger: logger) { latest in
+                    Self.sameStatus(latest.decodeStatus(EgressPolicyStatus.self), want) ? nil : EgressStatusWriter.withStatus(latest, want)
+                }
+            }
+        }
+        for (name, g) in gateways where g.spec != nil {
+            guard var desired = placement.gatewayStatus(name) else { continue }
+            desired.observedGeneration = g.resource.metadata.generation
+            desiredGateway[name] = desired
+            guard g.status != desired else { continue }
+            let start = g.resource, want = desired
+            jobs.append {
+                await EgressStatusWriter.write(store: store, start: start, logger: logger) { latest in
+                    latest.decodeStatus(EgressGatewayStatus.self) == want ? nil : EgressStatusWriter.withStatus(latest, want)
+                }
+            }
+        }
+        let writes = jobs.count
+        for r in await EgressStatusWriter.concurrently(jobs, limit: controller.writeConcurrency) {
+            guard let r else { continue }
+            absorb(r)
+        }
+        let written = ContinuousClock.now
+
+        // Moves and unassigned policies: a log line and an event each.
+        var moved = 0
+        for move in placement.moves {
+            guard let to = move.to else { continue }
+            let eip = [move.ipv4, move.ipv6].compactMap { $0?.description }.joined(separator: ",")
+            let what = eip.isEmpty ? "node IP of \(move.policies.map(\.description).joined(separator: ","))" : "EIP \(eip)"
+            if let from = move.from {
+                moved += 1
+                let message = "\(what) moved from \(from) to \(to): \(move.reason)"
+                logger.info("EIP moved", metadata: ["gateway": "\(move.gateway)", "eip": "\(eip)", "from": "\(from)",
+                                                    "to": "\(to)", "reason": "\(move.reason)"])
+                if let g = gateways[move.gateway] {
+                    pendingEvents.append(PendingEvent(object: g.resource, reason: "EIPMoved", message: message, type: "Normal"))
+                }
+            } else {
+                logger.debug("EIP assigned", metadata: ["gateway": "\(move.gateway)", "eip": "\(eip)", "to": "\(to)",
+                                                        "reason": "\(move.reason)"])
+            }
+        }
+        for ref in unassignedReported.keys where placement.unassigned[ref] == nil { unassignedReported[ref] = nil }
+        for (ref, why) in placement.unassigned.sorted(by: { $0.key < $1.key }) where unassignedReported[ref] != why {
+            unassignedReported[ref] = why
+            logger.warning("policy has no egress node", metadata: ["policy": "\(ref)", "reason": "\(why)"])
+            if let p = policies[ref] {
+                pendingEvents.append(PendingEvent(object: p.resource, reason: Self.eventReason(why), message: why.description,
+                                                  type: "Warning"))
+            }
+        }
+        if moved > 0 || writes > 0 {
+            logger.notice("placed egress IPs", metadata: [
+                "moved": "\(moved)", "statusWrites": "\(writes)", "unassigned": "\(placement.unassigned.count)",
+                "decideMs": "\(Self.ms(decided - started))", "writeMs": "\(Self.ms(written - decided))",
+            ])
+        }
+        controller.placementObserver?(EgressController.PlacementReport(
+            policies: policies.count, moves: moved, statusWrites: writes, unassigned: placement.unassigned.count,
+            decision: decided - started, writes: written - decided))
+    }
+
+    /// Takes a status write's result into the cache (unless a newer copy is already there).
+    mutating func absorb(_ r: Resource) {
+        switch r.kind {
+        case "EgressGateway":
+            if let c = gateways[r.name], Self.revision(c.resource) > Self.revision(r) { return }
+            gateways[r.name] = Self.gatewayEntry(r)
+        case "EgressPolicy", "EgressClusterPolicy":
+            let ref = Self.ref(r)
+            if let c = policies[ref], Self.revision(c.resource) > Self.revision(r) { return }
+            policies[ref] = PolicyEntry(r)
+        default:
+            break
+        }
+    }
+
+    mutating func recordEvents() async {
+        let events = pendingEvents
+        pendingEvents = []
+        let recorder = controller.events
+        let jobs: [@Sendable () async -> Resource?] = events.map { e in
+            { await recorder.record(e.object, reason: e.reason, message: e.message, type: e.type) }
+        }
+        _ = await EgressStatusWriter.concurrently(jobs, limit: controller.writeConcurrency)
+    }
+
+    static func eventReason(_ why: EgressUnassignedReason) -> String {
+        switch why {
+        case .noReadyCandidate: "NoReadyCandidate"
+        case .gatewayNotFound: "GatewayNotFound"
+        case .eipNotInPool: "EIPNotInPool"
+        case .noPool: "NoPool"
+        }
+    }
+
+    static func ms(_ d: Duration) -> String {
+        let (s, atto) = d.components
+        return String(format: "%.1f", Double(s) * 1000 + Double(atto) / 1e15)
+    }
+}
+
+/// Status writes with the store's optimistic concurrency: write on the latest stored object,
+/// re-read and retry on 409, give up quietly when the object is gone.
+enum EgressStatusWriter {
+    static func write(store: any ResourceStore, start: Resource, logger: Logger,
+                      mutate: @Sendable (Resource) -> Resource?) async -> Resource? {
+        var latest = start
+        for _ in 0..<10 {
+            guard let next = mutate(latest) else { return latest }
+            do {
+                return try await store.updateStatus(next)
+            } catch let e as APIError where e.code == 409 {
+                do {
+                    latest = try await store.get(kind: start.kind, namespace: start.namespace, name: start.name)
+                } catch {
+                    return nil  // deleted meanwhile: its watch event follows
+                }
+            } catch let e as APIError where e.code == 404 {
+                return nil
+            } catch {
+                logger.warning("cannot write status", metadata: ["kind": "\(start.kind)", "name": "\(start.qualifiedName)",
+                                                                "error": "\(error)"])
+                return nil
+            }
+        }
+        logger.warning("cannot write status: it keeps changing", metadata: ["kind": "\(start.kind)", "name": "\(start.qualifiedName)"])
+        return nil
+    }
+
+    /// `r` with `status` replaced by `value`.
+    static func withStatus(_ r: Resource, _ value: some Encodable) -> Resource? {
+        guard let json = try? JSONValue(encoding: value) else { return nil }
+        var out = r
+        out.status = json
+        return out
+    }
+
+    /// `r` with the controller's tunnel fields set (phase, mark, tunnel mac/ipv4/ipv6); the agent's
+    /// fields (`lastHeartbeatTime`, `tunnel.parent`) and anything else are kept. nil: nothing to change.
+    static func tunnelStatus(_ r: Resource, phase: EgressTunnelStatus.Phase?,
+                             allocation: EgressTunnelAllocator.Allocation?) -> Resource? {
+        var status = r.status?.objectValue ?? [:]
+        var changed = false
+        if let phase, status["phase"]?.stringValue != phase.rawValue {
+            status["phase"] = .string(phase.rawValue)
+            changed = true
+        }
+        if let a = allocation {
+            if status["mark"]?.stringValue != a.mark {
+                status["mark"] = .string(a.mark)
+                changed = true
+            }
+            var tunnel = status["tunnel"]?.objectValue ?? [:]
+            for (key, value) in [("mac", a.mac), ("ipv4", a.ipv4), ("ipv6", a.ipv6)] {
+                if let value, tunnel[key]?.stringValue != value {
+                    tunnel[key] = .string(value)
+                    changed = true
+                }
+            }
+            status["tunnel"] = .object(tunnel)
+        }
+        guard changed else { return nil }
+        var out = r
+        out.status = .object(status)
+        return out
+    }
+
+    /// Runs `jobs` with at most `limit` at a time; results in no particular order.
+    static func concurrently<T: Sendable>(_ jobs: [@Sendable () async -> T], limit: Int) async -> [T] {
+        guard !jobs.isEmpty else { return [] }
+        return await withTaskGroup(of: T.self) { group in
+            var results: [T] = []
+            results.reserveCapacity(jobs.count)
+            var next = 0
+            while next < min(limit, jobs.count) {
+                let job = jobs[next]
+                group.addTask { await job() }
+                next += 1
+            }
+            while let r = await group.next() {
+                results.append(r)
+                if next < jobs.count {
+                    let job = jobs[next]
+                    group.addTask { await job() }
+                    next += 1
+                }
+            }
+            return results
+        }
+    }
+}

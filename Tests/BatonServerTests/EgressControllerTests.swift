@@ -1,0 +1,368 @@
+import BatonAPI
+import BatonCore
+import BatonServer
+import BatonStore
+import BatonTesting
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// The egress controller's run loop on an in-memory store. A `ManualClock` and a hand-fed tick
+/// stream drive the heartbeat monitor, so time moves only when a test steps it; conditions on
+/// the store are awaited with a timeout.
+@Suite struct EgressControllerTests {
+    @Test func placesAGatewaysPoliciesOverItsReadyNodes() async throws {
+        try await EgressWorld.with(nodes: ["node1", "node2", "node3"], policies: 6) { w in
+            try await w.drive(until: "every policy placed") { try await w.placedPolicies().count == 6 }
+            let placed = try await w.placedPolicies()
+            #expect(Dictionary(grouping: placed.values, by: { $0 }).mapValues(\.count) == ["node1": 2, "node2": 2, "node3": 2])
+            // Each `rr` policy holds its own EIP.
+            let eips = try await w.policyEIPs()
+            #expect(Set(eips.values).count == 6)
+
+            let tunnels = try await w.tunnels()
+            for (name, t) in tunnels {
+                #expect(t.phase == .ready, "\(name)")
+                #expect(t.markValue.map { $0 & 0xFF00_0000 } == 0x2600_0000, "\(name): \(t.mark ?? "nil")")
+                #expect(t.tunnel?.ipv4.flatMap(IPAddress.init).map { IPPrefix("172.31.0.0/16")!.contains($0) } == true)
+                #expect(t.tunnel?.ipv6 != nil)
+                #expect(t.tunnel?.mac?.hasPrefix("66:") == true)
+                // The agent's fields survive the controller's writes.
+                #expect(t.tunnel?.parent?.name == "eth0")
+                #expect(t.lastHeartbeatTime != nil)
+            }
+            #expect(Set(tunnels.values.compactMap(\.mark)).count == 3)
+            #expect(Set(tunnels.values.compactMap(\.tunnel?.mac)).count == 3)
+            #expect(Set(tunnels.values.compactMap(\.tunnel?.ipv4)).count == 3)
+
+            let status = try #require(try await w.gatewayStatus())
+            #expect(status.nodeList?.map(\.name) == ["node1", "node2", "node3"])
+            #expect(status.nodeList?.allSatisfy { $0.status == "Ready" && $0.eips?.count == 2 } == true)
+            #expect(status.ipUsage?.ipv4Total == 10)
+            #expect(status.ipUsage?.ipv4Free == 4)
+        }
+    }
+
+    @Test func silentNodeTimesOutOnceAndItsEIPsSpreadWithNoFailBack() async throws {
+        try await EgressWorld.with(nodes: ["node1", "node2", "node3"], policies: 6) { w in
+            try await w.drive(until: "every policy placed") { try await w.placedPolicies().count == 6 }
+            let before = try await w.placedPolicies()
+
+            // node1 stops heartbeating.
+            w.live = ["node2", "node3"]
+            let silentFrom = w.clock.now
+            var evictedAt: BatonInstant?
+            for _ in 0..<40 {
+                try await w.step()
+                let phase = try await w.tunnels()["node1"]?.phase
+                let silent = w.clock.now - silentFrom
+                if silent <= .milliseconds(600) {
+                    #expect(phase != .heartbeatTimeout, "evicted after only \(silent)")
+                }
+                if phase == .heartbeatTimeout { evictedAt = w.clock.now; break }
+                try await Task.sleep(for: .milliseconds(30))
+            }
+            let at = try #require(evictedAt, "node1 never went HeartbeatTimeout")
+            // eipEvictionTimeout + tunnelMonitorPeriod, plus a step for the watch delay.
+            #expect(at - silentFrom <= .milliseconds(700 + 100 + 200))
+
+            try await w.drive(until: "node1's EIPs moved") { try await !w.placedPolicies().values.contains("node1") }
+            let after = try await w.placedPolicies()
+            // Spread: node1's two EIPs went one each to node2 and node3.
+            #expect(Dictionary(grouping: after.values, by: { $0 }).mapValues(\.count) == ["node2": 3, "node3": 3])
+            for (ref, node) in before where node != "node1" { #expect(after[ref] == node, "\(ref) moved needlessly") }
+            let status = try #require(try await w.gatewayStatus())
+            #expect(status.nodeList?.first { $0.name == "node1" }?.status == "HeartbeatTimeout")
+            #expect(status.nodeList?.first { $0.name == "node1" }?.eips == nil)
+
+            // More time passes: still one log line, one event, one EIPMoved per EIP.
+            for _ in 0..<5 { try await w.step() }
+            try await w.waitFor("EIPMoved events") { try await w.events(reason: "EIPMoved").count == 2 }
+            #expect(w.logs.count("update tunnel status to HeartbeatTimeout", tunnel: "node1") == 1)
+            let timeouts = try await w.events(reason: "HeartbeatTimeout")
+            #expect(timeouts.count == 1)
+            #expect(timeouts.first?.body["involvedObject"]?["name"]?.stringValue == "node1")
+            #expect(timeouts.first?.body["type"]?.stringValue == "Warning")
+            #expect(timeouts.first?.body["count"]?.intValue == 1)
+            let moved = try await w.events(reason: "EIPMoved").compactMap { $0.body["message"]?.stringValue }
+            #expect(moved.allSatisfy { $0.contains("from node1 to node") && $0.contains("HeartbeatTimeout") && $0.contains("10.6.1.") })
+
+            // node1 comes back: Ready, and no EIP comes back.
+            w.live = ["node1", "node2", "node3"]
+            try await w.drive(until: "node1 Ready") { try await w.tunnels()["node1"]?.phase == .ready }
+            for _ in 0..<5 { try await w.step() }
+            try await w.waitFor("node1 Ready in the gateway's nodeList") {
+                try await w.gatewayStatus()?.nodeList?.first { $0.name == "node1" }?.status == "Ready"
+            }
+            #expect(try await w.placedPolicies() == after)
+            #expect(try await w.events(reason: "Ready").contains { $0.body["involvedObject"]?["name"]?.stringValue == "node1" })
+            #expect(w.logs.count("update tunnel status to HeartbeatTimeout", tunnel: "node1") == 1)
+        }
+    }
+
+    @Test func deletedTunnelLosesItsEIPs() async throws {
+        try await EgressWorld.with(nodes: ["node1", "node2", "node3"], policies: 6) { w in
+            try await w.drive(until: "every policy placed") { try await w.placedPolicies().count == 6 }
+            w.live = ["node1", "node3"]
+            _ = try await w.store.delete(kind: "EgressTunnel", namespace: nil, name: "node2", expectedRevision: nil)
+            try await w.waitFor("node2's EIPs moved") { try await !w.placedPolicies().values.contains("node2") }
+            let after = try await w.placedPolicies()
+            #expect(Dictionary(grouping: after.values, by: { $0 }).mapValues(\.count) == ["node1": 3, "node3": 3])
+            let moved = try await w.events(reason: "EIPMoved").compactMap { $0.body["message"]?.stringValue }
+            #expect(moved.count == 2)
+            #expect(moved.allSatisfy { $0.contains("from node2") && $0.contains("no EgressTunnel") })
+        }
+    }
+
+    @Test func noReadyCandidateClearsThePolicyStatusWithAnEvent() async throws {
+        try await EgressWorld.with(nodes: ["node1", "node2"], egressNodes: ["node1"], policies: 1) { w in
+            try await w.drive(until: "placed on node1") { try await w.placedPolicies().values.first == "node1" }
+            w.live = ["node2"]
+            try await w.drive(until: "policy status cleared") { try await w.placedPolicies().isEmpty }
+            let policy = try await w.store.get(kind: "EgressPolicy", namespace: "default", name: "policy0")
+            let status = policy.decodeStatus(EgressPolicyStatus.self)
+            #expect(status?.node == nil)
+            #expect(status?.eip == nil)
+            try await w.waitFor("NoReadyCandidate event") { try await w.events(reason: "NoReadyCandidate").count == 1 }
+            let event = try #require(try await w.events(reason: "NoReadyCandidate").first)
+            #expect(event.body["involvedObject"]?["name"]?.stringValue == "policy0")
+            #expect(event.body["message"]?.stringValue?.contains("no Ready node") == true)
+            for _ in 0..<5 { try await w.step() }
+            #expect(try await w.events(reason: "NoReadyCandidate").first?.body["count"]?.intValue == 1)
+        }
+    }
+
+    @Test func policyWithoutAGatewayNameUsesTheClusterDefault() async throws {
+        try await EgressWorld.with(nodes: ["node1"], policies: 1, gatewayName: "") { w in
+            try await w.drive(until: "placed") { try await w.placedPolicies().values.first == "node1" }
+            #expect(try await w.policyEIPs().values.first == "10.6.1.50")
+        }
+    }
+
+    /// 10,000 EIPs over 50 gateways and 21 nodes; node `n00` fails and its EIPs are re-placed.
+    /// Prints the decision and write times. Run with BATON_EGRESS_BENCH=1 (ideally `-c release`).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["BATON_EGRESS_BENCH"] == "1"))
+    func replacesAFailedNodesEIPsQuickly() async throws {
+        let nodes = (0..<21).map { String(format: "n%02d", $0) }
+        let reports = Mutex<[EgressController.PlacementReport]>([])
+        try await EgressWorld.with(nodes: nodes, policies: 0, onPlacement: { r in reports.withLock { $0.append(r) } }) { w in
+            // 50 gateways of 200 EIPs each, one rr policy per EIP.
+            for g in 0..<50 {
+                try await w.createGateway(name: "gw\(g)", pool: "10.\(100 + g).0.1-10.\(100 + g).0.200")
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for g in 0..<50 {
+                    group.addTask {
+                        for p in 0..<200 { try await w.createPolicy(name: "p\(g)-\(p)", gateway: "gw\(g)") }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try await w.drive(until: "10,000 policies placed", steps: 400) { try await w.placedPolicies().count == 10_000 }
+            let victims = try await w.placedPolicies().values.filter { $0 == "n00" }.count
+            reports.withLock { $0.removeAll() }
+            w.live = Set(nodes.dropFirst())
+            try await w.drive(until: "n00 emptied", steps: 100) { try await !w.placedPolicies().values.contains("n00") }
+            let r = try #require(reports.withLock { $0.first { $0.moves > 0 } })
+            print("re-placed \(r.moves) EIPs (\(victims) policies on the failed node) of \(r.policies): decision \(r.decision), writes \(r.writes) (\(r.statusWrites) status writes)")
+            #expect(r.moves == victims)
+        }
+    }
+}
+
+// MARK: - The world
+
+/// A store, a controller on a manual clock, and simulated agents that heartbeat when stepped.
+final class EgressWorld: @unchecked Sendable {
+    let store: SQLiteStore
+    let clock = ManualClock()
+    let logs = LogCapture()
+    private let tickContinuation: AsyncStream<Void>.Continuation
+    private let ticks: AsyncStream<Void>
+    private let counter = Mutex(0)
+    private let liveNodes: Mutex<Set<String>>
+    var live: Set<String> {
+        get { liveNodes.withLock { $0 } }
+        set { liveNodes.withLock { $0 = newValue } }
+    }
+
+    private init(nodes: [String]) throws {
+        store = try SQLiteStore.inMemory()
+        (ticks, tickContinuation) = AsyncStream.makeStream(of: Void.self)
+        liveNodes = Mutex(Set(nodes))
+    }
+
+    /// Builds the world, runs `body` with the controller running, and tears everything down, even on failure.
+    static func with(nodes: [String], egressNodes: [String]? = nil, policies: Int, gatewayName: String = "egw1",
+                     onPlacement: (@Sendable (EgressController.PlacementReport) -> Void)? = nil,
+                     _ body: (EgressWorld) async throws -> Void) async throws {
+        let w = try EgressWorld(nodes: nodes)
+        let egress = Set(egressNodes ?? nodes)
+        for n in nodes {
+            try await w.createNode(n, egress: egress.contains(n))
+            try await w.createTunnel(n)
+        }
+        var logger = Logger(label: "egress-test") { _ in w.logs }
+        logger.logLevel = .info
+        let events = EventRecorder(store: w.store, component: "egress-controller", logger: logger)
+        let controller = EgressController(store: w.store, settings: FeatureSettings(), clock: w.clock, logger: logger,
+                                          events: events, ticks: .stream(w.ticks), onPlacement: onPlacement)
+        let task = Task { try await controller.run() }
+        do {
+            // Every tunnel goes Ready first, so where the policies land does not depend on which
+            // heartbeat the controller happened to see first.
+            try await w.drive(until: "every tunnel Ready") {
+                let t = try await w.tunnels()
+                return t.count == nodes.count && t.values.allSatisfy { $0.phase == .ready }
+            }
+            if policies > 0 {
+                try await w.createGateway(name: "egw1", pool: "10.6.1.50-10.6.1.59", clusterDefault: true)
+                for i in 0..<policies { try await w.createPolicy(name: "policy\(i)", gateway: gatewayName) }
+            }
+            try await body(w)
+        } catch {
+            task.cancel()
+            _ = try? await task.value
+            await w.store.close()
+            throw error
+        }
+        task.cancel()
+        _ = try? await task.value
+        await w.store.close()
+    }
+
+    // MARK: Objects
+
+    func createNode(_ name: String, egress: Bool) async throws {
+        let status: JSONValue = .object(["addresses": .array([.object(["type": .string("InternalIP"), "address": .string("192.168.0.\(abs(name.hashValue % 200) + 1)")])])])
+        _ = try await store.create(Resource(apiVersion: "baton.io/v1", kind: "Node",
+                                            metadata: ObjectMeta(name: name, labels: egress ? ["egress": "true"] : [:]),
+                                            body: ["spec": .object([:]), "status": status]))
+    }
+
+    func createTunnel(_ name: String) async throws {
+        _ = try await store.create(Resource(apiVersion: "egressgateway.spidernet.io/v1beta1", kind: "EgressTunnel",
+                                            metadata: ObjectMeta(name: name),
+                                            body: ["spec": .object([:]),
+                                                   "status": .object(["tunnel": .object(["parent": .object(["name": .string("eth0")])])])]))
+    }
+
+    func createGateway(name: String, pool: String, clusterDefault: Bool = false) async throws {
+        let spec = EgressGatewaySpec(clusterDefault: clusterDefault, ippools: .init(ipv4: [pool]),
+                                     nodeSelector: .init(selector: LabelSelector(matchLabels: ["egress": "true"])))
+        _ = try await store.create(Resource(apiVersion: "egressgateway.spidernet.io/v1beta1", kind: "EgressGateway",
+                                            metadata: ObjectMeta(name: name), body: ["spec": try JSONValue(encoding: spec)]))
+    }
+
+    func createPolicy(name: String, gateway: String) async throws {
+        let spec = EgressPolicySpec(egressGatewayName: gateway, egressIP: EgressIP(allocatorPolicy: gateway.isEmpty ? nil : "rr"),
+                                    appliedTo: .init(podSubnet: ["10.0.0.0/24"]))
+        _ = try await store.create(Resource(apiVersion: "egressgateway.spidernet.io/v1beta1", kind: "EgressPolicy",
+                                            metadata: ObjectMeta(name: name, namespace: "default"),
+                                            body: ["spec": try JSONValue(encoding: spec)]))
+    }
+
+    // MARK: Time
+
+    /// Every live agent heartbeats (the agent's fields only, as an agent writes them), then the
+    /// clock moves one `tunnelMonitorPeriod` and the controller ticks.
+    func step() async throws {
+        let n = counter.withLock { $0 += 1; return $0 }
+        let stamp = String(format: "2023-11-27T%02d:%02d:%02dZ", (n / 3600) % 24, (n / 60) % 60, n % 60)
+        for node in live.sorted() {
+            for _ in 0..<10 {
+                guard var t = try? await store.get(kind: "EgressTunnel", namespace: nil, name: node) else { break }
+                t.status?["lastHeartbeatTime"] = .string(stamp)
+                do { _ = try await store.updateStatus(t); break } catch let e as APIError where e.code == 409 { continue }
+            }
+        }
+        clock.advance(by: .milliseconds(100))
+        tickContinuation.yield()
+    }
+
+    /// Steps until `condition` holds, giving the controller a moment after each step.
+    func drive(until what: String, steps: Int = 60, _ condition: () async throws -> Bool) async throws {
+        for _ in 0..<steps {
+            try await step()
+            for _ in 0..<10 {
+                if try await condition() { return }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        Issue.record("timed out waiting for \(what)")
+        throw CancellationError()
+    }
+
+    /// Waits (without stepping) up to 5 s for `condition`.
+    func waitFor(_ what: String, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        Issue.record("timed out waiting for \(what)")
+        throw CancellationError()
+    }
+
+    // MARK: Reading
+
+    /// Policy name → node, for every policy whose status names one.
+    func placedPolicies() async throws -> [String: String] {
+        var out: [String: String] = [:]
+        for p in try await store.list(kind: "EgressPolicy", namespace: nil, selector: nil).items {
+            if let node = p.decodeStatus(EgressPolicyStatus.self)?.node, !node.isEmpty { out[p.name] = node }
+        }
+        return out
+    }
+
+    func policyEIPs() async throws -> [String: String] {
+        var out: [String: String] = [:]
+        for p in try await store.list(kind: "EgressPolicy", namespace: nil, selector: nil).items {
+            if let ip = p.decodeStatus(EgressPolicyStatus.self)?.eip?.ipv4 { out[p.name] = ip }
+        }
+        return out
+    }
+
+    func tunnels() async throws -> [String: EgressTunnelStatus] {
+        var out: [String: EgressTunnelStatus] = [:]
+        for t in try await store.list(kind: "EgressTunnel", namespace: nil, selector: nil).items {
+            out[t.name] = t.decodeStatus(EgressTunnelStatus.self)
+        }
+        return out
+    }
+
+    func gatewayStatus(_ name: String = "egw1") async throws -> EgressGatewayStatus? {
+        try await store.get(kind: "EgressGateway", namespace: nil, name: name).decodeStatus(EgressGatewayStatus.self)
+    }
+
+    func events(reason: String) async throws -> [Resource] {
+        try await store.list(kind: "Event", namespace: nil, selector: nil).items.filter { $0.body["reason"]?.stringValue == reason }
+    }
+}
+
+/// A log handler that keeps every message, for checking that a line appears exactly once.
+final class LogCapture: LogHandler, @unchecked Sendable {
+    struct Line: Sendable {
+        var level: Logger.Level
+        var message: String
+        var metadata: Logger.Metadata
+    }
+
+    private let lines = Mutex<[Line]>([])
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        lines.withLock { $0.append(Line(level: event.level, message: event.message.description, metadata: event.metadata ?? [:])) }
+    }
+
+    func count(_ message: String, tunnel: String) -> Int {
+        lines.withLock { $0.filter { $0.level == .notice && $0.message == message && $0.metadata["tunnel"]?.description == tunnel }.count }
+    }
+}
