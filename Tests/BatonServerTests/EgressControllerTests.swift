@@ -146,7 +146,9 @@ import Testing
     func replacesAFailedNodesEIPsQuickly() async throws {
         let nodes = (0..<21).map { String(format: "n%02d", $0) }
         let reports = Mutex<[EgressController.PlacementReport]>([])
-        try await EgressWorld.with(nodes: nodes, policies: 0, onPlacement: { r in reports.withLock { $0.append(r) } }) { w in
+        let concurrency = ProcessInfo.processInfo.environment["BATON_EGRESS_WRITES"].flatMap { Int($0) } ?? 256
+        try await EgressWorld.with(nodes: nodes, policies: 0, onPlacement: { r in reports.withLock { $0.append(r) } },
+                                   writeConcurrency: concurrency) { w in
             // 50 gateways of 200 EIPs each, one rr policy per EIP.
             for g in 0..<50 {
                 try await w.createGateway(name: "gw\(g)", pool: "10.\(100 + g).0.1-10.\(100 + g).0.200")
@@ -165,7 +167,7 @@ import Testing
             w.live = Set(nodes.dropFirst())
             try await w.drive(until: "n00 emptied", steps: 100) { try await !w.placedPolicies().values.contains("n00") }
             let r = try #require(reports.withLock { $0.first { $0.moves > 0 } })
-            print("re-placed \(r.moves) EIPs (\(victims) policies on the failed node) of \(r.policies): decision \(r.decision), writes \(r.writes) (\(r.statusWrites) status writes)")
+            print("write concurrency \(concurrency): re-placed \(r.moves) EIPs (\(victims) policies on the failed node) of \(r.policies): decision \(r.decision), writes \(r.writes) (\(r.statusWrites) status writes)")
             #expect(r.moves == victims)
         }
     }
@@ -195,7 +197,7 @@ final class EgressWorld: @unchecked Sendable {
 
     /// Builds the world, runs `body` with the controller running, and tears everything down, even on failure.
     static func with(nodes: [String], egressNodes: [String]? = nil, policies: Int, gatewayName: String = "egw1",
-                     onPlacement: (@Sendable (EgressController.PlacementReport) -> Void)? = nil,
+                     onPlacement: (@Sendable (EgressController.PlacementReport) -> Void)? = nil, writeConcurrency: Int = 256,
                      _ body: (EgressWorld) async throws -> Void) async throws {
         let w = try EgressWorld(nodes: nodes)
         let egress = Set(egressNodes ?? nodes)
@@ -207,7 +209,8 @@ final class EgressWorld: @unchecked Sendable {
         logger.logLevel = .info
         let events = EventRecorder(store: w.store, component: "egress-controller", logger: logger)
         let controller = EgressController(store: w.store, settings: FeatureSettings(), clock: w.clock, logger: logger,
-                                          events: events, ticks: .stream(w.ticks), onPlacement: onPlacement)
+                                          events: events, ticks: .stream(w.ticks), writeConcurrency: writeConcurrency,
+                                          onPlacement: onPlacement)
         let task = Task { try await controller.run() }
         do {
             // Every tunnel goes Ready first, so where the policies land does not depend on which

@@ -64,7 +64,7 @@ public struct EgressController: Sendable {
         public var moves: Int
         public var statusWrites: Int
         public var unassigned: Int
-        /// Building the inputs and running `EgressPlacement`.
+        /// Building the inputs, running `EgressPlacement` and computing the statuses to write.
         public var decision: Duration
         /// Writing the changed statuses.
         public var writes: Duration

@@ -27,7 +27,6 @@ extension EgressControllerLoop {
                        phase: tunnels[n.resource.name] != nil ? monitor.phase(of: n.resource.name) : nil)
         }
         let placement = EgressPlacement(gateways: specs, policies: inputs, nodes: egressNodes, current: current)
-        let decided = ContinuousClock.now
 
         // Status writes: only what differs from the store.
         let store = self.store, logger = self.logger
@@ -57,6 +56,7 @@ extension EgressControllerLoop {
             }
         }
         let writes = jobs.count
+        let decided = ContinuousClock.now
         for r in await EgressStatusWriter.concurrently(jobs, limit: controller.writeConcurrency) {
             guard let r else { continue }
             absorb(r)
