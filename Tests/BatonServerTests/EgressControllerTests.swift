@@ -101,6 +101,29 @@ import Testing
         }
     }
 
+    @Test func aNewLeaderMovesNothing() async throws {
+        try await EgressWorld.with(nodes: ["node1", "node2", "node3"], policies: 6) { w in
+            try await w.drive(until: "every policy placed") { try await w.placedPolicies().count == 6 }
+            let placed = try await w.placedPolicies()
+            let gateway = try await w.gatewayStatus()
+            await w.stopController()
+            // No controller for a while: agents keep heartbeating, nothing moves.
+            for _ in 0..<3 { try await w.step() }
+            w.startController()
+            // node1's agent is gone at the handover: the new leader still gives it a full eipEvictionTimeout.
+            w.live = ["node2", "node3"]
+            for _ in 0..<5 { try await w.step() }
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(try await w.placedPolicies() == placed)
+            #expect(try await w.gatewayStatus() == gateway)
+            #expect(try await w.tunnels()["node1"]?.phase == .ready)
+            #expect(try await w.events(reason: "EIPMoved").isEmpty)
+            // ...and evicts it once that has passed.
+            try await w.drive(until: "node1 evicted") { try await w.tunnels()["node1"]?.phase == .heartbeatTimeout }
+            try await w.drive(until: "node1's EIPs moved") { try await !w.placedPolicies().values.contains("node1") }
+        }
+    }
+
     @Test func deletedTunnelLosesItsEIPs() async throws {
         try await EgressWorld.with(nodes: ["node1", "node2", "node3"], policies: 6) { w in
             try await w.drive(until: "every policy placed") { try await w.placedPolicies().count == 6 }
@@ -180,8 +203,8 @@ final class EgressWorld: @unchecked Sendable {
     let store: SQLiteStore
     let clock = ManualClock()
     let logs = LogCapture()
-    private let tickContinuation: AsyncStream<Void>.Continuation
-    private let ticks: AsyncStream<Void>
+    /// Each controller gets its own tick stream (a cancelled consumer finishes an AsyncStream).
+    private let tickContinuation = Mutex<AsyncStream<Void>.Continuation?>(nil)
     private let counter = Mutex(0)
     private let liveNodes: Mutex<Set<String>>
     var live: Set<String> {
@@ -191,7 +214,6 @@ final class EgressWorld: @unchecked Sendable {
 
     private init(nodes: [String]) throws {
         store = try SQLiteStore.inMemory()
-        (ticks, tickContinuation) = AsyncStream.makeStream(of: Void.self)
         liveNodes = Mutex(Set(nodes))
     }
 
@@ -205,13 +227,15 @@ final class EgressWorld: @unchecked Sendable {
             try await w.createNode(n, egress: egress.contains(n))
             try await w.createTunnel(n)
         }
-        var logger = Logger(label: "egress-test") { _ in w.logs }
-        logger.logLevel = .info
-        let events = EventRecorder(store: w.store, component: "egress-controller", logger: logger)
-        let controller = EgressController(store: w.store, settings: FeatureSettings(), clock: w.clock, logger: logger,
-                                          events: events, ticks: .stream(w.ticks), writeConcurrency: writeConcurrency,
-                                          onPlacement: onPlacement)
-        let task = Task { try await controller.run() }
+        w.makeController = { [unowned w] in
+            var logger = Logger(label: "egress-test") { _ in w.logs }
+            logger.logLevel = .info
+            let events = EventRecorder(store: w.store, component: "egress-controller", logger: logger)
+            return EgressController(store: w.store, settings: FeatureSettings(), clock: w.clock, logger: logger,
+                                    events: events, ticks: .stream(w.newTickStream()), writeConcurrency: writeConcurrency,
+                                    onPlacement: onPlacement)
+        }
+        w.startController()
         do {
             // Every tunnel goes Ready first, so where the policies land does not depend on which
             // heartbeat the controller happened to see first.
@@ -225,14 +249,34 @@ final class EgressWorld: @unchecked Sendable {
             }
             try await body(w)
         } catch {
-            task.cancel()
-            _ = try? await task.value
+            await w.stopController()
             await w.store.close()
             throw error
         }
+        await w.stopController()
+        await w.store.close()
+    }
+
+    func newTickStream() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+        tickContinuation.withLock { $0 = continuation }
+        return stream
+    }
+
+    var makeController: (() -> EgressController)?
+    private let running = Mutex<Task<Void, any Error>?>(nil)
+
+    /// Starts a controller (as a newly elected leader would).
+    func startController() {
+        let controller = makeController!()
+        running.withLock { $0 = Task { try await controller.run() } }
+    }
+
+    /// Cancels the running controller and waits for it to end (as a lost lease would).
+    func stopController() async {
+        guard let task = running.withLock({ t in defer { t = nil }; return t }) else { return }
         task.cancel()
         _ = try? await task.value
-        await w.store.close()
     }
 
     // MARK: Objects
@@ -281,7 +325,7 @@ final class EgressWorld: @unchecked Sendable {
             }
         }
         clock.advance(by: .milliseconds(100))
-        tickContinuation.yield()
+        _ = tickContinuation.withLock { $0 }?.yield()
     }
 
     /// Steps until `condition` holds, giving the controller a moment after each step.
