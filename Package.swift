@@ -50,10 +50,16 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOFoundationCompat", package: "swift-nio"),
         ]),
+        // The per-node agent: registration, heartbeats, fencing, and the data plane's orders.
+        .target(name: "BatonAgent", dependencies: [
+            "BatonAPI", "BatonCore", "BatonClient",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         // Shared test helpers: in-memory store, manual clock.
         .target(name: "BatonTesting", dependencies: ["BatonAPI", "BatonCore", "BatonStore"]),
         .executableTarget(name: "baton", dependencies: [
-            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient",
+            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient", "BatonAgent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

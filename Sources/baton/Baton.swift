@@ -1,11 +1,13 @@
 import ArgumentParser
 import BatonAPI
+import BatonAgent
 import BatonClient
 import BatonServer
 import Foundation
 import Logging
 import Metrics
 import Prometheus
+import ServiceLifecycle
 
 @main
 struct Baton: AsyncParsableCommand {
@@ -14,7 +16,7 @@ struct Baton: AsyncParsableCommand {
         abstract: "Keeps network identities alive when the machine serving them dies.",
         version: "0.1.0",
         subcommands: [
-            Server.self, Apply.self, Get.self, Delete.self, Describe.self, Label.self, Events.self, Token.self, OpenAPI.self, Bench.self,
+            Server.self, Agent.self, Apply.self, Get.self, Delete.self, Describe.self, Label.self, Events.self, Token.self, OpenAPI.self, Bench.self,
         ])
 }
 
@@ -236,5 +238,56 @@ extension CommandLine {
     /// This executable's path, to start it again as a server.
     static var executablePath: String {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? arguments[0]
+    }
+}
+
+struct Agent: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a node's agent: register the node, heartbeat, and announce the EIPs placed on it.")
+    @OptionGroup var client: ClientOptions
+    @Option(help: "This node's name (its Node and EgressTunnel are named after it).") var node: String
+    @Option(help: "Labels to set on the Node, as k=v,k2=v2.") var labels: String?
+    @Option(name: .customLong("address"), help: "This node's IP address (repeatable): its Node's InternalIP, used by useNodeIP.")
+    var addresses: [String] = []
+    @Option(help: "linux (addresses, ARP/NDP, VXLAN, nftables; root) or none (touches no network).")
+    var dataplane: String = "linux"
+    @Option(help: "The same values.yaml as the server's --config (tunnelUpdatePeriod, eipEvictionTimeout).")
+    var config: String?
+    @Option(name: .customLong("log-level")) var logLevel: String = "info"
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var settings = FeatureSettings()
+        if let config {
+            let text = try String(contentsOfFile: config, encoding: .utf8)
+            do { settings = try FeatureSettings.parse(yaml: text) } catch { throw ValidationError("\(config): \(error.message)") }
+        }
+        var labelMap: [String: String] = [:]
+        for term in (labels ?? "").split(separator: ",") {
+            let kv = term.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, Admission.validateLabel(key: kv[0], value: kv[1], field: "--labels").isEmpty else {
+                throw ValidationError("--labels: \"\(term)\" is not a valid k=v label")
+            }
+            labelMap[kv[0]] = kv[1]
+        }
+        for a in addresses where IPAddress(a) == nil { throw ValidationError("--address: \"\(a)\" is not an IP address") }
+        if let e = Admission.validateName(node, field: "--node").first { throw ValidationError(e.description) }
+        let logger = Logger(label: "baton.agent")
+        let plane: any EgressDataplane
+        switch dataplane {
+        case "none": plane = RecordingDataplane(logger: logger)
+        case "linux": throw ValidationError("--dataplane linux is not available in this build yet; use --dataplane none")
+        default: throw ValidationError("--dataplane must be linux or none, not \"\(dataplane)\"")
+        }
+        let agent = try EgressAgent(client: client.cli.connection.client,
+                                    options: .init(node: node, labels: labelMap, addresses: addresses, settings: settings),
+                                    dataplane: plane, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
     }
 }

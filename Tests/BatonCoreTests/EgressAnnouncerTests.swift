@@ -11,7 +11,7 @@ import Testing
 
     @Test func announcesOnlyAfterAHeartbeatIsAcknowledged() throws {
         var a = try make()
-        #expect(a.placement(["10.6.1.56"], fresh: true, now: clock.now).isEmpty, "no acknowledged heartbeat yet: fenced")
+        #expect(a.placement(["10.6.1.56"], readStartedAt: clock.now, now: clock.now).isEmpty, "no acknowledged heartbeat yet: fenced")
         #expect(a.heartbeatAcknowledged(sentAt: clock.now, now: clock.now) == [.announce(["10.6.1.56"])])
     }
 
@@ -19,24 +19,28 @@ import Testing
         var a = try make()
         _ = a.heartbeatAcknowledged(sentAt: clock.now, now: clock.now)
         let sent = clock.now
-        _ = a.placement(["10.6.1.56", "10.6.1.57"], fresh: true, now: clock.now)
+        _ = a.placement(["10.6.1.56", "10.6.1.57"], readStartedAt: clock.now, now: clock.now)
         #expect(a.nextDeadline == sent.advanced(by: .milliseconds(600)))
         #expect(a.tick(now: clock.advance(by: .milliseconds(599))).isEmpty)
         let fence = a.tick(now: clock.advance(by: .milliseconds(1)))
         #expect(fence == [.withdraw(["10.6.1.56", "10.6.1.57"], reason: "no heartbeat acknowledged before the fence deadline")])
+        // A read that started before the fence ended proves nothing.
+        let earlyRead = clock.now
         // The link comes back: a new heartbeat is acknowledged, but the held placement may be stale.
-        #expect(a.heartbeatAcknowledged(sentAt: clock.now, now: clock.now).isEmpty)
+        #expect(a.heartbeatAcknowledged(sentAt: clock.advance(by: .milliseconds(5)), now: clock.now).isEmpty)
+        #expect(a.wantsFreshRead)
+        #expect(a.placement(["10.6.1.56", "10.6.1.57"], readStartedAt: earlyRead, now: clock.now).isEmpty)
         // A stale watch event repeats the old placement: still nothing.
-        #expect(a.placement(["10.6.1.56", "10.6.1.57"], fresh: false, now: clock.now).isEmpty)
+        #expect(a.placement(["10.6.1.56", "10.6.1.57"], readStartedAt: nil, now: clock.now).isEmpty)
         // A fresh read shows the EIPs moved away while we were cut off: nothing to announce.
-        #expect(a.placement([], fresh: true, now: clock.now).isEmpty)
-        #expect(a.placement(["10.6.1.58"], fresh: false, now: clock.now) == [.announce(["10.6.1.58"])])
+        #expect(a.placement([], readStartedAt: clock.now, now: clock.now).isEmpty)
+        #expect(a.placement(["10.6.1.58"], readStartedAt: nil, now: clock.now) == [.announce(["10.6.1.58"])])
     }
 
     @Test func heartbeatsInTimeNeverFence() throws {
         var a = try make()
         _ = a.heartbeatAcknowledged(sentAt: clock.now, now: clock.now)
-        _ = a.placement(["10.6.1.56"], fresh: true, now: clock.now)
+        _ = a.placement(["10.6.1.56"], readStartedAt: clock.now, now: clock.now)
         for _ in 0..<100 {
             let sent = clock.advance(by: .milliseconds(200))
             #expect(a.tick(now: clock.advance(by: .milliseconds(150))).isEmpty)
@@ -48,8 +52,8 @@ import Testing
     @Test func aMoveAwayWithdrawsAndAMoveHereAnnounces() throws {
         var a = try make()
         _ = a.heartbeatAcknowledged(sentAt: clock.now, now: clock.now)
-        _ = a.placement(["10.6.1.56"], fresh: true, now: clock.now)
-        #expect(a.placement(["10.6.1.57"], fresh: false, now: clock.now)
+        _ = a.placement(["10.6.1.56"], readStartedAt: clock.now, now: clock.now)
+        #expect(a.placement(["10.6.1.57"], readStartedAt: nil, now: clock.now)
                 == [.withdraw(["10.6.1.56"], reason: "placed elsewhere"), .announce(["10.6.1.57"])])
     }
 }

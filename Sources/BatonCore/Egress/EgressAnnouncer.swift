@@ -7,7 +7,7 @@
 ///   withdraw everything (the controller may already have given the EIPs to another node).
 /// - After a fence, a newer acknowledged heartbeat is not enough to announce again: the
 ///   placement the agent held may be stale (the EIPs moved while it was cut off). It waits for
-///   a placement read after that acknowledgement (`fresh: true`).
+///   a placement whose read *started* after that acknowledgement arrived.
 public struct EgressAnnouncer: Sendable {
     public enum Action: Sendable, Hashable {
         case announce(Set<String>)
@@ -20,22 +20,33 @@ public struct EgressAnnouncer: Sendable {
     public private(set) var announced: Set<String> = []
     /// True after a fence until a placement read after a newer acknowledged heartbeat arrives.
     public private(set) var needsFreshPlacement = false
+    /// When the first acknowledgement after a fence arrived: a read started after it is fresh.
+    public private(set) var acknowledgedAfterFenceAt: BatonInstant?
 
     public init(fencing: FencingDeadline) { self.fencing = fencing }
 
     /// A heartbeat sent at `sentAt` was acknowledged by the server.
     public mutating func heartbeatAcknowledged(sentAt: BatonInstant, now: BatonInstant) -> [Action] {
         if lastAcknowledgedSend.map({ sentAt > $0 }) ?? true { lastAcknowledgedSend = sentAt }
+        if needsFreshPlacement && acknowledgedAfterFenceAt == nil { acknowledgedAfterFenceAt = now }
         return reconcile(now: now)
     }
 
-    /// The controller's placement for this node. `fresh` means it was read after the latest
-    /// acknowledged heartbeat (a list made after the acknowledgement, not an older watch event).
-    public mutating func placement(_ eips: Set<String>, fresh: Bool, now: BatonInstant) -> [Action] {
+    /// The controller's placement for this node. `readStartedAt` is when the read that returned
+    /// it began (a list); nil for a watch event, which may be older than the last fence.
+    public mutating func placement(_ eips: Set<String>, readStartedAt: BatonInstant?, now: BatonInstant) -> [Action] {
         placed = eips
-        if fresh && !fencing.mustFence(now: now, lastAcknowledgedSend: lastAcknowledgedSend) { needsFreshPlacement = false }
+        if needsFreshPlacement, let started = readStartedAt, let acked = acknowledgedAfterFenceAt, started >= acked,
+           !fencing.mustFence(now: now, lastAcknowledgedSend: lastAcknowledgedSend) {
+            needsFreshPlacement = false
+            acknowledgedAfterFenceAt = nil
+        }
         return reconcile(now: now)
     }
+
+    /// Whether the agent should read the placement again (a fence happened and a heartbeat has
+    /// been acknowledged since).
+    public var wantsFreshRead: Bool { needsFreshPlacement && acknowledgedAfterFenceAt != nil }
 
     /// Time passed: fence if the deadline went by.
     public mutating func tick(now: BatonInstant) -> [Action] { reconcile(now: now) }
@@ -48,7 +59,10 @@ public struct EgressAnnouncer: Sendable {
 
     mutating func reconcile(now: BatonInstant) -> [Action] {
         let fenced = fencing.mustFence(now: now, lastAcknowledgedSend: lastAcknowledgedSend)
-        if fenced && lastAcknowledgedSend != nil { needsFreshPlacement = true }
+        if fenced && lastAcknowledgedSend != nil {
+            needsFreshPlacement = true
+            acknowledgedAfterFenceAt = nil
+        }
         let target: Set<String> = (fenced || needsFreshPlacement) ? [] : placed
         var actions: [Action] = []
         let gone = announced.subtracting(target)

@@ -1,0 +1,222 @@
+import BatonAPI
+import BatonClient
+import BatonCore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// `baton agent`: registers its Node and EgressTunnel, heartbeats every `tunnelUpdatePeriod`,
+/// follows the EgressGateways' placement for its node, and announces or withdraws EIPs as
+/// `EgressAnnouncer` decides (fencing included). It never waits on the control plane to keep
+/// what it has: if the server goes away, it keeps announcing until the fence deadline, then
+/// withdraws (docs/egress-failover.md explains the timing).
+public final class EgressAgent: Service, Sendable {
+    public struct Options: Sendable {
+        public var node: String
+        public var labels: [String: String]
+        public var addresses: [String]
+        public var settings: FeatureSettings
+        /// Subtracted from eipEvictionTimeout to get the fence deadline.
+        public var fenceMargin: Duration
+
+        public init(node: String, labels: [String: String] = [:], addresses: [String] = [],
+                    settings: FeatureSettings = FeatureSettings(), fenceMargin: Duration = .milliseconds(100)) {
+            self.node = node
+            self.labels = labels
+            self.addresses = addresses
+            self.settings = settings
+            self.fenceMargin = fenceMargin
+        }
+    }
+
+    let client: BatonClient
+    let options: Options
+    let dataplane: any EgressDataplane
+    let clock: any BatonClock
+    let logger: Logger
+    let announcer: Mutex<EgressAnnouncer>
+    /// Orders for the data plane, carried out in order by one task.
+    let orders: AsyncStream<[EgressAnnouncer.Action]>
+    let ordersIn: AsyncStream<[EgressAnnouncer.Action]>.Continuation
+
+    public init(client: BatonClient, options: Options, dataplane: any EgressDataplane,
+                clock: any BatonClock = MonotonicClock(), logger: Logger) throws {
+        self.client = client
+        self.options = options
+        self.dataplane = dataplane
+        self.clock = clock
+        self.logger = logger
+        let timeout = Duration.milliseconds(Int64((options.settings.eipEvictionTimeout * 1000).rounded()))
+        self.announcer = Mutex(EgressAnnouncer(fencing: try FencingDeadline(eipEvictionTimeout: timeout, safetyMargin: options.fenceMargin)))
+        (orders, ordersIn) = AsyncStream.makeStream()
+    }
+
+    var updatePeriod: Duration { .milliseconds(Int64((options.settings.tunnelUpdatePeriod * 1000).rounded())) }
+
+    public func run() async throws {
+        try await register()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.carryOutOrders() }
+            group.addTask { await self.heartbeatLoop() }
+            group.addTask { await self.placementLoop() }
+            group.addTask { await self.fenceLoop() }
+            try? await gracefulShutdown()
+            group.cancelAll()
+            ordersIn.finish()
+        }
+        // Leaving on purpose: stop announcing, the controller will move the EIPs on timeout.
+        let held = announcer.withLock { $0.announced }
+        if !held.isEmpty { try? await dataplane.withdraw(held) }
+    }
+
+    // MARK: Registration
+
+    /// Creates or updates the Node (keeping labels an operator set) and ensures the tunnel exists.
+    func register() async throws {
+        var attempt = 0
+        while true {
+            do {
+                var node: Resource
+                if let existing = try? await client.get(.node, name: options.node, namespace: nil) {
+                    node = existing
+                    var labels = existing.metadata.labels ?? [:]
+                    for (k, v) in options.labels { labels[k] = v }
+                    node.metadata.labels = labels.isEmpty ? nil : labels
+                    if node.metadata.labels != existing.metadata.labels { node = try await client.update(node) }
+                } else {
+                    var meta = ObjectMeta(name: options.node)
+                    meta.labels = options.labels.isEmpty ? nil : options.labels
+                    node = try await client.create(Resource(apiVersion: KindInfo.node.apiVersion, kind: "Node", metadata: meta, body: ["spec": [:]]))
+                }
+                if !options.addresses.isEmpty {
+                    let addresses: [JSONValue] = options.addresses.map { ["type": "InternalIP", "address": .string($0)] }
+                    _ = try await client.mergeStatus(.node, name: options.node, namespace: nil, status: ["addresses": .array(addresses)])
+                }
+                let tunnel: JSONValue = ["apiVersion": .string(KindInfo.egressTunnel.apiVersion), "kind": "EgressTunnel",
+                                         "metadata": ["name": .string(options.node)], "spec": [:]]
+                if (try? await client.get(.egressTunnel, name: options.node, namespace: nil)) == nil {
+                    _ = try await client.apply(tunnel, kind: .egressTunnel, name: options.node, namespace: nil)
+                }
+                logger.notice("registered node", metadata: ["node": "\(options.node)"])
+                return
+            } catch let e as APIError where e.code == 401 || e.code == 403 || e.code == 422 {
+                throw e
+            } catch {
+                attempt += 1
+                if attempt % 20 == 1 { logger.warning("cannot register yet; retrying", metadata: ["error": "\(error)"]) }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
+    }
+
+    // MARK: Loops
+
+    func carryOutOrders() async {
+        for await batch in orders {
+            for action in batch {
+                do {
+                    switch action {
+                    case .announce(let eips): try await dataplane.announce(eips)
+                    case .withdraw(let eips, let reason):
+                        logger.notice("withdrawing EIPs", metadata: ["eips": "\(eips.sorted())", "reason": "\(reason)"])
+                        try await dataplane.withdraw(eips)
+                    }
+                } catch {
+                    logger.error("data plane failed", metadata: ["action": "\(action)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    func order(_ actions: [EgressAnnouncer.Action]) { if !actions.isEmpty { ordersIn.yield(actions) } }
+
+    /// Every tunnelUpdatePeriod: merge `lastHeartbeatTime` (and the tunnel's parent) into the
+    /// tunnel's status. The send instant of each acknowledged heartbeat moves the fence deadline.
+    func heartbeatLoop() async {
+        var parent: [String: JSONValue] = ["name": .string(options.node)]
+        for a in options.addresses {
+            if let ip = IPAddress(a) { parent[ip.family == .v4 ? "ipv4" : "ipv6"] = .string(a) }
+        }
+        var failures = 0
+        var next = ContinuousClock.now
+        while !Task.isCancelled {
+            let sent = clock.now
+            do {
+                _ = try await client.mergeStatus(.egressTunnel, name: options.node, namespace: nil, status: [
+                    "lastHeartbeatTime": .string(Timestamp.format(Date())), "tunnel": ["parent": .object(parent)],
+                ])
+                let now = clock.now
+                let (actions, wantsRead) = announcer.withLock { a in (a.heartbeatAcknowledged(sentAt: sent, now: now), a.wantsFreshRead) }
+                order(actions)
+                if wantsRead { await freshRead() }
+                if failures > 0 { logger.notice("heartbeats acknowledged again", metadata: ["missed": "\(failures)"]) }
+                failures = 0
+            } catch {
+                failures += 1
+                if failures == 1 || failures % 50 == 0 {
+                    logger.warning("heartbeat not acknowledged", metadata: ["error": "\(error)", "missed": "\(failures)"])
+                }
+            }
+            next = next.advanced(by: updatePeriod)
+            let now = ContinuousClock.now
+            if next < now { next = now }
+            try? await Task.sleep(until: next, clock: .continuous)
+        }
+    }
+
+    /// Follows every EgressGateway's `status.nodeList` for this node. Each (re)connection starts
+    /// with a fresh list, which also ends a fence's wait for a fresh placement.
+    func placementLoop() async {
+        while !Task.isCancelled {
+            do {
+                let started = clock.now
+                let (items, revision) = try await client.list(.egressGateway, namespace: nil)
+                var gateways: [String: Resource] = Dictionary(uniqueKeysWithValues: items.map { ($0.name, $0) })
+                publish(gateways, readStartedAt: started)
+                for try await event in try await client.watch(.egressGateway, namespace: nil, resourceVersion: revision) {
+                    if event.type == "DELETED" { gateways[event.object.name] = nil } else { gateways[event.object.name] = event.object }
+                    publish(gateways, readStartedAt: nil)
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.debug("placement watch ended; re-listing", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// After a fence and a new acknowledgement: read the placement now rather than trust what
+    /// the agent held before it was cut off.
+    func freshRead() async {
+        let started = clock.now
+        guard let (items, _) = try? await client.list(.egressGateway, namespace: nil) else { return }
+        publish(Dictionary(uniqueKeysWithValues: items.map { ($0.name, $0) }), readStartedAt: started)
+    }
+
+    func publish(_ gateways: [String: Resource], readStartedAt: BatonInstant?) {
+        var eips: Set<String> = []
+        for g in gateways.values {
+            for entry in g.status?["nodeList"]?.arrayValue ?? [] where entry["name"]?.stringValue == options.node {
+                for e in entry["eips"]?.arrayValue ?? [] {
+                    if let v4 = e["ipv4"]?.stringValue, !v4.isEmpty { eips.insert(v4) }
+                    if let v6 = e["ipv6"]?.stringValue, !v6.isEmpty { eips.insert(v6) }
+                }
+            }
+        }
+        let now = clock.now
+        order(announcer.withLock { $0.placement(eips, readStartedAt: readStartedAt, now: now) })
+    }
+
+    /// Wakes at the fence deadline (or every 50 ms) so a cut-off agent withdraws in time.
+    func fenceLoop() async {
+        while !Task.isCancelled {
+            let now = clock.now
+            let (actions, deadline) = announcer.withLock { a in (a.tick(now: now), a.nextDeadline) }
+            order(actions)
+            var wait = Duration.milliseconds(50)
+            if let deadline { wait = min(wait, max(.milliseconds(1), deadline - now)) }
+            try? await Task.sleep(for: wait)
+        }
+    }
+}
