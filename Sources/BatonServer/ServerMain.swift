@@ -1,4 +1,5 @@
 import BatonAPI
+import BatonCore
 import BatonStore
 import Foundation
 import Hummingbird
@@ -39,9 +40,32 @@ public enum BatonServerMain {
                 "eipEvictionTimeout": "\(options.settings.eipEvictionTimeout)s",
             ])
         }
-        // Services stop in reverse order: the store closes first, which ends every open watch,
-        // so the HTTP server can drain instead of waiting on streams that never end.
-        let group = ServiceGroup(configuration: .init(services: [app, StoreCloser(store: store)],
+        // Exactly one replica sharing this store runs the controllers, under a lease in the store.
+        let controllerLogger = Logger(label: "baton.controller")
+        let events = EventRecorder(store: store, component: "egress-controller", logger: controllerLogger)
+        let settings = options.settings
+        let election = LeaderElection(
+            lock: StoreLeaseLock(store: store, name: "baton-controller"),
+            logger: logger,
+            whileLeader: {
+                // A store hiccup restarts the controller (it lists again); it must not end the server.
+                while !Task.isCancelled {
+                    do {
+                        try await EgressController(store: store, settings: settings, clock: MonotonicClock(),
+                                                   logger: controllerLogger, events: events).run()
+                        return
+                    } catch is CancellationError {
+                        return
+                    } catch {
+                        controllerLogger.error("egress controller failed; restarting", metadata: ["error": "\(error)"])
+                        try? await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+            })
+        // Services stop in reverse order: the lease is released first (a standby takes over at
+        // once), then the store closes, which ends every open watch, so the HTTP server can drain
+        // instead of waiting on streams that never end.
+        let group = ServiceGroup(configuration: .init(services: [app, StoreCloser(store: store), election],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

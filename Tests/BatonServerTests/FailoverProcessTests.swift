@@ -1,0 +1,119 @@
+import BatonAPI
+import BatonClient
+import Foundation
+import Testing
+
+/// Egress failover end to end on loopback: `baton server` (controller under its lease) and three
+/// `baton agent --dataplane none` processes.
+@Suite(.serialized, .enabled(if: BatonBinary.path != nil, "baton binary not built: run `swift build` before `swift test`"))
+struct FailoverProcessTests {
+    static let gateway = """
+    apiVersion: egressgateway.spidernet.io/v1beta1
+    kind: EgressGateway
+    metadata:
+      name: egw1
+    spec:
+      ippools:
+        ipv4:
+          - 10.6.1.55-10.6.1.60
+        ipv4DefaultEIP: 10.6.1.56
+      nodeSelector:
+        selector:
+          matchLabels:
+            egress: "true"
+    """
+
+    static func policy(_ i: Int) -> String {
+        """
+        apiVersion: egressgateway.spidernet.io/v1beta1
+        kind: EgressPolicy
+        metadata:
+          name: policy\(i)
+          namespace: default
+        spec:
+          egressGatewayName: egw1
+          egressIP:
+            ipv4: 10.6.1.5\(5 + i)
+          appliedTo:
+            podSubnet:
+              - 10.244.\(i).0/24
+        """
+    }
+
+    func startAgent(_ node: String, server: ServerProcess) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: BatonBinary.path!)
+        p.arguments = ["agent", "--server", server.url, "--token", server.adminToken, "--node", node, "--labels", "egress=true",
+                       "--address", "10.0.0.\(node.last!.wholeNumberValue! + 10)", "--dataplane", "none", "--log-level", "warning"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    /// policy name → node, from the policies' status.
+    func placement(_ client: BatonClient) async throws -> [String: String] {
+        var out: [String: String] = [:]
+        for p in try await client.list(.egressPolicy, namespace: nil).items {
+            if let node = p.status?["node"]?.stringValue { out[p.name] = node }
+        }
+        return out
+    }
+
+    func waitFor<T>(_ what: String, timeout: Duration = .seconds(20), _ body: () async throws -> T?) async throws -> T {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if let v = try await body() { return v }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw APIError.unavailable("timed out waiting for \(what)")
+    }
+
+    @Test func sigkilledAgentsEIPsMoveToTheOtherReadyNodesAndDoNotComeBack() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let server = try await ServerProcess(dataDir: dir)
+        defer { server.kill() }
+        var agents: [String: Process] = [:]
+        defer { for p in agents.values where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        for n in ["node1", "node2", "node3"] { agents[n] = try startAgent(n, server: server) }
+        let gw = try BatonBinary.run(["apply", "-f", "-"], env: server.env, stdin: Self.gateway)
+        #expect(gw.status == 0, "\(gw.err)")
+        let applied = try BatonBinary.run(["apply", "-f", "-"], env: server.env, stdin: (0..<4).map(Self.policy).joined(separator: "\n---\n"))
+        #expect(applied.status == 0, "\(applied.err)")
+        let client = server.client
+        let before = try await waitFor("all four policies placed") { () -> [String: String]? in
+            let p = try await placement(client)
+            return p.count == 4 ? p : nil
+        }
+        // Spread, not piled onto one node.
+        #expect(Set(before.values).count >= 2, "\(before)")
+        let victim = before["policy0"]!
+        let held = Set(before.filter { $0.value == victim }.map(\.key))
+        let killedAt = ContinuousClock.now
+        kill(agents[victim]!.processIdentifier, SIGKILL)
+        agents[victim]!.waitUntilExit()
+        let after = try await waitFor("the victim's EIPs to move") { () -> [String: String]? in
+            let p = try await placement(client)
+            return held.allSatisfy({ p[$0] != nil && p[$0] != victim }) ? p : nil
+        }
+        let moved = ContinuousClock.now - killedAt
+        // eipEvictionTimeout 0.7 s + tunnelMonitorPeriod 0.1 s + the last heartbeat's age (≤ 0.2 s) + watch and write slack.
+        #expect(moved < .milliseconds(2500), "EIPs moved after \(moved)")
+        #expect(after.values.allSatisfy { $0 != victim })
+        let tunnel = try await client.get(.egressTunnel, name: victim, namespace: nil)
+        #expect(tunnel.status?["phase"] == "HeartbeatTimeout")
+        // The log line, exactly once.
+        let logs = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".log") }
+            .map { (try? String(contentsOfFile: dir + "/" + $0, encoding: .utf8)) ?? "" }.joined()
+        let lines = logs.split(separator: "\n").filter { $0.contains("update tunnel status to HeartbeatTimeout") && $0.contains(victim) }
+        #expect(lines.count == 1, "\(lines)")
+        // The node comes back: Ready again, and no EIP returns to it.
+        agents[victim] = try startAgent(victim, server: server)
+        _ = try await waitFor("the victim's tunnel Ready again") { () -> Bool? in
+            try await client.get(.egressTunnel, name: victim, namespace: nil).status?["phase"] == "Ready" ? true : nil
+        }
+        try await Task.sleep(for: .milliseconds(500))  // give a wrong fail-back the time to show
+        #expect(try await placement(client) == after, "no fail-back")
+    }
+}
