@@ -163,6 +163,46 @@ import Testing
         }
     }
 
+    /// Production wiring: the process's monotonic clock and `.sleeping` ticks every tunnelMonitorPeriod.
+    @Test func realClockTunnelGoesReadyThenTimesOut() async throws {
+        let store = try SQLiteStore.inMemory()
+        let logs = LogCapture()
+        let logger = Logger(label: "egress-test") { _ in logs }
+        let controller = EgressController(store: store, settings: FeatureSettings(), clock: MonotonicClock(), logger: logger,
+                                          events: EventRecorder(store: store, component: "egress-controller", logger: logger))
+        let task = Task { try await controller.run() }
+        defer { task.cancel() }
+        _ = try await store.create(Resource(apiVersion: "egressgateway.spidernet.io/v1beta1", kind: "EgressTunnel",
+                                            metadata: ObjectMeta(name: "solo"),
+                                            body: ["status": .object(["lastHeartbeatTime": .string("2000-01-01T00:00:00Z")])]))
+        func phase() async throws -> String? {
+            try await store.get(kind: "EgressTunnel", namespace: nil, name: "solo").status?["phase"]?.stringValue
+        }
+        // The agent heartbeats (a skewed clock: its timestamps are from 2000) until the tunnel is Ready, then dies.
+        var beat = 0
+        let deadline = ContinuousClock.now + .seconds(5)
+        while try await phase() != "Ready", ContinuousClock.now < deadline {
+            beat += 1
+            var t = try await store.get(kind: "EgressTunnel", namespace: nil, name: "solo")
+            t.status?["lastHeartbeatTime"] = .string(String(format: "2000-01-01T00:00:%02dZ", beat % 60))
+            _ = try? await store.updateStatus(t)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(try await phase() == "Ready")
+        let lastBeat = ContinuousClock.now
+        while try await phase() != "HeartbeatTimeout", ContinuousClock.now < deadline + .seconds(3) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(try await phase() == "HeartbeatTimeout")
+        // eipEvictionTimeout 0.7 s + tunnelMonitorPeriod 0.1 s after the last heartbeat, with slack for a loaded machine.
+        #expect(ContinuousClock.now - lastBeat > .milliseconds(500))
+        #expect(ContinuousClock.now - lastBeat < .seconds(2))
+        #expect(logs.count("update tunnel status to HeartbeatTimeout", tunnel: "solo") == 1)
+        task.cancel()
+        _ = try? await task.value
+        await store.close()
+    }
+
     /// 10,000 EIPs over 50 gateways and 21 nodes; node `n00` fails and its EIPs are re-placed.
     /// Prints the decision and write times. Run with BATON_EGRESS_BENCH=1 (ideally `-c release`).
     @Test(.enabled(if: ProcessInfo.processInfo.environment["BATON_EGRESS_BENCH"] == "1"))

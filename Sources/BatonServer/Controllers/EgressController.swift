@@ -21,26 +21,17 @@ public struct EgressController: Sendable {
     /// Where the controller's monitor ticks come from. Production uses `.sleeping`, which ticks
     /// every `tunnelMonitorPeriod` of real time; tests pass their own stream and step a manual clock.
     public struct TickSource: Sendable {
-        let make: @Sendable (Duration) -> AsyncStream<Void>
-
-        public init(_ make: @escaping @Sendable (Duration) -> AsyncStream<Void>) { self.make = make }
-
-        /// One tick every period, by `ContinuousClock`.
-        public static let sleeping = TickSource { period in
-            AsyncStream { continuation in
-                let task = Task {
-                    while !Task.isCancelled {
-                        do { try await Task.sleep(for: period) } catch { break }
-                        continuation.yield()
-                    }
-                    continuation.finish()
-                }
-                continuation.onTermination = { _ in task.cancel() }
-            }
+        enum Source: Sendable {
+            case sleeping
+            case stream(AsyncStream<Void>)
         }
+        let source: Source
 
-        /// Ticks whenever `stream` yields.
-        public static func stream(_ stream: AsyncStream<Void>) -> TickSource { TickSource { _ in stream } }
+        /// One tick every `tunnelMonitorPeriod`, by `ContinuousClock`, inside the controller's task.
+        public static let sleeping = TickSource(source: .sleeping)
+
+        /// Ticks whenever `stream` yields (one controller per stream: an AsyncStream has one consumer).
+        public static func stream(_ stream: AsyncStream<Void>) -> TickSource { TickSource(source: .stream(stream)) }
     }
 
     /// The kinds the controller lists and watches.
@@ -95,9 +86,14 @@ public struct EgressController: Sendable {
             for kind in Self.watchedKinds {
                 group.addTask { try await pump(kind: kind, into: queue) }
             }
-            let ticks = self.ticks.make(failover.tunnelMonitorPeriod)
             group.addTask {
-                for await _ in ticks { queue.push(.tick) }
+                switch ticks.source {
+                case .sleeping:
+                    let period = failover.tunnelMonitorPeriod
+                    while (try? await Task.sleep(for: period)) != nil { queue.push(.tick) }
+                case .stream(let stream):
+                    for await _ in stream { queue.push(.tick) }
+                }
             }
             group.addTask {
                 var loop = EgressControllerLoop(controller: self)
