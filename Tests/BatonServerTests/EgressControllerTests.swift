@@ -132,6 +132,8 @@ import Testing
             try await w.waitFor("node2's EIPs moved") { try await !w.placedPolicies().values.contains("node2") }
             let after = try await w.placedPolicies()
             #expect(Dictionary(grouping: after.values, by: { $0 }).mapValues(\.count) == ["node1": 3, "node3": 3])
+            // Events are recorded after the status writes: wait for them.
+            try await w.waitFor("EIPMoved events") { try await w.events(reason: "EIPMoved").count == 2 }
             let moved = try await w.events(reason: "EIPMoved").compactMap { $0.body["message"]?.stringValue }
             #expect(moved.count == 2)
             #expect(moved.allSatisfy { $0.contains("from node2") && $0.contains("no EgressTunnel") })
