@@ -69,7 +69,7 @@ public struct BatonClient: Sendable {
         return try Self.decode(reply)
     }
 
-    static func decode(_ reply: Reply) throws -> JSONValue {
+    public static func decode(_ reply: Reply) throws -> JSONValue {
         guard let json = reply.json else {
             if reply.status >= 400 {
                 throw APIError(code: reply.status, reason: .init(rawValue: "HTTP\(reply.status)"),

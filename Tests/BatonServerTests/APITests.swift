@@ -210,3 +210,49 @@ status:
         }
     }
 }
+
+@Suite struct BatchApplyTests {
+    static let policy: JSONValue = [
+        "apiVersion": "egressgateway.spidernet.io/v1beta1", "kind": "EgressPolicy",
+        "metadata": ["name": "p1", "namespace": "default"],
+        "spec": ["egressGatewayName": "egw1", "appliedTo": ["podSubnet": ["10.244.0.0/24"]]],
+    ]
+
+    @Test func aPolicyMayNameAGatewayFromTheSameBatch() async throws {
+        let h = try Harness()
+        let gateway = try Manifest.parseDocuments(seedGateway)[0]
+        try await h.app.test(.router) { client in
+            let r = try await client.send(.post, "/apply", json: ["items": [gateway, Self.policy]])
+            #expect(r.status == .ok, "\(r.text)")
+            #expect(r.json?["items"]?.arrayValue?.map { $0["outcome"]?.stringValue ?? "" } == ["created", "created"])
+            let again = try await client.send(.post, "/apply", json: ["items": [gateway, Self.policy]])
+            #expect(again.json?["items"]?.arrayValue?.map { $0["outcome"]?.stringValue ?? "" } == ["unchanged", "unchanged"])
+        }
+    }
+
+    @Test func oneRefusedItemMeansNothingIsWritten() async throws {
+        let h = try Harness()
+        let gateway = try Manifest.parseDocuments(seedGateway)[0]
+        var missing = Self.policy
+        missing["spec"]?["egressGatewayName"] = "missing"
+        let orphan = missing
+        try await h.app.test(.router) { client in
+            let before = try await h.store.currentRevision()
+            let r = try await client.send(.post, "/apply", json: ["items": [gateway, orphan]])
+            #expect(r.status.code == 422)
+            #expect(r.json?["refused"]?.arrayValue?.map { $0["index"]?.intValue } == [1])
+            #expect(try await h.store.currentRevision() == before)
+        }
+    }
+
+    @Test func aNodeTokenMayNotApplyOtherObjects() async throws {
+        let h = try Harness()
+        let token = try await h.api.tokens.issueNodeToken(node: "node1")
+        let gateway = try Manifest.parseDocuments(seedGateway)[0]
+        try await h.app.test(.router) { client in
+            let r = try await client.send(.post, "/apply", token: token, json: ["items": [gateway]])
+            #expect(r.status.code == 422)
+            #expect(r.json?["refused"]?.arrayValue?.first?["status"]?["code"] == 403)
+        }
+    }
+}

@@ -77,11 +77,16 @@ struct FailoverProcessTests {
         var agents: [String: Process] = [:]
         defer { for p in agents.values where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         for n in ["node1", "node2", "node3"] { agents[n] = try startAgent(n, server: server) }
-        let gw = try BatonBinary.run(["apply", "-f", "-"], env: server.env, stdin: Self.gateway)
-        #expect(gw.status == 0, "\(gw.err)")
-        let applied = try BatonBinary.run(["apply", "-f", "-"], env: server.env, stdin: (0..<4).map(Self.policy).joined(separator: "\n---\n"))
-        #expect(applied.status == 0, "\(applied.err)")
         let client = server.client
+        // Placement is sticky (no rebalancing), so let every node come up before the EIPs are placed.
+        _ = try await waitFor("three Ready tunnels") { () -> Bool? in
+            let tunnels = try await client.list(.egressTunnel, namespace: nil).items
+            return tunnels.filter { $0.status?["phase"] == "Ready" }.count == 3 ? true : nil
+        }
+        // One file with the gateway and the policies that name it.
+        let manifests = ([Self.gateway] + (0..<4).map(Self.policy)).joined(separator: "\n---\n")
+        let applied = try BatonBinary.run(["apply", "-f", "-"], env: server.env, stdin: manifests)
+        #expect(applied.status == 0, "\(applied.err)")
         let before = try await waitFor("all four policies placed") { () -> [String: String]? in
             let p = try await placement(client)
             return p.count == 4 ? p : nil

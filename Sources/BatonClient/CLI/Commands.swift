@@ -104,29 +104,44 @@ public struct CLI: Sendable {
         return docs
     }
 
-    /// `baton apply -f FILE|DIR|-`. Every document is first checked by the server (dry run);
-    /// if any is refused, nothing is applied.
+    /// `baton apply -f FILE|DIR|-`. The server admits every document (each against the stored
+    /// objects and the documents before it) before writing any; if one is refused, nothing is applied.
     public func apply(paths: [String], namespace: String?, dryRun: Bool = false) async -> Int32 {
         let docs: [Document]
         do { docs = try documents(paths, namespace: namespace) } catch { report(error); return 1 }
         if docs.isEmpty { err("error: no objects passed to apply"); return 1 }
-        var failed = false
+        var items: [JSONValue] = []
         for d in docs {
-            do { _ = try await client.apply(d.json, kind: d.kind, name: d.name, namespace: d.namespace, dryRun: true) } catch {
-                report(error, context: "error when applying \"\(d.source)\"")
-                failed = true
-                if (error as? APIError)?.code == 503 { return 1 }
-            }
+            var json = d.json
+            if d.kind.namespaced, let ns = d.namespace { json["metadata"]?["namespace"] = .string(ns) }
+            items.append(json)
         }
-        if failed { err("nothing was applied"); return 1 }
-        for d in docs {
-            do {
-                let (_, outcome) = try await client.apply(d.json, kind: d.kind, name: d.name, namespace: d.namespace, dryRun: dryRun)
-                out("\(d.display) \(outcome.rawValue)\(dryRun ? " (dry run)" : "")")
-            } catch {
-                report(error, context: "error when applying \"\(d.source)\"")
-                return 1
+        let reply: BatonClient.Reply
+        do {
+            reply = try await client.send(.POST, "/apply", query: dryRun ? ["dryRun": "All"] : [:],
+                                          body: JSONValue.object(["items": .array(items)]).jsonData())
+        } catch { report(error); return 1 }
+        guard let result = reply.json, result["kind"] == "ApplyResult" else {
+            do { _ = try BatonClient.decode(reply) } catch { report(error); return 1 }
+            err("error: unexpected answer from the server (HTTP \(reply.status))")
+            return 1
+        }
+        if let refused = result["refused"]?.arrayValue {
+            for r in refused {
+                let i = Int(r["index"]?.intValue ?? 0)
+                let source = i < docs.count ? docs[i].source : "?"
+                let e = APIError(status: r["status"] ?? .null, httpCode: 422) ?? APIError.invalid(kind: "", name: "", causes: [])
+                report(e, context: "error when applying \"\(source)\"")
             }
+            err("nothing was applied")
+            return 1
+        }
+        for r in result["items"]?.arrayValue ?? [] {
+            let i = Int(r["index"]?.intValue ?? 0)
+            guard i < docs.count else { continue }
+            for w in r["warnings"]?.arrayValue ?? [] { err("Warning: \(w.stringValue ?? "")") }
+            let outcome = r["outcome"]?.stringValue ?? "configured"
+            out("\(docs[i].display) \(dryRun ? "configured (dry run)" : outcome)")
         }
         return 0
     }

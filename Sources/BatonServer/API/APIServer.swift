@@ -71,7 +71,12 @@ public struct APIServer: Sendable {
                 response = json(.ok, OpenAPIDocument.document)
             default:
                 let identity = try await authenticate(request)
-                if path == "/apis" || path == "/apis/" {
+                if path == "/apply" {
+                    guard request.method == .post else { throw APIError(code: 405, reason: .methodNotAllowed, message: "POST /apply only") }
+                    var req = request
+                    verb = "apply"
+                    response = try await applyBatch(&req, identity: identity)
+                } else if path == "/apis" || path == "/apis/" {
                     response = json(.ok, Discovery.groups)
                 } else if let r = Discovery.resources(path: path) {
                     response = json(.ok, r)
@@ -277,6 +282,71 @@ public struct APIServer: Sendable {
             return try await body()
         }
         return try await admissionLock.withLock(body)
+    }
+
+    // MARK: Batch apply
+
+    /// `POST /apply[?dryRun=All]` with `{"items": [object, ...]}`: what `baton apply -f` sends.
+    /// Every item is admitted first, each against the stored objects *and the items before it*
+    /// (so a policy may name a gateway from the same file); if any is refused, nothing is
+    /// written and the answer lists every refusal by item index. Otherwise each item is created
+    /// or updated in order, under the admission lock.
+    func applyBatch(_ request: inout Request, identity: Identity) async throws -> Response {
+        let body = try await readDocument(&request)
+        guard let items = body["items"]?.arrayValue else {
+            throw APIError.badRequest("POST /apply takes {\"items\": [object, ...]}")
+        }
+        let dryRun = request.uri.queryParameters["dryRun"].map { !$0.isEmpty } ?? false
+        return try await admissionLock.withLock {
+            struct Plan { var kind: KindInfo; var object: Resource; var old: Resource?; var warnings: [String] }
+            var plans: [Plan] = []
+            var refused: [JSONValue] = []
+            var earlier: [String: [Resource]] = [:]
+            for (index, item) in items.enumerated() {
+                do {
+                    let admitted = try Admission.decode(item)
+                    let kind = admitted.kind
+                    let route = APIRoute(kind: kind, namespace: kind.namespaced ? (admitted.object.namespace ?? "default") : nil,
+                                         name: nil, subresource: nil)
+                    var object = try place(admitted, route: route, name: nil)
+                    object.metadata.resourceVersion = nil
+                    try authorize(identity, .patch, route, name: object.name)
+                    let sameKey: (Resource) -> Bool = { $0.name == object.name && ($0.namespace ?? "") == (object.namespace ?? "") }
+                    let old = try? await store.get(kind: kind.kind, namespace: object.namespace, name: object.name)
+                    var context = ValidationContext()
+                    for related in kind.relatedKinds {
+                        var objects = try await store.list(kind: related, namespace: nil, selector: nil).items
+                        for e in earlier[related] ?? [] {
+                            objects.removeAll { $0.name == e.name && ($0.namespace ?? "") == (e.namespace ?? "") }
+                            objects.append(e)
+                        }
+                        context.objects[related] = objects
+                    }
+                    try Admission.validate(Admission.Admitted(kind: kind, object: object, warnings: admitted.warnings),
+                                           old: old ?? earlier[kind.kind]?.first(where: sameKey), context: context)
+                    earlier[kind.kind, default: []].removeAll(where: sameKey)
+                    earlier[kind.kind, default: []].append(object)
+                    plans.append(Plan(kind: kind, object: object, old: old, warnings: admitted.warnings))
+                } catch let e as APIError {
+                    refused.append(["index": .int(Int64(index)), "status": e.status])
+                }
+            }
+            if !refused.isEmpty {
+                return json(.unprocessableContent, ["kind": "ApplyResult", "applied": false, "refused": .array(refused)])
+            }
+            var results: [JSONValue] = []
+            for (index, plan) in plans.enumerated() {
+                if dryRun {
+                    results.append(["index": .int(Int64(index)), "outcome": "validated", "object": plan.object.json]); continue
+                }
+                let stored = plan.old == nil ? try await store.create(plan.object) : try await store.update(plan.object)
+                let outcome = plan.old == nil ? "created"
+                    : (plan.old?.metadata.resourceVersion == stored.metadata.resourceVersion ? "unchanged" : "configured")
+                results.append(["index": .int(Int64(index)), "outcome": .string(outcome), "object": stored.json,
+                                "warnings": .array(plan.warnings.map(JSONValue.string))])
+            }
+            return json(.ok, ["kind": "ApplyResult", "applied": .bool(!dryRun), "items": .array(results)])
+        }
     }
 
     // MARK: Reads

@@ -135,6 +135,17 @@ public enum OpenAPIDocument {
         paths["/openapi.json"] = ["get": ["summary": "This document (no token needed)",
                                           "responses": ["200": ["description": "OpenAPI 3.0 document"]]]]
         paths["/apis"] = ["get": ["summary": "API groups", "responses": ["200": ["description": "APIGroupList"]]]]
+        paths["/apply"] = ["post": [
+            "summary": "Apply several objects at once (what `baton apply -f` sends): each is admitted against the stored objects and the items before it; if any is refused, none is written",
+            "parameters": [["name": "dryRun", "in": "query", "schema": ["type": "string"]]],
+            "requestBody": ["required": true, "content": ["application/json": ["schema": [
+                "type": "object", "properties": ["items": ["type": "array", "items": ["type": "object"]]],
+            ]]]],
+            "responses": [
+                "200": ["description": "ApplyResult: items[].{index, outcome (created|configured|unchanged|validated), object}"],
+                "422": ["description": "ApplyResult: refused[].{index, status}; nothing was written"],
+            ],
+        ]]
         return [
             "openapi": "3.0.3",
             "info": ["title": "Baton API", "version": "v1",
