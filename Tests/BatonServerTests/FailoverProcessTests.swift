@@ -121,4 +121,60 @@ struct FailoverProcessTests {
         try await Task.sleep(for: .milliseconds(500))  // give a wrong fail-back the time to show
         #expect(try await placement(client) == after, "no fail-back")
     }
+
+    /// The log text of the server listening on `port` (ServerProcess writes DATA_DIR/server-PORT-*.log).
+    func log(of server: ServerProcess) -> String {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: server.dataDir)) ?? []
+        return files.filter { $0.hasPrefix("server-\(server.port)-") }
+            .map { (try? String(contentsOfFile: server.dataDir + "/" + $0, encoding: .utf8)) ?? "" }.joined()
+    }
+
+    @Test func killingTheLeaderServerHandsOverWithoutMovingAnEIP() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Two replicas on one store; exactly one takes the controller lease.
+        let a = try await ServerProcess(dataDir: dir)
+        defer { a.kill() }
+        let b = try await ServerProcess(dataDir: dir)
+        defer { b.kill() }
+        let (leader, follower) = try await waitFor("a replica to lead") { () -> (ServerProcess, ServerProcess)? in
+            if log(of: a).contains("became leader") { return (a, b) }
+            if log(of: b).contains("became leader") { return (b, a) }
+            return nil
+        }
+        var agents: [String: Process] = [:]
+        defer { for p in agents.values where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        // The agents talk to the follower, which stays up.
+        for n in ["node1", "node2", "node3"] { agents[n] = try startAgent(n, server: follower) }
+        let client = follower.client
+        _ = try await waitFor("three Ready tunnels") { () -> Bool? in
+            try await client.list(.egressTunnel, namespace: nil).items.filter { $0.status?["phase"] == "Ready" }.count == 3 ? true : nil
+        }
+        let manifests = ([Self.gateway] + (0..<4).map(Self.policy)).joined(separator: "\n---\n")
+        #expect(try BatonBinary.run(["apply", "-f", "-"], env: follower.env, stdin: manifests).status == 0)
+        let before = try await waitFor("all four policies placed") { () -> [String: String]? in
+            let p = try await placement(client)
+            return p.count == 4 ? p : nil
+        }
+        let yamlBefore = try BatonBinary.run(["get", "egw", "egw1", "-o", "yaml"], env: follower.env).out
+        leader.kill()
+        // The follower takes the lease within its duration (2 s) plus a retry period.
+        _ = try await waitFor("the follower to lead", timeout: .seconds(5)) { () -> Bool? in
+            log(of: follower).contains("became leader") ? true : nil
+        }
+        // Its controller gives every tunnel a full eipEvictionTimeout: nothing moves.
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(try await placement(client) == before, "a leader change moves no EIP")
+        let yamlAfter = try BatonBinary.run(["get", "egw", "egw1", "-o", "yaml"], env: follower.env).out
+        #expect(yamlBefore.components(separatedBy: "status:").last == yamlAfter.components(separatedBy: "status:").last,
+                "`baton get egw -o yaml` shows the same placement before and after")
+        // And the new leader does act: a node that dies now still loses its EIPs.
+        let victim = before["policy0"]!
+        kill(agents[victim]!.processIdentifier, SIGKILL)
+        agents[victim]!.waitUntilExit()
+        _ = try await waitFor("the new leader to move the victim's EIPs") { () -> Bool? in
+            let p = try await placement(client)
+            return p.count == 4 && !p.values.contains(victim) ? true : nil
+        }
+    }
 }
