@@ -40,11 +40,12 @@ struct FailoverProcessTests {
         """
     }
 
-    func startAgent(_ node: String, server: ServerProcess) throws -> Process {
+    func startAgent(_ node: String, server: ServerProcess, extraArguments: [String] = []) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: BatonBinary.path!)
         p.arguments = ["agent", "--server", server.url, "--token", server.adminToken, "--node", node, "--labels", "egress=true",
                        "--address", "10.0.0.\(node.last!.wholeNumberValue! + 10)", "--dataplane", "none", "--log-level", "warning"]
+            + extraArguments
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
@@ -176,5 +177,34 @@ struct FailoverProcessTests {
             let p = try await placement(client)
             return p.count == 4 && !p.values.contains(victim) ? true : nil
         }
+    }
+
+    @Test func heartbeatDelaysShorterThanTheEvictionTimeoutEvictNothing() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Heartbeats every 0.2 s, eviction after 1.5 s; each delay below stops the agent for 0.3 s,
+        // so the longest gap between received heartbeats is about 0.5 s.
+        let values = dir + "/values.yaml"
+        try "feature:\n  tunnelMonitorPeriod: 0.1\n  tunnelUpdatePeriod: 0.2\n  eipEvictionTimeout: 1.5\n"
+            .write(toFile: values, atomically: true, encoding: .utf8)
+        let server = try await ServerProcess(dataDir: dir, extraArguments: ["--config", values])
+        defer { server.kill() }
+        let agent = try startAgent("node1", server: server, extraArguments: ["--config", values])
+        defer { if agent.isRunning { kill(agent.processIdentifier, SIGKILL); agent.waitUntilExit() } }
+        let client = server.client
+        _ = try await waitFor("the tunnel Ready") { () -> Bool? in
+            (try? await client.get(.egressTunnel, name: "node1", namespace: nil))?.status?["phase"] == "Ready" ? true : nil
+        }
+        for _ in 0..<100 {
+            kill(agent.processIdentifier, SIGSTOP)
+            try await Task.sleep(for: .milliseconds(300))
+            kill(agent.processIdentifier, SIGCONT)
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await client.get(.egressTunnel, name: "node1", namespace: nil).status?["phase"] == "Ready")
+        let timeouts = try await client.list(.event, namespace: nil).items.filter { $0.body["reason"] == "HeartbeatTimeout" }
+        #expect(timeouts.isEmpty, "0 evictions after 100 short delays")
+        #expect(!log(of: server).contains("update tunnel status to HeartbeatTimeout"))
     }
 }

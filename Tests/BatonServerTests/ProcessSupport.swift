@@ -54,11 +54,11 @@ final class ServerProcess: @unchecked Sendable {
     var env: [String: String] { ["BATON_SERVER": url, "BATON_TOKEN": adminToken] }
 
     /// Starts the server and waits (up to 20 s) until it answers /healthz.
-    init(dataDir: String, port: Int? = nil) async throws {
+    init(dataDir: String, port: Int? = nil, extraArguments: [String] = []) async throws {
         self.dataDir = dataDir
         self.port = port ?? Self.freePort()
         process.executableURL = URL(fileURLWithPath: BatonBinary.path!)
-        process.arguments = ["server", "--data-dir", dataDir, "--listen", "127.0.0.1:\(self.port)", "--log-level", "info"]
+        process.arguments = ["server", "--data-dir", dataDir, "--listen", "127.0.0.1:\(self.port)", "--log-level", "info"] + extraArguments
         let logPath = dataDir + "/server-\(self.port)-\(UUID().uuidString.prefix(4)).log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)
