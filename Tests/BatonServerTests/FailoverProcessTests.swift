@@ -96,6 +96,16 @@ struct FailoverProcessTests {
         #expect(Set(before.values).count >= 2, "\(before)")
         let victim = before["policy0"]!
         let held = Set(before.filter { $0.value == victim }.map(\.key))
+        // An operator watching the tunnels, as the seed's troubleshooting guide does.
+        let watcher = Process()
+        watcher.executableURL = URL(fileURLWithPath: BatonBinary.path!)
+        watcher.arguments = ["get", "egt", "-w"]
+        watcher.environment = ProcessInfo.processInfo.environment.merging(server.env) { _, b in b }
+        let watchOut = Pipe()
+        watcher.standardOutput = watchOut
+        watcher.standardError = FileHandle.nullDevice
+        try watcher.run()
+        defer { if watcher.isRunning { kill(watcher.processIdentifier, SIGKILL); watcher.waitUntilExit() } }
         let killedAt = ContinuousClock.now
         kill(agents[victim]!.processIdentifier, SIGKILL)
         agents[victim]!.waitUntilExit()
@@ -109,6 +119,11 @@ struct FailoverProcessTests {
         #expect(after.values.allSatisfy { $0 != victim })
         let tunnel = try await client.get(.egressTunnel, name: victim, namespace: nil)
         #expect(tunnel.status?["phase"] == "HeartbeatTimeout")
+        // `baton get egt -w` printed a row for the victim in HeartbeatTimeout.
+        kill(watcher.processIdentifier, SIGTERM)
+        watcher.waitUntilExit()
+        let watched = String(decoding: watchOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(watched.split(separator: "\n").contains { $0.hasPrefix(victim) && $0.hasSuffix("HeartbeatTimeout") }, "\(watched)")
         // The log line, exactly once.
         let logs = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".log") }
             .map { (try? String(contentsOfFile: dir + "/" + $0, encoding: .utf8)) ?? "" }.joined()
