@@ -16,7 +16,6 @@ import Prometheus
 public struct APIServer: Sendable {
     public let store: any ResourceStore
     public let tokens: TokenAuthority
-    public let events: EventRecorder
     let logger: Logger
     let metrics: PrometheusCollectorRegistry
     let admissionLock = AsyncLock()
@@ -32,7 +31,6 @@ public struct APIServer: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.ready = ready
-        self.events = EventRecorder(store: store, component: "baton-server", logger: logger)
     }
 
     /// The Hummingbird responder for this API.
@@ -257,6 +255,11 @@ public struct APIServer: Sendable {
         return object
     }
 
+    /// Kinds whose writes a cross-object rule reads or guards: they are admitted under the lock.
+    static let crossCheckedKinds: Set<String> = Set(KindRegistry.all.flatMap { k in
+        k.relatedKinds.isEmpty ? [] : [k.kind] + k.relatedKinds
+    })
+
     struct WriteResult: Sendable {
         var object: Resource
         var old: Resource?
@@ -278,7 +281,7 @@ public struct APIServer: Sendable {
             if dryRun { return WriteResult(object: object, old: old) }
             return WriteResult(object: try await perform(old), old: old)
         }
-        if kind.relatedKinds.isEmpty && !KindRegistry.all.contains(where: { $0.relatedKinds.contains(kind.kind) }) {
+        if !Self.crossCheckedKinds.contains(kind.kind) {
             return try await body()
         }
         return try await admissionLock.withLock(body)

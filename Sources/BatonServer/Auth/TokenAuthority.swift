@@ -99,9 +99,7 @@ public final class TokenAuthority: Sendable {
     /// A stable, non-reversible-enough name for a token object: FNV-1a over the token. Names
     /// only locate the object; the token itself is compared in full.
     static func objectName(for token: String) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in token.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return "tok-" + String(h, radix: 16)
+        "tok-" + String(StableHash.fnv1a(token), radix: 16)
     }
 
     func constantTimeEqual(_ a: String, _ b: String) -> Bool {

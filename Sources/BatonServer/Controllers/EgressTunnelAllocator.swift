@@ -106,9 +106,5 @@ struct EgressTunnelAllocator {
     }
 
     /// FNV-1a, 64-bit: stable across processes (unlike `Hasher`).
-    static func hash(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return h
-    }
+    static func hash(_ s: String) -> UInt64 { StableHash.fnv1a(s) }
 }

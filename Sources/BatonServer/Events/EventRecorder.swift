@@ -66,8 +66,7 @@ public struct EventRecorder: Sendable {
 
     /// `OBJECT.HASH`: one record per (object, reason, message).
     static func eventName(ref: EventRecord.ObjectReference, reason: String, message: String) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in "\(ref.kind)\u{0}\(ref.name)\u{0}\(reason)\u{0}\(message)".utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let h = StableHash.fnv1a("\(ref.kind)\u{0}\(ref.name)\u{0}\(reason)\u{0}\(message)")
         let base = ref.name.count > 200 ? String(ref.name.prefix(200)) : ref.name
         return "\(base).\(String(h, radix: 16))"
     }
