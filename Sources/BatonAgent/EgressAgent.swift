@@ -19,6 +19,9 @@ public final class EgressAgent: Service, Sendable {
         public var settings: FeatureSettings
         /// Subtracted from eipEvictionTimeout to get the fence deadline.
         public var fenceMargin: Duration
+        /// Added to the wall-clock time the agent reports in its heartbeats: simulates a machine
+        /// whose clock is off (tests and simulations; the server must not care).
+        public var clockSkew: Duration = .zero
 
         public init(node: String, labels: [String: String] = [:], addresses: [String] = [],
                     settings: FeatureSettings = FeatureSettings(), fenceMargin: Duration = .milliseconds(100)) {
@@ -93,11 +96,7 @@ public final class EgressAgent: Service, Sendable {
                     let addresses: [JSONValue] = options.addresses.map { ["type": "InternalIP", "address": .string($0)] }
                     _ = try await client.mergeStatus(.node, name: options.node, namespace: nil, status: ["addresses": .array(addresses)])
                 }
-                let tunnel: JSONValue = ["apiVersion": .string(KindInfo.egressTunnel.apiVersion), "kind": "EgressTunnel",
-                                         "metadata": ["name": .string(options.node)], "spec": [:]]
-                if (try? await client.get(.egressTunnel, name: options.node, namespace: nil)) == nil {
-                    _ = try await client.apply(tunnel, kind: .egressTunnel, name: options.node, namespace: nil)
-                }
+                try await ensureTunnel()
                 logger.notice("registered node", metadata: ["node": "\(options.node)"])
                 return
             } catch let e as APIError where e.code == 401 || e.code == 403 || e.code == 422 {
@@ -107,6 +106,23 @@ public final class EgressAgent: Service, Sendable {
                 if attempt % 20 == 1 { logger.warning("cannot register yet; retrying", metadata: ["error": "\(error)"]) }
                 try await Task.sleep(for: .milliseconds(250))
             }
+        }
+    }
+
+    /// Creates the EgressTunnel if it is missing and writes its `tunnel.parent` (the agent's part
+    /// of the tunnel status; the controller owns the rest).
+    func ensureTunnel() async throws {
+        let tunnel: JSONValue = ["apiVersion": .string(KindInfo.egressTunnel.apiVersion), "kind": "EgressTunnel",
+                                 "metadata": ["name": .string(options.node)], "spec": [:]]
+        let existing = try? await client.get(.egressTunnel, name: options.node, namespace: nil)
+        if existing == nil { _ = try await client.apply(tunnel, kind: .egressTunnel, name: options.node, namespace: nil) }
+        var parent: [String: JSONValue] = ["name": .string(options.node)]
+        for a in options.addresses {
+            if let ip = IPAddress(a) { parent[ip.family == .v4 ? "ipv4" : "ipv6"] = .string(a) }
+        }
+        if existing?.status?["tunnel"]?["parent"] != .object(parent) {
+            _ = try await client.mergeStatus(.egressTunnel, name: options.node, namespace: nil,
+                                             status: ["tunnel": ["parent": .object(parent)]])
         }
     }
 
@@ -131,21 +147,23 @@ public final class EgressAgent: Service, Sendable {
 
     func order(_ actions: [EgressAnnouncer.Action]) { if !actions.isEmpty { ordersIn.yield(actions) } }
 
-    /// Every tunnelUpdatePeriod: merge `lastHeartbeatTime` (and the tunnel's parent) into the
-    /// tunnel's status. The send instant of each acknowledged heartbeat moves the fence deadline.
+    /// Every tunnelUpdatePeriod: a heartbeat (with the agent's wall-clock time, for display). The
+    /// send instant of each acknowledged heartbeat moves the fence deadline. A 404 means the
+    /// tunnel is gone (deleted by hand): the agent creates it again.
     func heartbeatLoop() async {
-        var parent: [String: JSONValue] = ["name": .string(options.node)]
-        for a in options.addresses {
-            if let ip = IPAddress(a) { parent[ip.family == .v4 ? "ipv4" : "ipv6"] = .string(a) }
-        }
         var failures = 0
         var next = ContinuousClock.now
+        let skew = TimeInterval(Double(options.clockSkew.components.seconds) + Double(options.clockSkew.components.attoseconds) / 1e18)
         while !Task.isCancelled {
             let sent = clock.now
             do {
-                _ = try await client.mergeStatus(.egressTunnel, name: options.node, namespace: nil, status: [
-                    "lastHeartbeatTime": .string(Timestamp.format(Date())), "tunnel": ["parent": .object(parent)],
-                ])
+                do {
+                    try await client.heartbeat(node: options.node, agentTime: Timestamp.format(Date().addingTimeInterval(skew)))
+                } catch let e as APIError where e.code == 404 {
+                    logger.warning("the tunnel is gone; registering it again", metadata: ["node": "\(options.node)"])
+                    try await ensureTunnel()
+                    throw e
+                }
                 let now = clock.now
                 let (actions, wantsRead) = announcer.withLock { a in (a.heartbeatAcknowledged(sentAt: sent, now: now), a.wantsFreshRead) }
                 order(actions)

@@ -144,6 +144,15 @@ public struct BatonClient: Sendable {
                                           body: ["status": status], contentType: "application/merge-patch+json"))
     }
 
+    /// Sends a node's heartbeat (`POST .../egresstunnels/NODE/heartbeat`), with the agent's wall
+    /// clock for display. Returns once the server has recorded it; 404 when the tunnel is gone.
+    public func heartbeat(node: String, agentTime: String?) async throws {
+        let body: JSONValue = agentTime.map { ["time": .string($0)] } ?? [:]
+        let reply = try await send(.POST, KindInfo.egressTunnel.objectPath(name: node, namespace: nil) + "/heartbeat",
+                                   body: body.jsonData())
+        if reply.status >= 400 { _ = try Self.decode(reply) }
+    }
+
     public func delete(_ kind: KindInfo, name: String, namespace: String?) async throws -> Resource {
         try Resource(json: try await call(.DELETE, kind.objectPath(name: name, namespace: namespace)))
     }

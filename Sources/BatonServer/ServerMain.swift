@@ -28,9 +28,10 @@ public enum BatonServerMain {
     public static func run(options: ServerOptions, metrics: PrometheusCollectorRegistry, logger: Logger) async throws {
         try FileManager.default.createDirectory(atPath: options.dataDir, withIntermediateDirectories: true)
         let store = try SQLiteStore(directory: options.dataDir, logger: logger)
+        let heartbeats = try SQLiteHeartbeatLog(directory: options.dataDir)
         let adminToken = try TokenAuthority.loadOrCreateAdminToken(dataDir: options.dataDir)
         let api = APIServer(store: store, tokens: TokenAuthority(adminToken: adminToken, store: store),
-                            metrics: metrics, logger: logger,
+                            metrics: metrics, logger: logger, heartbeats: heartbeats,
                             ready: { (try? await store.currentRevision()) != nil })
         let tokenPath = (options.dataDir as NSString).appendingPathComponent("admin.token")
         let app = api.application(host: options.host, port: options.port) { channel in
@@ -51,7 +52,7 @@ public enum BatonServerMain {
                 // A store hiccup restarts the controller (it lists again); it must not end the server.
                 while !Task.isCancelled {
                     do {
-                        try await EgressController(store: store, settings: settings, clock: MonotonicClock(),
+                        try await EgressController(store: store, heartbeats: heartbeats, settings: settings, clock: MonotonicClock(),
                                                    logger: controllerLogger, events: events).run()
                         return
                     } catch is CancellationError {
@@ -70,9 +71,11 @@ public enum BatonServerMain {
         do {
             try await group.run()
         } catch {
+            heartbeats.close()
             await store.close()
             throw error
         }
+        heartbeats.close()
         await store.close()
     }
 }

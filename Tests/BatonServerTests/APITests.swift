@@ -211,6 +211,43 @@ status:
     }
 }
 
+@Suite struct HeartbeatEndpointTests {
+    @Test func aNodeHeartbeatsItsOwnTunnelOnly() async throws {
+        let h = try Harness()
+        let token = try await h.api.tokens.issueNodeToken(node: "node1")
+        let tunnel: JSONValue = ["apiVersion": "egressgateway.spidernet.io/v1beta1", "kind": "EgressTunnel", "metadata": ["name": "node1"]]
+        let (_, start) = try await h.heartbeats.read(after: nil)
+        nonisolated(unsafe) var revision: String?
+        try await h.app.test(.router) { client in
+            let url = path(.egressTunnel, "node1") + "/heartbeat"
+            // No tunnel yet: 404, and nothing is recorded.
+            #expect(try await client.send(.post, url, token: token, json: ["time": "2026-11-24T00:00:00Z"]).status == .notFound)
+            let created = try await client.send(.patch, path(.egressTunnel, "node1"), token: token, json: tunnel)
+            #expect(created.status == .created)
+            revision = created.json?["metadata"]?["resourceVersion"]?.stringValue
+            let ok = try await client.send(.post, url, token: token, json: ["time": "2026-11-24T00:00:00.100Z"])
+            #expect(ok.status == .noContent, "\(ok.text)")
+            // Another node's token may not beat for node1.
+            let other = try await h.api.tokens.issueNodeToken(node: "node2")
+            #expect(try await client.send(.post, url, token: other, json: [:]).status == .forbidden)
+            // Bad bodies name the field.
+            let badTime = try await client.send(.post, url, token: token, json: ["time": "noon"])
+            #expect(badTime.status.code == 422)
+            #expect(badTime.json?["details"]?["causes"]?.arrayValue?.first?["field"] == "time")
+            let unknown = try await client.send(.post, url, token: token, json: ["counter": 1])
+            #expect(unknown.status.code == 422)
+            #expect(unknown.json?["details"]?["causes"]?.arrayValue?.first?["field"] == "counter")
+            // An empty body is a heartbeat too.
+            #expect(try await client.send(.post, url, token: token).status == .noContent)
+        }
+        // Recorded: the two accepted heartbeats, one record for the node, with the newest time (none).
+        let (records, _) = try await h.heartbeats.read(after: start)
+        #expect(records == [HeartbeatRecord(node: "node1", agentTime: nil)])
+        // The tunnel object itself was not written by the heartbeats.
+        #expect(try await h.store.get(kind: "EgressTunnel", namespace: nil, name: "node1").metadata.resourceVersion == revision)
+    }
+}
+
 @Suite struct BatchApplyTests {
     static let policy: JSONValue = [
         "apiVersion": "egressgateway.spidernet.io/v1beta1", "kind": "EgressPolicy",

@@ -26,21 +26,29 @@ struct AgentProcessTests {
         defer { if agent.isRunning { kill(agent.processIdentifier, SIGKILL); agent.waitUntilExit() } }
 
         let client = server.client
-        var beats: Set<String> = []
+        func heartbeatsReceived() async -> Double {
+            guard let reply = try? await client.send(.GET, "/metrics") else { return 0 }
+            let line = String(decoding: reply.body, as: UTF8.self).split(separator: "\n")
+                .first { $0.hasPrefix("baton_egress_heartbeats_total ") }
+            return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+        }
         let deadline = ContinuousClock.now.advanced(by: .seconds(20))
-        while beats.count < 3 && ContinuousClock.now < deadline {
-            if let t = try? await client.get(.egressTunnel, name: "node1", namespace: nil),
-               let beat = t.status?["lastHeartbeatTime"]?.stringValue {
-                beats.insert(beat)
-            }
+        var phase: String?
+        var received = 0.0
+        while (phase != "Ready" || received < 5) && ContinuousClock.now < deadline {
+            received = await heartbeatsReceived()
+            phase = (try? await client.get(.egressTunnel, name: "node1", namespace: nil))?.status?["phase"]?.stringValue
             try await Task.sleep(for: .milliseconds(50))
         }
-        #expect(beats.count >= 3, "the agent heartbeats (saw \(beats.count) distinct lastHeartbeatTime values)")
+        #expect(await heartbeatsReceived() >= 5, "the agent heartbeats")
+        #expect(phase == "Ready")
         let node = try await client.get(.node, name: "node1", namespace: nil)
         #expect(node.metadata.labels == ["egress": "true", "zone": "a"])
         #expect(node.status?["addresses"]?.arrayValue?.first?["address"] == "10.0.0.11")
         let tunnel = try await client.get(.egressTunnel, name: "node1", namespace: nil)
         #expect(tunnel.status?["tunnel"]?["parent"]?["ipv4"] == "10.0.0.11")
+        // The controller shows the agent's reported time once the tunnel is Ready.
+        #expect(tunnel.status?["lastHeartbeatTime"]?.stringValue.flatMap(Timestamp.parse) != nil)
     }
 
     @Test func agentRefusesAnUnknownDataplane() throws {

@@ -12,12 +12,14 @@ import Prometheus
 struct Harness {
     let store: SQLiteStore
     let api: APIServer
+    let heartbeats: SQLiteHeartbeatLog
     static let admin = "admin-token"
 
     init() throws {
         store = try SQLiteStore.inMemory()
+        heartbeats = try SQLiteHeartbeatLog.inMemory()
         api = APIServer(store: store, tokens: TokenAuthority(adminToken: Self.admin, store: store),
-                        metrics: PrometheusCollectorRegistry(), logger: Logger(label: "test"))
+                        metrics: PrometheusCollectorRegistry(), logger: Logger(label: "test"), heartbeats: heartbeats)
     }
 
     var app: Application<CallbackResponder<BasicRequestContext>> {

@@ -16,6 +16,8 @@ import Prometheus
 public struct APIServer: Sendable {
     public let store: any ResourceStore
     public let tokens: TokenAuthority
+    /// Where agents' heartbeats are recorded (nil: heartbeats are refused with 503).
+    public let heartbeats: (any HeartbeatLog)?
     let logger: Logger
     let metrics: PrometheusCollectorRegistry
     let admissionLock = AsyncLock()
@@ -25,8 +27,9 @@ public struct APIServer: Sendable {
     let ready: @Sendable () async -> Bool
 
     public init(store: any ResourceStore, tokens: TokenAuthority, metrics: PrometheusCollectorRegistry,
-                logger: Logger, ready: @escaping @Sendable () async -> Bool = { true }) {
+                logger: Logger, heartbeats: (any HeartbeatLog)? = nil, ready: @escaping @Sendable () async -> Bool = { true }) {
         self.store = store
+        self.heartbeats = heartbeats
         self.tokens = tokens
         self.metrics = metrics
         self.logger = logger
@@ -121,6 +124,8 @@ public struct APIServer: Sendable {
         let query = Dictionary(request.uri.queryParameters.map { (String($0.key), String($0.value)) }, uniquingKeysWith: { a, _ in a })
         let dryRun = query["dryRun"].map { !$0.isEmpty } ?? false
         switch (request.method, route.name, route.subresource) {
+        case (.post, let name?, "heartbeat"):
+            return ("heartbeat", try await heartbeat(route, name: name, request: &request, identity: identity))
         case (.get, nil, nil):
             if query["watch"].map({ $0 == "true" || $0 == "1" }) ?? false {
                 try authorize(identity, .watch, route, name: nil)

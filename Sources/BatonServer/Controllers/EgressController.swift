@@ -8,13 +8,16 @@ import Synchronization
 /// policies, turns heartbeats into `HeartbeatMonitor` decisions and the store's state into
 /// `EgressPlacement` inputs, and writes the results back. It decides nothing itself.
 ///
-/// Heartbeats: an observed tunnel change whose `status.lastHeartbeatTime` differs from the last
-/// value this controller saw. Its receive instant is `clock.now` when the watch delivered it; the
-/// timestamp's value is never read. A controller that starts gives every tunnel a full
-/// `eipEvictionTimeout` of grace, so a leader change alone evicts nothing.
+/// Heartbeats come from the `HeartbeatLog`, read every `heartbeatPollInterval` (and at every
+/// tick): each node that beat since the last read is stamped with `clock.now`, the controller's
+/// own monotonic clock. The agent's reported time is never compared with anything. A controller
+/// that starts gives every tunnel a full `eipEvictionTimeout` of grace, so a leader change alone
+/// evicts nothing.
 ///
-/// Ownership of `EgressTunnel.status`: the controller writes `phase`, `tunnel.{mac,ipv4,ipv6}` and
-/// `mark`; the agent writes `lastHeartbeatTime` and `tunnel.parent`, which every write here keeps.
+/// Ownership of `EgressTunnel.status`: the controller writes `phase`, `tunnel.{mac,ipv4,ipv6}`,
+/// `mark`, and `lastHeartbeatTime` (the agent's reported time, for display: at each phase change
+/// and at most every `heartbeatDisplayPeriod`); the agent writes `tunnel.parent`, which every
+/// write here keeps.
 ///
 /// Run it only while leader: `run()` returns when its task is cancelled.
 public struct EgressController: Sendable {
@@ -47,6 +50,11 @@ public struct EgressController: Sendable {
     /// How many status writes run at once (the store batches concurrent writes into one commit).
     let writeConcurrency: Int
     let placementObserver: (@Sendable (PlacementReport) -> Void)?
+    let heartbeats: (any HeartbeatLog)?
+    /// How often the heartbeat log is read between ticks (with `.sleeping` ticks only).
+    let heartbeatPollInterval: Duration
+    /// How often a tunnel's `lastHeartbeatTime` is refreshed while nothing else changes.
+    let heartbeatDisplayPeriod: Duration
 
     /// What one placement run did and how long it took (real time), for benchmarks and tests.
     public struct PlacementReport: Sendable, Hashable {
@@ -63,10 +71,14 @@ public struct EgressController: Sendable {
 
     /// `ticks` drives the heartbeat monitor (default: every `tunnelMonitorPeriod`); `onPlacement`
     /// is called after every placement run.
-    public init(store: any ResourceStore, settings: FeatureSettings, clock: some BatonClock, logger: Logger,
-                events: EventRecorder, ticks: TickSource = .sleeping, writeConcurrency: Int = 256,
+    public init(store: any ResourceStore, heartbeats: (any HeartbeatLog)?, settings: FeatureSettings, clock: some BatonClock,
+                logger: Logger, events: EventRecorder, ticks: TickSource = .sleeping, writeConcurrency: Int = 256,
+                heartbeatPollInterval: Duration = .milliseconds(25), heartbeatDisplayPeriod: Duration = .seconds(10),
                 onPlacement: (@Sendable (PlacementReport) -> Void)? = nil) {
         self.placementObserver = onPlacement
+        self.heartbeats = heartbeats
+        self.heartbeatPollInterval = heartbeatPollInterval
+        self.heartbeatDisplayPeriod = heartbeatDisplayPeriod
         self.store = store
         self.settings = settings
         self.failover = EgressFailoverSettings(settings)
@@ -93,6 +105,12 @@ public struct EgressController: Sendable {
                     while (try? await Task.sleep(for: period)) != nil { queue.push(.tick) }
                 case .stream(let stream):
                     for await _ in stream { queue.push(.tick) }
+                }
+            }
+            if case .sleeping = ticks.source, heartbeats != nil {
+                group.addTask {
+                    let period = heartbeatPollInterval
+                    while (try? await Task.sleep(for: period)) != nil { queue.push(.pollHeartbeats) }
                 }
             }
             group.addTask {
@@ -140,6 +158,8 @@ enum EgressControllerInput: Sendable {
     case snapshot(kind: String, items: [Resource], at: BatonInstant)
     case event(WatchEvent, at: BatonInstant)
     case tick
+    /// Read the heartbeat log (a tick reads it too).
+    case pollHeartbeats
 }
 
 /// A queue the loop drains in batches, so a burst of changes costs one placement.

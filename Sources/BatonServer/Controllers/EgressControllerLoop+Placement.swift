@@ -178,12 +178,16 @@ enum EgressStatusWriter {
         return out
     }
 
-    /// `r` with the controller's tunnel fields set (phase, mark, tunnel mac/ipv4/ipv6); the agent's
-    /// fields (`lastHeartbeatTime`, `tunnel.parent`) and anything else are kept. nil: nothing to change.
-    static func tunnelStatus(_ r: Resource, phase: EgressTunnelStatus.Phase?,
+    /// `r` with the controller's tunnel fields set (phase, displayed heartbeat time, mark, tunnel
+    /// mac/ipv4/ipv6); the agent's `tunnel.parent` and anything else are kept. nil: nothing to change.
+    static func tunnelStatus(_ r: Resource, phase: EgressTunnelStatus.Phase?, heartbeatTime: String? = nil,
                              allocation: EgressTunnelAllocator.Allocation?) -> Resource? {
         var status = r.status?.objectValue ?? [:]
         var changed = false
+        if let heartbeatTime, status["lastHeartbeatTime"]?.stringValue != heartbeatTime {
+            status["lastHeartbeatTime"] = .string(heartbeatTime)
+            changed = true
+        }
         if let phase, status["phase"]?.stringValue != phase.rawValue {
             status["phase"] = .string(phase.rawValue)
             changed = true

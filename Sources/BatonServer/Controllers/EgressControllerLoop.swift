@@ -34,6 +34,12 @@ struct EgressControllerLoop {
         struct SpecKey: Hashable { var gatewayName: String; var egressIP: EgressIP? }
     }
 
+    /// What to change in one tunnel's status (nil members: leave as stored).
+    struct TunnelWrite: Sendable {
+        var phase: EgressTunnelStatus.Phase?
+        var heartbeatTime: String?
+    }
+
     /// An Event to record after the batch's writes.
     struct PendingEvent: Sendable {
         var object: Resource
@@ -47,14 +53,18 @@ struct EgressControllerLoop {
     var allocator: EgressTunnelAllocator
     var synced: Set<String> = []
     var tunnels: [String: Resource] = [:]
-    var heartbeatSeen: [String: String] = [:]
+    /// The heartbeat log's cursor (nil until the first read).
+    var heartbeatCursor: Int64?
+    /// Each node's newest reported agent time, and when the controller last wrote one to the tunnel.
+    var agentTimes: [String: String] = [:]
+    var displayedAt: [String: BatonInstant] = [:]
     var nodes: [String: NodeEntry] = [:]
     var gateways: [String: GatewayEntry] = [:]
     var policies: [EgressPolicyRef: PolicyEntry] = [:]
     /// Something placement reads has changed since the last placement.
     var dirty = false
-    /// Tunnels whose stored status lacks their allocation, and phase changes to write.
-    var tunnelWrites: [String: EgressTunnelStatus.Phase?] = [:]
+    /// Tunnel status writes due: allocation, phase, displayed heartbeat time.
+    var tunnelWrites: [String: TunnelWrite] = [:]
     var desiredPolicy: [EgressPolicyRef: EgressPolicyStatus] = [:]
     var desiredGateway: [String: EgressGatewayStatus] = [:]
     var unassignedReported: [EgressPolicyRef: EgressUnassignedReason] = [:]
@@ -73,13 +83,16 @@ struct EgressControllerLoop {
 
     mutating func handle(_ batch: [EgressControllerInput]) async {
         var tick = false
+        var poll = false
         for input in batch {
             switch input {
             case .tick: tick = true
+            case .pollHeartbeats: poll = true
             case .snapshot(let kind, let items, let at): applySnapshot(kind: kind, items: items, at: at)
             case .event(let event, let at): apply(event, at: at)
             }
         }
+        if tick || poll { await readHeartbeats() }
         if tick, synced.contains("EgressTunnel") { evaluate() }
         if !tunnelWrites.isEmpty { await writeTunnels() }
         if dirty, synced.count == EgressController.watchedKinds.count {
@@ -89,12 +102,32 @@ struct EgressControllerLoop {
         if !pendingEvents.isEmpty { await recordEvents() }
     }
 
-    /// Runs the heartbeat monitor: phase changes to write, one log line and one event each.
+    /// Reads the nodes that beat since the last read; each counts as received now.
+    mutating func readHeartbeats() async {
+        guard let log = controller.heartbeats else { return }
+        do {
+            let (records, cursor) = try await log.read(after: heartbeatCursor)
+            let now = controller.clock.now
+            heartbeatCursor = cursor
+            // Only tunnels the controller knows: a heartbeat racing its tunnel's deletion must not
+            // bring the tunnel back into the monitor (an early one for a new tunnel is just skipped).
+            for r in records where tunnels[r.node] != nil {
+                monitor.heartbeatReceived(r.node, at: now)
+                if let t = r.agentTime { agentTimes[r.node] = t }
+            }
+        } catch {
+            logger.warning("cannot read heartbeats", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs the heartbeat monitor: phase changes to write, one log line and one event each. Also
+    /// refreshes the displayed `lastHeartbeatTime` of tunnels not shown for `heartbeatDisplayPeriod`.
     mutating func evaluate() {
-        for decision in monitor.evaluate(now: controller.clock.now) {
+        let now = controller.clock.now
+        for decision in monitor.evaluate(now: now) {
             switch decision {
             case .markHeartbeatTimeout(let node, let silentFor):
-                tunnelWrites[node] = .heartbeatTimeout
+                tunnelWrites[node, default: TunnelWrite()].phase = .heartbeatTimeout
                 logger.notice("update tunnel status to HeartbeatTimeout", metadata: ["tunnel": "\(node)", "silentFor": "\(silentFor)"])
                 if let t = tunnels[node] {
                     pendingEvents.append(PendingEvent(object: t, reason: "HeartbeatTimeout",
@@ -102,7 +135,8 @@ struct EgressControllerLoop {
                                                       type: "Warning"))
                 }
             case .markReady(let node):
-                tunnelWrites[node] = .ready
+                tunnelWrites[node, default: TunnelWrite()].phase = .ready
+                displayedAt[node] = nil
                 logger.info("update tunnel status to Ready", metadata: ["tunnel": "\(node)"])
                 if let t = tunnels[node] {
                     pendingEvents.append(PendingEvent(object: t, reason: "Ready", message: "tunnel is Ready", type: "Normal"))
@@ -110,12 +144,17 @@ struct EgressControllerLoop {
             }
             dirty = true
         }
+        for (node, time) in agentTimes where tunnels[node] != nil {
+            if let shown = displayedAt[node], now - shown < controller.heartbeatDisplayPeriod { continue }
+            if tunnels[node]?.status?["lastHeartbeatTime"]?.stringValue == time { continue }
+            tunnelWrites[node, default: TunnelWrite()].heartbeatTime = time
+            displayedAt[node] = now
+        }
     }
 
     // MARK: - Watch input
 
     mutating func applySnapshot(kind: String, items: [Resource], at: BatonInstant) {
-        let resync = synced.contains(kind)
         synced.insert(kind)
         dirty = true
         switch kind {
@@ -128,16 +167,7 @@ struct EgressControllerLoop {
                 return ka != kb ? !ka : a.name < b.name
             }
             for t in ordered {
-                let hb = t.status?["lastHeartbeatTime"]?.stringValue
-                if tunnels[t.name] == nil {
-                    monitor.track(t.name, phase: Self.phase(t), now: at)
-                    if resync, hb != nil { heartbeatSeen[t.name] = nil }  // a tunnel created during the gap
-                    else { heartbeatSeen[t.name] = hb }
-                }
-                if resync, let hb, hb != heartbeatSeen[t.name] {
-                    heartbeatSeen[t.name] = hb
-                    monitor.heartbeatReceived(t.name, at: at)
-                }
+                if tunnels[t.name] == nil { monitor.track(t.name, phase: Self.phase(t), now: at) }
                 tunnels[t.name] = t
                 reconcileAllocation(t)
             }
@@ -168,11 +198,6 @@ struct EgressControllerLoop {
             if tunnels[name] == nil {
                 monitor.track(name, phase: Self.phase(object), now: at)
                 dirty = true
-            }
-            // A heartbeat counts even when a newer copy (from our own write) is already cached.
-            if let hb = object.status?["lastHeartbeatTime"]?.stringValue, hb != heartbeatSeen[name] {
-                heartbeatSeen[name] = hb
-                monitor.heartbeatReceived(name, at: at)
             }
             if let cached = tunnels[name], Self.revision(cached) > event.revision { return }
             tunnels[name] = object
@@ -226,7 +251,8 @@ struct EgressControllerLoop {
 
     mutating func forgetTunnel(_ name: String) {
         tunnels[name] = nil
-        heartbeatSeen[name] = nil
+        agentTimes[name] = nil
+        displayedAt[name] = nil
         tunnelWrites[name] = nil
         monitor.forget(name)
         allocator.release(name)
@@ -235,7 +261,7 @@ struct EgressControllerLoop {
     mutating func reconcileAllocation(_ tunnel: Resource) {
         if allocator.reconcile(node: tunnel.name, status: tunnel.decodeStatus(EgressTunnelStatus.self)) != nil,
            tunnelWrites[tunnel.name] == nil {
-            tunnelWrites[tunnel.name] = .some(nil)
+            tunnelWrites[tunnel.name] = TunnelWrite()
         }
     }
 
@@ -246,12 +272,12 @@ struct EgressControllerLoop {
         tunnelWrites = [:]
         let store = self.store, logger = self.logger
         var jobs: [@Sendable () async -> Resource?] = []
-        for (name, phase) in writes {
+        for (name, write) in writes {
             guard let cached = tunnels[name] else { continue }
             let allocation = allocator.byNode[name]
             jobs.append {
                 await EgressStatusWriter.write(store: store, start: cached, logger: logger) {
-                    EgressStatusWriter.tunnelStatus($0, phase: phase, allocation: allocation)
+                    EgressStatusWriter.tunnelStatus($0, phase: write.phase, heartbeatTime: write.heartbeatTime, allocation: allocation)
                 }
             }
         }
