@@ -153,6 +153,10 @@ public final class EgressAgent: Service, Sendable {
     func heartbeatLoop() async {
         var failures = 0
         var next = ContinuousClock.now
+        // A heartbeat answered later than eipEvictionTimeout is worth nothing (the fence deadline
+        // has passed): give up on it then and send the next one, rather than wait for 30 s.
+        var client = self.client
+        client.timeout = .milliseconds(Int64(max(0.2, options.settings.eipEvictionTimeout) * 1000))
         let skew = TimeInterval(Double(options.clockSkew.components.seconds) + Double(options.clockSkew.components.attoseconds) / 1e18)
         while !Task.isCancelled {
             let sent = clock.now

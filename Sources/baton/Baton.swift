@@ -253,6 +253,12 @@ struct Agent: AsyncParsableCommand {
     var dataplane: String = "linux"
     @Option(help: "The same values.yaml as the server's --config (tunnelUpdatePeriod, eipEvictionTimeout).")
     var config: String?
+    @Option(name: .customLong("clock-skew"),
+            help: "Seconds added to the wall-clock time this agent reports (simulates a machine whose clock is off; write negative values as --clock-skew=-600).")
+    var clockSkew: Double = 0
+    @Option(name: .customLong("dataplane-log"),
+            help: "With --dataplane none: append each announce and withdraw to this file, stamped with CLOCK_MONOTONIC in ns.")
+    var dataplaneLog: String?
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -280,13 +286,15 @@ struct Agent: AsyncParsableCommand {
         let logger = Logger(label: "baton.agent")
         let plane: any EgressDataplane
         switch dataplane {
-        case "none": plane = RecordingDataplane(logger: logger)
+        case "none": plane = try RecordingDataplane(logger: logger, journal: dataplaneLog)
         case "linux": throw ValidationError("--dataplane linux is not available in this build yet; use --dataplane none")
         default: throw ValidationError("--dataplane must be linux or none, not \"\(dataplane)\"")
         }
-        let agent = try EgressAgent(client: client.cli.connection.client,
-                                    options: .init(node: node, labels: labelMap, addresses: addresses, settings: settings),
-                                    dataplane: plane, logger: logger)
+        guard clockSkew.isFinite else { throw ValidationError("--clock-skew: \(clockSkew) is not a number of seconds") }
+        if dataplaneLog != nil && dataplane != "none" { throw ValidationError("--dataplane-log needs --dataplane none") }
+        var options = EgressAgent.Options(node: node, labels: labelMap, addresses: addresses, settings: settings)
+        options.clockSkew = .milliseconds(Int64((clockSkew * 1000).rounded()))
+        let agent = try EgressAgent(client: client.cli.connection.client, options: options, dataplane: plane, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
