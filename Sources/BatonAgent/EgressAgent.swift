@@ -42,6 +42,10 @@ public final class EgressAgent: Service, Sendable {
     /// Orders for the data plane, carried out in order by one task.
     let orders: AsyncStream<[EgressAnnouncer.Action]>
     let ordersIn: AsyncStream<[EgressAnnouncer.Action]>.Continuation
+    private let acknowledgedAt = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// When the newest heartbeat was acknowledged (real time), for simulations and benchmarks.
+    public var lastHeartbeatAcknowledgedAt: ContinuousClock.Instant? { acknowledgedAt.withLock { $0 } }
 
     public init(client: BatonClient, options: Options, dataplane: any EgressDataplane,
                 clock: any BatonClock = MonotonicClock(), logger: Logger) throws {
@@ -168,6 +172,7 @@ public final class EgressAgent: Service, Sendable {
                     try await ensureTunnel()
                     throw e
                 }
+                acknowledgedAt.withLock { $0 = ContinuousClock.now }
                 let now = clock.now
                 let (actions, wantsRead) = announcer.withLock { a in (a.heartbeatAcknowledged(sentAt: sent, now: now), a.wantsFreshRead) }
                 order(actions)

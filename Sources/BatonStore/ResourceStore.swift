@@ -1,5 +1,6 @@
 import BatonAPI
 import Foundation
+import Synchronization
 
 /// The kind of change a watch reports, as Kubernetes spells it on the wire.
 public enum WatchEventType: String, Sendable, Codable {
@@ -14,11 +15,39 @@ public struct WatchEvent: Sendable, Hashable {
     public var type: WatchEventType
     public var object: Resource
     public var revision: Int64
+    /// Somewhere for whoever serves this event to many watchers to keep its encoding, so a
+    /// change that fans out to a thousand watchers is encoded once. Not part of equality.
+    public let encoding = EncodingMemo()
 
     public init(type: WatchEventType, object: Resource, revision: Int64) {
         self.type = type
         self.object = object
         self.revision = revision
+    }
+
+    public static func == (a: WatchEvent, b: WatchEvent) -> Bool {
+        a.type == b.type && a.object == b.object && a.revision == b.revision
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(type)
+        h.combine(object)
+        h.combine(revision)
+    }
+}
+
+/// A value computed once and shared by every copy of the struct that holds this box.
+public final class EncodingMemo: Sendable {
+    private let value = Mutex<[UInt8]?>(nil)
+
+    public init() {}
+
+    /// The stored bytes, computing them with `make` the first time.
+    public func bytes(_ make: () -> [UInt8]) -> [UInt8] {
+        if let v = value.withLock({ $0 }) { return v }
+        let made = make()
+        value.withLock { if $0 == nil { $0 = made } }
+        return made
     }
 }
 

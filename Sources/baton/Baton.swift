@@ -203,7 +203,7 @@ struct OpenAPI: ParsableCommand {
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Benchmarks that print Baton's figures beside a real peer's.",
-                                                    subcommands: [API.self])
+                                                    subcommands: [API.self, Egress.self])
 
     struct API: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -221,6 +221,33 @@ struct Bench: AsyncParsableCommand {
             bench.watchers = watchers
             bench.changes = changes
             bench.concurrency = concurrency
+            try await bench.run { print($0) }
+        }
+    }
+
+    struct Egress: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "egress",
+            abstract: "Simulated agents (--dataplane none, in this process) against one server: heartbeat rate and CPU beside etcd, re-placement and end-to-end failover times.")
+        @Option(help: "How many simulated agents.") var agents = 1000
+        @Option(help: "How many EgressGateways (each selects agents/gateways nodes).") var gateways = 50
+        @Option(help: "How many EIPs (one policy each), spread evenly over the gateways.") var eips = 10_000
+        @Option(help: "How many agents to stop, one after another.") var failovers = 3
+        @Option(help: "Seconds of steady state to measure heartbeats and CPU over.") var seconds = 10.0
+        @Option(help: "A values.yaml with feature.* periods (default: Baton's defaults).") var config: String?
+        @Option(help: "The etcd binary (default: etcd on PATH; none to skip).") var etcd: String?
+
+        func run() async throws {
+            var bench = EgressBenchmark(batonBinary: CommandLine.executablePath, etcdBinary: etcd == "none" ? nil : (etcd ?? findOnPath("etcd")))
+            bench.agents = agents
+            bench.gateways = gateways
+            bench.eips = eips
+            bench.failovers = failovers
+            bench.steadySeconds = seconds
+            if let config {
+                let text = try String(contentsOfFile: config, encoding: .utf8)
+                do { bench.settings = try FeatureSettings.parse(yaml: text) } catch { throw ValidationError("\(config): \(error.message)") }
+            }
             try await bench.run { print($0) }
         }
     }

@@ -242,19 +242,19 @@ public struct APIBenchmark: Sendable {
 }
 
 /// etcd's v3 JSON gateway.
-enum EtcdJSON {
-    static func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
+package enum EtcdJSON {
+    package static func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
     static func prefixEnd(_ s: String) -> String {
         var bytes = Array(s.utf8)
         bytes[bytes.count - 1] += 1
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    static func put(_ http: HTTPClient, _ base: String, key: String, value: String) async throws -> JSONValue {
+    package static func put(_ http: HTTPClient, _ base: String, key: String, value: String) async throws -> JSONValue {
         try await post(http, base + "/v3/kv/put", ["key": .string(b64(key)), "value": .string(b64(value))])
     }
 
-    static func post(_ http: HTTPClient, _ url: String, _ body: JSONValue?) async throws -> JSONValue {
+    package static func post(_ http: HTTPClient, _ url: String, _ body: JSONValue?) async throws -> JSONValue {
         var request = HTTPClientRequest(url: url)
         if let body {
             request.method = .POST

@@ -6,10 +6,10 @@ import Glibc
 #endif
 
 /// A server process a benchmark starts on loopback and stops by PID.
-final class BenchProcess: @unchecked Sendable {
-    let process = Process()
+package final class BenchProcess: @unchecked Sendable {
+    package let process = Process()
 
-    init(binary: String, arguments: [String]) throws {
+    package init(binary: String, arguments: [String]) throws {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
@@ -17,7 +17,7 @@ final class BenchProcess: @unchecked Sendable {
         try process.run()
     }
 
-    func stop() {
+    package func stop() {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGTERM)
         let deadline = Date().addingTimeInterval(10)
@@ -28,7 +28,7 @@ final class BenchProcess: @unchecked Sendable {
 
     deinit { stop() }
 
-    static func waitForHTTP(_ http: HTTPClient, url: String) async throws {
+    package static func waitForHTTP(_ http: HTTPClient, url: String) async throws {
         let deadline = ContinuousClock.now.advanced(by: .seconds(30))
         while ContinuousClock.now < deadline {
             if let r = try? await http.execute(HTTPClientRequest(url: url), timeout: .seconds(2)), r.status.code == 200 { return }
@@ -37,7 +37,7 @@ final class BenchProcess: @unchecked Sendable {
         throw APIError.unavailable("\(url) did not answer within 30 s")
     }
 
-    static func freePort() -> Int {
+    package static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()

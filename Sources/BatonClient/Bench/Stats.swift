@@ -16,11 +16,11 @@ public struct Samples: Sendable {
 }
 
 extension Duration {
-    var seconds: Double {
+    package var seconds: Double {
         let (s, a) = components
         return Double(s) + Double(a) / 1e18
     }
 }
 
-func ms(_ seconds: Double) -> String { seconds.isNaN ? "-" : String(format: "%.2f ms", seconds * 1000) }
-func rate(_ count: Int, _ seconds: Double) -> String { String(format: "%.0f/s", Double(count) / seconds) }
+package func ms(_ seconds: Double) -> String { seconds.isNaN ? "-" : String(format: "%.2f ms", seconds * 1000) }
+package func rate(_ count: Int, _ seconds: Double) -> String { String(format: "%.0f/s", Double(count) / seconds) }

@@ -441,7 +441,10 @@ public struct APIServer: Sendable {
                     for try await event in events {
                         if let selector, !selector.matches(event.object.labels) { continue }
                         if !filter(event.object) { continue }
-                        try await writer.write(Self.watchLine(event.type.rawValue, event.object))
+                        // Encoded once per event, however many watchers it goes to.
+                        try await writer.write(ByteBuffer(bytes: event.encoding.bytes {
+                            [UInt8](Self.watchLine(event.type.rawValue, event.object).readableBytesView)
+                        }))
                     }
                     group.cancelAll()
                 }

@@ -2,6 +2,7 @@ import BatonAPI
 import BatonCore
 import BatonStore
 import Logging
+import Metrics
 
 extension EgressControllerLoop {
     /// Builds `EgressPlacement`'s inputs from the cached store state, runs it, writes the statuses
@@ -90,6 +91,12 @@ extension EgressControllerLoop {
                 pendingEvents.append(PendingEvent(object: p.resource, reason: Self.eventReason(why), message: why.description,
                                                   type: "Warning"))
             }
+        }
+        if moved > 0 {
+            // The latest re-placement that moved EIPs (a failover), for `baton bench egress` and dashboards.
+            Gauge(label: "baton_egress_last_failover_moves").record(moved)
+            Gauge(label: "baton_egress_last_failover_decision_seconds").record((decided - started).seconds)
+            Gauge(label: "baton_egress_last_failover_write_seconds").record((written - decided).seconds)
         }
         if moved > 0 || writes > 0 {
             logger.notice("placed egress IPs", metadata: [
@@ -234,5 +241,13 @@ enum EgressStatusWriter {
             }
             return results
         }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a Double.
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
     }
 }
