@@ -162,6 +162,75 @@ import Testing
     }
 }
 
+/// The move handler alone, on a hand-built store: a write that meets a newer policy starts over
+/// from a fresh read, and keeps what the other writer wrote.
+@Suite struct EgressMoveConflictTests {
+    static func world() async throws -> SQLiteStore {
+        let store = try SQLiteStore.inMemory()
+        for n in ["node1", "node2"] {
+            _ = try await store.create(Resource(apiVersion: "baton.io/v1", kind: "Node",
+                                                metadata: ObjectMeta(name: n, labels: ["egress": "true"]), body: ["spec": [:]]))
+            _ = try await store.create(Resource(apiVersion: "egressgateway.spidernet.io/v1beta1", kind: "EgressTunnel",
+                                                metadata: ObjectMeta(name: n), body: ["spec": [:], "status": ["phase": "Ready"]]))
+        }
+        let gateway = EgressGatewaySpec(ippools: .init(ipv4: ["10.6.1.55-10.6.1.56"]),
+                                        nodeSelector: .init(selector: LabelSelector(matchLabels: ["egress": "true"])))
+        _ = try await store.create(Resource(apiVersion: "egressgateway.spidernet.io/v1beta1", kind: "EgressGateway",
+                                            metadata: ObjectMeta(name: "egw1"), body: ["spec": try JSONValue(encoding: gateway)]))
+        // Two policies share 10.6.1.55 on node1: one unit.
+        for name in ["a", "b"] {
+            let spec = EgressPolicySpec(egressGatewayName: "egw1", egressIP: EgressIP(ipv4: "10.6.1.55"),
+                                        appliedTo: .init(podSubnet: ["10.0.0.0/24"]))
+            _ = try await store.create(Resource(apiVersion: "egressgateway.spidernet.io/v1beta1", kind: "EgressPolicy",
+                                                metadata: ObjectMeta(name: name, namespace: "default"),
+                                                body: ["spec": try JSONValue(encoding: spec),
+                                                       "status": ["node": "node1", "eip": ["ipv4": "10.6.1.55"], "observedGeneration": 1]]))
+        }
+        return store
+    }
+
+    /// What the other writer does to policy b between the handler's read and its write of b.
+    enum Interference: String, CaseIterable, Sendable {
+        /// The controller rewrites b's status for a new generation.
+        case newGeneration
+        /// Another move already put b on node2.
+        case movedAlready
+    }
+
+    @Test(arguments: Interference.allCases)
+    func aConflictStartsOverFromAFreshRead(interference: Interference) async throws {
+        let base = try await Self.world()
+        let store = InterceptingStore(base: base)
+        store.beforeNextPolicyStatusWrite {
+            var b = try await base.get(kind: "EgressPolicy", namespace: "default", name: "b")
+            switch interference {
+            case .newGeneration: b.status?["observedGeneration"] = 2
+            case .movedAlready: b.status?["node"] = "node2"
+            }
+            _ = try await base.updateStatus(b)
+        }
+        let api = APIServer(store: store, tokens: TokenAuthority(adminToken: Harness.admin, store: base),
+                            metrics: PrometheusCollectorRegistry(), logger: Logger(label: "test"))
+        let app = Application(responder: api.responder, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.router) { client in
+            let r = try await client.send(.post, EgressMoveTests.movePath, json: ["eip": "10.6.1.55", "node": "node2"])
+            #expect(r.status == .ok, "\(r.text)")
+            #expect(r.json?["from"] == "node1")
+            #expect(r.json?["moved"] == true)
+            #expect(r.json?["policies"]?.arrayValue?.count == 2)
+        }
+        for name in ["a", "b"] {
+            let s = try await base.get(kind: "EgressPolicy", namespace: "default", name: name).decodeStatus(EgressPolicyStatus.self)
+            #expect(s?.node == "node2", "\(name)")
+            #expect(s?.eip?.ipv4 == "10.6.1.55")
+            #expect(s?.observedGeneration == (name == "b" && interference == .newGeneration ? 2 : 1), "the other writer's field is kept")
+        }
+        let events = try await base.list(kind: "Event", namespace: nil, selector: nil).items
+        #expect(events.map { $0.body["message"]?.stringValue } == ["EIP 10.6.1.55 moved from node1 to node2 by hand"])
+        await base.close()
+    }
+}
+
 /// A store that runs a hook before the controller's next EgressPolicy status write, to put
 /// another writer's change exactly between the controller's decision and its write.
 final class InterceptingStore: ResourceStore, Sendable {

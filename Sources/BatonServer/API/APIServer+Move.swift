@@ -22,8 +22,13 @@ extension APIServer {
         }
         let (eip, node) = try Self.moveRequest(try await readDocument(&request), gateway: gateway)
         let result = try await admissionLock.withLock {
+            // Where an attempt that wrote some statuses before meeting a conflict moved them from.
+            var movedFrom: String?
             for _ in 0..<10 {
-                if let result = try await attemptMove(gateway: gateway, eip: eip, to: node) { return result }
+                if var result = try await attemptMove(gateway: gateway, eip: eip, to: node, movedFrom: &movedFrom) {
+                    if result.move.isAlreadyOnTarget, let movedFrom { result.move.from = movedFrom }
+                    return result
+                }
             }
             throw APIError.conflict(kind: "EgressGateway", name: gateway, "the policies' status kept changing; try again")
         }
@@ -54,7 +59,8 @@ extension APIServer {
     }
 
     /// Reads the store, decides, writes. nil: a policy changed under us (409); read again.
-    func attemptMove(gateway name: String, eip: String, to node: String) async throws -> MoveResult? {
+    /// `movedFrom` is set when a status is written (and kept from an earlier attempt).
+    func attemptMove(gateway name: String, eip: String, to node: String, movedFrom: inout String?) async throws -> MoveResult? {
         let gateway = try await store.get(kind: "EgressGateway", namespace: nil, name: name)
         guard let spec = try? gateway.decodeSpec(EgressGatewaySpec.self) else {
             throw APIError(code: 422, reason: .invalid, message: "the spec of EgressGateway \"\(name)\" cannot be read",
@@ -95,6 +101,7 @@ extension APIServer {
             p.status?["node"] = .string(node)
             do {
                 _ = try await store.updateStatus(p)
+                movedFrom = movedFrom ?? move.from
             } catch let e as APIError where e.code == 409 || e.code == 404 {
                 return nil
             }
