@@ -157,6 +157,31 @@ public struct BatonClient: Sendable {
         try Resource(json: try await call(.DELETE, kind.objectPath(name: name, namespace: namespace)))
     }
 
+    /// What `moveEIP` did: the EIP moved `from` one node `to` another, or was already there (`moved` false).
+    public struct EIPMove: Sendable, Hashable {
+        public var gateway: String
+        public var eip: String
+        public var from: String
+        public var to: String
+        public var moved: Bool
+        /// The policies that moved with it, as `namespace/name` (cluster policies: `name`).
+        public var policies: [String]
+    }
+
+    /// Moves one EIP of an EgressGateway (and every policy sharing it) to `node` by hand, as
+    /// `egctl vip move` does. Admin only; refusals are APIErrors whose message names the value.
+    public func moveEIP(gateway: String, eip: String, to node: String) async throws -> EIPMove {
+        let reply = try await call(.POST, KindInfo.egressGateway.objectPath(name: gateway, namespace: nil) + "/move",
+                                   body: ["eip": .string(eip), "node": .string(node)])
+        return EIPMove(gateway: reply["gateway"]?.stringValue ?? gateway, eip: reply["eip"]?.stringValue ?? eip,
+                       from: reply["from"]?.stringValue ?? "", to: reply["to"]?.stringValue ?? node,
+                       moved: reply["moved"]?.boolValue ?? false,
+                       policies: (reply["policies"]?.arrayValue ?? []).map { p in
+                           let name = p["name"]?.stringValue ?? ""
+                           return p["namespace"]?.stringValue.map { "\($0)/\(name)" } ?? name
+                       })
+    }
+
     /// One watch event as the API streams it.
     public struct Event: Sendable {
         public var type: String

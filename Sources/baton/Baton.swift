@@ -16,7 +16,8 @@ struct Baton: AsyncParsableCommand {
         abstract: "Keeps network identities alive when the machine serving them dies.",
         version: "0.1.0",
         subcommands: [
-            Server.self, Agent.self, Apply.self, Get.self, Delete.self, Describe.self, Label.self, Events.self, Token.self, OpenAPI.self, Bench.self,
+            Server.self, Agent.self, Apply.self, Get.self, Delete.self, Describe.self, Label.self, Events.self, EgressGatewayCommands.self,
+            Token.self, OpenAPI.self, Bench.self,
         ])
 }
 
@@ -188,6 +189,31 @@ struct Token: AsyncParsableCommand {
 
         func run() async throws {
             try finish(await client.cli.createNodeToken(node: node))
+        }
+    }
+}
+
+struct EgressGatewayCommands: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "egw", abstract: "Act on EgressGateways, as egressgateway's egctl does.",
+        subcommands: [Move.self], aliases: ["egressgateway"])
+
+    struct Move: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move one EIP of an EgressGateway to another node by hand (as egctl vip move).",
+            discussion: """
+                Every policy using the EIP, and the other address of a dual-stack pair, moves with it. The node \
+                must be Ready and match the gateway's nodeSelector. Baton never moves an EIP back by itself; \
+                this is how an EIP returns to a node that has recovered.
+                """)
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "The EgressGateway.") var gateway: String
+        @Option(help: ArgumentHelp("The EIP to move (IPv4 or IPv6), as the policies' status shows it.", valueName: "ip"))
+        var eip: String
+        @Option(help: ArgumentHelp("The node to move it to.", valueName: "node")) var to: String
+
+        func run() async throws {
+            try finish(await client.cli.moveEIP(gateway: gateway, eip: eip, to: to))
         }
     }
 }

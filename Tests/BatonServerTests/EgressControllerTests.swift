@@ -268,6 +268,7 @@ final class EgressWorld: @unchecked Sendable {
     /// Builds the world, runs `body` with the controller running, and tears everything down, even on failure.
     static func with(nodes: [String], egressNodes: [String]? = nil, policies: Int, gatewayName: String = "egw1",
                      onPlacement: (@Sendable (EgressController.PlacementReport) -> Void)? = nil, writeConcurrency: Int = 256,
+                     controllerStore: (@Sendable (SQLiteStore) -> any ResourceStore)? = nil,
                      _ body: (EgressWorld) async throws -> Void) async throws {
         let w = try EgressWorld(nodes: nodes)
         let egress = Set(egressNodes ?? nodes)
@@ -279,8 +280,8 @@ final class EgressWorld: @unchecked Sendable {
             var logger = Logger(label: "egress-test") { _ in w.logs }
             logger.logLevel = .info
             let events = EventRecorder(store: w.store, component: "egress-controller", logger: logger)
-            return EgressController(store: w.store, heartbeats: w.heartbeats, settings: FeatureSettings(), clock: w.clock,
-                                    logger: logger,
+            return EgressController(store: controllerStore?(w.store) ?? w.store, heartbeats: w.heartbeats, settings: FeatureSettings(),
+                                    clock: w.clock, logger: logger,
                                     events: events, ticks: .stream(w.newTickStream()), writeConcurrency: writeConcurrency,
                                     onPlacement: onPlacement)
         }

@@ -138,6 +138,66 @@ struct FailoverProcessTests {
         #expect(try await placement(client) == after, "no fail-back")
     }
 
+    /// The nodes whose entry in the gateway's `status.nodeList` carries `eip`.
+    func carriers(of eip: String, _ client: BatonClient) async throws -> [String] {
+        let status = try await client.get(.egressGateway, name: "egw1", namespace: nil).decodeStatus(EgressGatewayStatus.self)
+        return (status?.nodeList ?? []).filter { ($0.eips ?? []).contains { $0.ipv4 == eip } }.compactMap(\.name)
+    }
+
+    /// `baton egw move`, the operator's fail-back: one line out, the EIP stays where it was put,
+    /// and a refusal goes to stderr with a non-zero exit.
+    @Test func egwMoveMovesAnEIPByHandAndGetShowsTheNewNode() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let server = try await ServerProcess(dataDir: dir)
+        defer { server.kill() }
+        var agents: [String: Process] = [:]
+        defer { for p in agents.values where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        for n in ["node1", "node2"] { agents[n] = try startAgent(n, server: server) }
+        let client = server.client
+        _ = try await waitFor("two Ready tunnels") { () -> Bool? in
+            try await client.list(.egressTunnel, namespace: nil).items.filter { $0.status?["phase"] == "Ready" }.count == 2 ? true : nil
+        }
+        let applied = try BatonBinary.run(["apply", "-f", "-"], env: server.env, stdin: Self.gateway + "\n---\n" + Self.policy(0))
+        #expect(applied.status == 0, "\(applied.err)")
+        let from = try await waitFor("policy0 placed") { try await placement(client)["policy0"] }
+        let to = from == "node1" ? "node2" : "node1"
+
+        let moved = try BatonBinary.run(["egw", "move", "egw1", "--eip", "10.6.1.55", "--to", to], env: server.env)
+        #expect(moved.status == 0, "\(moved.err)")
+        #expect(moved.out == "EIP 10.6.1.55 of EgressGateway egw1 moved from \(from) to \(to)\n")
+        let get = try BatonBinary.run(["get", "egp", "policy0"], env: server.env)
+        let rows = get.out.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        let column = try #require(rows.first?.firstIndex(of: "EGRESSNODE"), "\(get.out)")
+        #expect(rows.count == 2 && rows[1].count > column && rows[1][column] == to, "\(get.out)")
+        // The controller re-places from the moved status: the nodeList follows, and the EIP stays.
+        _ = try await waitFor("the nodeList to show 10.6.1.55 on \(to)") { () -> Bool? in
+            try await carriers(of: "10.6.1.55", client) == [to] ? true : nil
+        }
+        #expect(try await placement(client) == ["policy0": to])
+
+        // Through the long alias, and already there: a no-op that succeeds.
+        let again = try BatonBinary.run(["egressgateway", "move", "egw1", "--eip", "10.6.1.55", "--to", to], env: server.env)
+        #expect(again.status == 0, "\(again.err)")
+        #expect(again.out == "EIP 10.6.1.55 of EgressGateway egw1 is already on \(to)\n")
+        // A refusal: the server's message on stderr, exit non-zero, nothing on stdout.
+        let refused = try BatonBinary.run(["egw", "move", "egw1", "--eip", "10.6.1.99", "--to", from], env: server.env)
+        #expect(refused.status != 0)
+        #expect(refused.out.isEmpty)
+        #expect(refused.err.contains("EIP 10.6.1.99 is not assigned to any node in EgressGateway egw1"), "\(refused.err)")
+        let missing = try BatonBinary.run(["egw", "move", "egw1", "--eip", "10.6.1.55", "--to", "node9"], env: server.env)
+        #expect(missing.status != 0)
+        #expect(missing.err.contains("node node9 not found"), "\(missing.err)")
+
+        // And back by hand.
+        let back = try BatonBinary.run(["egw", "move", "egw1", "--eip", "10.6.1.55", "--to", from], env: server.env)
+        #expect(back.out == "EIP 10.6.1.55 of EgressGateway egw1 moved from \(to) to \(from)\n", "\(back.err)")
+        _ = try await waitFor("the nodeList to show 10.6.1.55 on \(from)") { () -> Bool? in
+            try await carriers(of: "10.6.1.55", client) == [from] ? true : nil
+        }
+        #expect(try await placement(client) == ["policy0": from])
+    }
+
     /// The log text of the server listening on `port` (ServerProcess writes DATA_DIR/server-PORT-*.log).
     func log(of server: ServerProcess) -> String {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: server.dataDir)) ?? []

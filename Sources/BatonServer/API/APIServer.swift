@@ -224,6 +224,8 @@ public struct APIServer: Sendable {
             try Admission.validateName(name, field: "name").first.map { throw APIError.invalid(kind: "Node", name: name, causes: [$0]) }
             let token = try await tokens.issueNodeToken(node: name)
             return ("create", json(.created, ["kind": "NodeToken", "node": .string(name), "token": .string(token)]))
+        case (.post, let name?, "move") where route.kind.kind == "EgressGateway":
+            return ("move", try await moveEIP(gateway: name, request: &request, identity: identity))
         default:
             throw APIError(code: 405, reason: .methodNotAllowed,
                            message: "\(request.method.rawValue) is not supported on \(request.uri.path)")

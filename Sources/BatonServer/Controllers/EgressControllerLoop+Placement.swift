@@ -37,10 +37,20 @@ extension EgressControllerLoop {
             desired.observedGeneration = p.resource.metadata.generation
             desiredPolicy[ref] = desired
             guard !Self.sameStatus(p.status, desired) else { continue }
-            let start = p.resource, want = desired
+            let start = p.resource, basedOn = p.status, want = desired
             jobs.append {
                 await EgressStatusWriter.write(store: store, start: start, logger: logger) { latest in
-                    Self.sameStatus(latest.decodeStatus(EgressPolicyStatus.self), want) ? nil : EgressStatusWriter.withStatus(latest, want)
+                    let stored = latest.decodeStatus(EgressPolicyStatus.self)
+                    if Self.sameStatus(stored, want) { return nil }
+                    // Placement decided from `basedOn`. If another writer (`baton egw move`) changed the
+                    // node or EIP since, writing would undo it: skip. Its watch event marks us dirty and
+                    // the next placement starts from the new status.
+                    guard Self.sameAssignment(stored, basedOn) else {
+                        logger.debug("policy status changed by another writer; placing again", metadata: [
+                            "policy": "\(ref)", "node": "\(stored?.node ?? "")"])
+                        return nil
+                    }
+                    return EgressStatusWriter.withStatus(latest, want)
                 }
             }
         }

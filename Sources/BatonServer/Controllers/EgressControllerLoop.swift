@@ -310,4 +310,10 @@ struct EgressControllerLoop {
         }
         return key(a) == key(b)
     }
+
+    /// Node and EIPs equal (a missing status and an empty one are the same), whatever the observed generation.
+    static func sameAssignment(_ a: EgressPolicyStatus?, _ b: EgressPolicyStatus?) -> Bool {
+        func key(_ s: EgressPolicyStatus?) -> [String] { [s?.node ?? "", s?.eip?.ipv4 ?? "", s?.eip?.ipv6 ?? ""] }
+        return key(a) == key(b)
+    }
 }
