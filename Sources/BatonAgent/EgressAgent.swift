@@ -198,10 +198,11 @@ public final class EgressAgent: Service, Sendable {
         while !Task.isCancelled {
             do {
                 let started = clock.now
-                let (items, revision) = try await client.list(.egressGateway, namespace: nil)
+                let (items, revision) = try await client.list(.egressGateway, namespace: nil, fieldSelector: Self.mine(options.node))
                 var gateways: [String: Resource] = Dictionary(uniqueKeysWithValues: items.map { ($0.name, $0) })
                 publish(gateways, readStartedAt: started)
-                for try await event in try await client.watch(.egressGateway, namespace: nil, resourceVersion: revision) {
+                for try await event in try await client.watch(.egressGateway, namespace: nil, resourceVersion: revision,
+                                                              fieldSelector: Self.mine(options.node)) {
                     if event.type == "DELETED" { gateways[event.object.name] = nil } else { gateways[event.object.name] = event.object }
                     publish(gateways, readStartedAt: nil)
                 }
@@ -217,9 +218,14 @@ public final class EgressAgent: Service, Sendable {
     /// the agent held before it was cut off.
     func freshRead() async {
         let started = clock.now
-        guard let (items, _) = try? await client.list(.egressGateway, namespace: nil) else { return }
+        guard let (items, _) = try? await client.list(.egressGateway, namespace: nil, fieldSelector: Self.mine(options.node)) else { return }
         publish(Dictionary(uniqueKeysWithValues: items.map { ($0.name, $0) }), readStartedAt: started)
     }
+
+    /// Only the gateways whose nodeList names this node: an agent needs nothing else, and a
+    /// change to another gateway then costs it nothing (the server filters; a gateway that stops
+    /// naming the node arrives as DELETED).
+    static func mine(_ node: String) -> String { "status.nodeList[*].name=\(node)" }
 
     func publish(_ gateways: [String: Resource], readStartedAt: BatonInstant?) {
         var eips: Set<String> = []

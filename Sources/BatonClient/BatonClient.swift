@@ -191,10 +191,11 @@ public struct BatonClient: Sendable {
     /// Streams changes: from `resourceVersion` when given, else the current objects as ADDED
     /// and then changes. The stream ends when the server closes it; an ERROR line (410) throws.
     public func watch(_ kind: KindInfo, namespace: String?, resourceVersion: String? = nil,
-                      labelSelector: String? = nil) async throws -> AsyncThrowingStream<Event, any Error> {
+                      labelSelector: String? = nil, fieldSelector: String? = nil) async throws -> AsyncThrowingStream<Event, any Error> {
         var q = ["watch": "true"]
         if let resourceVersion { q["resourceVersion"] = resourceVersion }
         if let labelSelector { q["labelSelector"] = labelSelector }
+        if let fieldSelector { q["fieldSelector"] = fieldSelector }
         var request = HTTPClientRequest(url: url(kind.collectionPath(namespace: namespace), q))
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         let response: HTTPClientResponse

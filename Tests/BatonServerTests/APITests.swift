@@ -176,6 +176,34 @@ status:
         }
     }
 
+    /// An agent watches only the gateways whose nodeList names its node. A gateway that starts
+    /// naming it arrives as ADDED, one that stops as DELETED; changes to others are not sent.
+    @Test func fieldSelectorWatchReportsObjectsEnteringAndLeavingTheSelection() async throws {
+        let h = try Harness()
+        try await h.app.test(.live) { client in
+            let created = try #require(try await client.send(.post, path(.egressGateway), yaml: seedGateway).json)
+            let rv = try #require(created["metadata"]?["resourceVersion"]?.stringValue)
+            func setNodes(_ names: [String]) async throws {
+                let list: [JSONValue] = names.map { ["name": .string($0), "status": "Ready"] }
+                let r = try await client.send(.patch, path(.egressGateway, "egw1") + "/status", json: ["status": ["nodeList": .array(list)]],
+                                              contentType: "application/merge-patch+json")
+                #expect(r.status == .ok, "\(r.text)")
+            }
+            try await setNodes(["node2"])            // not node1's: not sent
+            try await setNodes(["node1", "node2"])   // enters: ADDED
+            try await setNodes(["node1"])            // still node1's: MODIFIED
+            try await setNodes(["node3"])            // leaves: DELETED
+            try await setNodes(["node2", "node3"])   // not node1's: not sent
+            let selector = "status.nodeList%5B%2A%5D.name%3Dnode1"
+            let r = try await client.send(.get, path(.egressGateway) + "?watch=true&resourceVersion=\(rv)&timeoutSeconds=0.5&fieldSelector=\(selector)")
+            let lines = r.text.split(separator: "\n").compactMap { try? JSONValue.parse(Data($0.utf8)) }
+            #expect(lines.map { $0["type"]?.stringValue ?? "" } == ["DELETED", "ADDED", "MODIFIED", "DELETED"])
+            // The list with the same selector: nothing names node1 now.
+            let list = try await client.send(.get, path(.egressGateway) + "?fieldSelector=\(selector)")
+            #expect(list.json?["items"]?.arrayValue?.isEmpty == true)
+        }
+    }
+
     @Test func servedOpenAPIDocumentIsTheCommittedOne() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let committed = try JSONValue.parse(try Data(contentsOf: root.appendingPathComponent("openapi.json")))

@@ -96,8 +96,12 @@ public struct EgressBenchmark: Sendable {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("baton-egress-bench-\(UUID().uuidString.prefix(8))").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let port = BenchProcess.freePort()
+        // BATON_BENCH_SERVER_LOG=FILE keeps the server's log (at info level) for a closer look.
+        let logPath = ProcessInfo.processInfo.environment["BATON_BENCH_SERVER_LOG"]
+        if let logPath { FileManager.default.createFile(atPath: logPath, contents: nil) }
         let server = try BenchProcess(binary: batonBinary, arguments: ["server", "--data-dir", dir, "--listen", "127.0.0.1:\(port)",
-                                                                        "--log-level", "warning"])
+                                                                        "--log-level", logPath == nil ? "warning" : "info"],
+                                      output: logPath.flatMap { FileHandle(forWritingAtPath: $0) })
         defer { server.stop() }
         let base = "http://127.0.0.1:\(port)"
         try await BenchProcess.waitForHTTP(http, url: base + "/readyz")
@@ -107,7 +111,14 @@ public struct EgressBenchmark: Sendable {
 
         // 1. The agents register and go Ready.
         let holders = Holders()
-        let silent = Logger(label: "baton.bench.agent", factory: { _ in SwiftLogNoOpLogHandler() })
+        // BATON_BENCH_AGENT_LOG=1 shows the simulated agents' warnings on stderr.
+        let agentLogs = ProcessInfo.processInfo.environment["BATON_BENCH_AGENT_LOG"] == "1"
+        let silent = Logger(label: "baton.bench.agent", factory: { label in
+            guard agentLogs else { return SwiftLogNoOpLogHandler() }
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = .warning
+            return h
+        })
         var simulated: [(name: String, agent: EgressAgent)] = []
         for i in 0..<agents {
             let name = String(format: "sim-%04d", i)

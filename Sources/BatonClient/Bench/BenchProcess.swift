@@ -9,11 +9,12 @@ import Glibc
 package final class BenchProcess: @unchecked Sendable {
     package let process = Process()
 
-    package init(binary: String, arguments: [String]) throws {
+    /// `output` receives the process's stdout and stderr (default: discarded).
+    package init(binary: String, arguments: [String], output: FileHandle? = nil) throws {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardOutput = output ?? FileHandle.nullDevice
+        process.standardError = output ?? FileHandle.nullDevice
         try process.run()
     }
 

@@ -381,10 +381,21 @@ public struct APIServer: Sendable {
         }
         let terms = parsed
         return { object in
-            let json = object.json
+            // Paths under spec/status are read from the body; others need the whole object.
+            var whole: JSONValue?
             return terms.allSatisfy { t in
-                let have = JSONPath.select("." + t.path, in: json).first.map(JSONPath.scalarText) ?? ""
-                return (have == t.value) == t.equal
+                let top = t.path.split(separator: ".", maxSplits: 1).first.map(String.init) ?? ""
+                let root: JSONValue
+                if top == "spec" || top == "status", let part = object.body[top] {
+                    root = .object([top: part])
+                } else {
+                    if whole == nil { whole = object.json }
+                    root = whole!
+                }
+                // A path through `[*]` selects several values: `=` holds when any equals the value.
+                let values = JSONPath.select("." + t.path, in: root).map(JSONPath.scalarText)
+                let found = values.isEmpty ? t.value.isEmpty : values.contains(t.value)
+                return found == t.equal
             }
         }
     }
@@ -420,6 +431,7 @@ public struct APIServer: Sendable {
         let timeout = query["timeoutSeconds"].flatMap { Double($0) }
         let initialObjects = initial
         let logger = self.logger
+        let filtering = selector != nil || query["fieldSelector"].map { !$0.isEmpty } ?? false
         let body = ResponseBody { writer in
             for object in initialObjects {
                 try await writer.write(Self.watchLine("ADDED", object))
@@ -440,9 +452,32 @@ public struct APIServer: Sendable {
                             forward.finish()
                         }
                     }
+                    // As Kubernetes' watch cache does: an object that starts matching the selectors
+                    // arrives as ADDED, and one that stops matching as DELETED, so a watcher's view
+                    // stays exactly the matching set. `matching` holds what this watcher has.
+                    var matching = Set(initialObjects.map { ObjectKey($0) })
+                    var known = matching
                     for try await event in events {
-                        if let selector, !selector.matches(event.object.labels) { continue }
-                        if !filter(event.object) { continue }
+                        if filtering {
+                            let key = ObjectKey(event.object)
+                            let matches = event.type != .deleted && (selector?.matches(event.object.labels) ?? true) && filter(event.object)
+                            let had = matching.contains(key)
+                            let unknown = !known.contains(key)  // a watch from a revision: maybe sent before
+                            known.insert(key)
+                            if matches {
+                                matching.insert(key)
+                                if !had && event.type == .modified {
+                                    try await writer.write(Self.watchLine("ADDED", event.object))
+                                    continue
+                                }
+                            } else {
+                                matching.remove(key)
+                                if had || (unknown && event.type != .added) {
+                                    try await writer.write(Self.watchLine("DELETED", event.object))
+                                }
+                                continue
+                            }
+                        }
                         // Encoded once per event, however many watchers it goes to.
                         try await writer.write(ByteBuffer(bytes: event.encoding.bytes {
                             [UInt8](Self.watchLine(event.type.rawValue, event.object).readableBytesView)
@@ -460,6 +495,13 @@ public struct APIServer: Sendable {
             try await writer.finish(nil)
         }
         return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-cache"], body: body)
+    }
+
+    /// An object's identity in a watcher's view.
+    struct ObjectKey: Hashable {
+        var namespace: String
+        var name: String
+        init(_ r: Resource) { namespace = r.namespace ?? ""; name = r.name }
     }
 
     static func watchLine(_ type: String, _ object: Resource) -> ByteBuffer {
