@@ -77,6 +77,9 @@ public protocol ResourceStore: Sendable {
 
     func get(kind: String, namespace: String?, name: String) async throws -> Resource
 
+    /// Whether the object exists, without reading it.
+    func exists(kind: String, namespace: String?, name: String) async throws -> Bool
+
     /// The objects of `kind` that `selector` matches (nil or empty: all), in namespace then
     /// name order; `namespace` nil means every namespace. `revision` is the store revision the
     /// list was read at: a watch from it misses nothing and repeats nothing.
@@ -109,4 +112,15 @@ public protocol ResourceStore: Sendable {
 
     /// The revision of the latest write.
     func currentRevision() async throws -> Int64
+}
+
+extension ResourceStore {
+    public func exists(kind: String, namespace: String?, name: String) async throws -> Bool {
+        do {
+            _ = try await get(kind: kind, namespace: namespace, name: name)
+            return true
+        } catch let e as APIError where e.code == 404 {
+            return false
+        }
+    }
 }

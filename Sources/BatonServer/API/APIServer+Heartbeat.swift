@@ -5,6 +5,8 @@ import Hummingbird
 import Metrics
 
 extension APIServer {
+    static let heartbeatCounter = Counter(label: "baton_egress_heartbeats_total")
+
     /// `POST .../egresstunnels/NAME/heartbeat`: an agent's heartbeat, a renewal rather than an
     /// object write. The body is `{"time": RFC3339}` (the agent's own clock, shown as the tunnel's
     /// `lastHeartbeatTime`) or empty. The answer comes only once the heartbeat is recorded where
@@ -38,9 +40,11 @@ extension APIServer {
                 agentTime = text
             }
         }
-        _ = try await store.get(kind: "EgressTunnel", namespace: nil, name: name)  // 404 when it is gone
+        guard try await store.exists(kind: "EgressTunnel", namespace: nil, name: name) else {
+            throw APIError.notFound(kind: "EgressTunnel", name: name)
+        }
         try await heartbeats.record(node: name, agentTime: agentTime)
-        Counter(label: "baton_egress_heartbeats_total").increment()
+        Self.heartbeatCounter.increment()
         return Response(status: .noContent)
     }
 }

@@ -167,6 +167,11 @@ public final class SQLiteStore: ResourceStore, Sendable {
         return try row.decode()
     }
 
+    public func exists(kind: String, namespace: String?, name: String) async throws -> Bool {
+        let key = ObjectKey(kind: kind, namespace: namespace, name: name)
+        return try await read("exists") { db in try ObjectRow.exists(db, key) }
+    }
+
     public func list(kind: String, namespace: String?, selector: LabelSelector?) async throws -> ListResult {
         let (revision, rows) = try await read("list") { db in
             (try ChangeLog.state(db).revision, try ObjectRow.fetchAll(db, kind: kind, namespace: namespace))
