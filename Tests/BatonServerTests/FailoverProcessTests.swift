@@ -6,40 +6,7 @@ import Testing
 /// Egress failover end to end on loopback: `baton server` (controller under its lease) and three
 /// `baton agent --dataplane none` processes.
 @Suite(.serialized, .enabled(if: BatonBinary.path != nil, "baton binary not built: run `swift build` before `swift test`"))
-struct FailoverProcessTests {
-    static let gateway = """
-    apiVersion: egressgateway.spidernet.io/v1beta1
-    kind: EgressGateway
-    metadata:
-      name: egw1
-    spec:
-      ippools:
-        ipv4:
-          - 10.6.1.55-10.6.1.60
-        ipv4DefaultEIP: 10.6.1.56
-      nodeSelector:
-        selector:
-          matchLabels:
-            egress: "true"
-    """
-
-    static func policy(_ i: Int) -> String {
-        """
-        apiVersion: egressgateway.spidernet.io/v1beta1
-        kind: EgressPolicy
-        metadata:
-          name: policy\(i)
-          namespace: default
-        spec:
-          egressGatewayName: egw1
-          egressIP:
-            ipv4: 10.6.1.5\(5 + i)
-          appliedTo:
-            podSubnet:
-              - 10.244.\(i).0/24
-        """
-    }
-
+struct FailoverProcessTests: EgressProcessSuite {
     func startAgent(_ node: String, server: ServerProcess, extraArguments: [String] = []) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: BatonBinary.path!)
@@ -50,24 +17,6 @@ struct FailoverProcessTests {
         p.standardError = FileHandle.nullDevice
         try p.run()
         return p
-    }
-
-    /// policy name → node, from the policies' status.
-    func placement(_ client: BatonClient) async throws -> [String: String] {
-        var out: [String: String] = [:]
-        for p in try await client.list(.egressPolicy, namespace: nil).items {
-            if let node = p.status?["node"]?.stringValue { out[p.name] = node }
-        }
-        return out
-    }
-
-    func waitFor<T>(_ what: String, timeout: Duration = .seconds(20), _ body: () async throws -> T?) async throws -> T {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            if let v = try await body() { return v }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw APIError.unavailable("timed out waiting for \(what)")
     }
 
     @Test func sigkilledAgentsEIPsMoveToTheOtherReadyNodesAndDoNotComeBack() async throws {

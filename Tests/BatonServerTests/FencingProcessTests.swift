@@ -8,39 +8,7 @@ import Testing
 /// `CuttableProxy`, and write a data-plane journal stamped with CLOCK_MONOTONIC, which every
 /// process on the machine shares, so the journals of two agents can be compared.
 @Suite(.serialized, .enabled(if: BatonBinary.path != nil, "baton binary not built: run `swift build` before `swift test`"))
-struct FencingProcessTests {
-    static let gateway = """
-    apiVersion: egressgateway.spidernet.io/v1beta1
-    kind: EgressGateway
-    metadata:
-      name: egw1
-    spec:
-      ippools:
-        ipv4:
-          - 10.6.1.55-10.6.1.60
-      nodeSelector:
-        selector:
-          matchLabels:
-            egress: "true"
-    """
-
-    static func policy(_ i: Int) -> String {
-        """
-        apiVersion: egressgateway.spidernet.io/v1beta1
-        kind: EgressPolicy
-        metadata:
-          name: policy\(i)
-          namespace: default
-        spec:
-          egressGatewayName: egw1
-          egressIP:
-            ipv4: 10.6.1.5\(5 + i)
-          appliedTo:
-            podSubnet:
-              - 10.244.\(i).0/24
-        """
-    }
-
+struct FencingProcessTests: EgressProcessSuite {
     /// Starts an agent whose log goes to `logDir/agent-NODE-*.log`.
     func startAgent(_ node: String, serverURL: String, token: String, logDir: String, _ extra: [String] = []) throws -> Process {
         let p = Process()
@@ -55,15 +23,6 @@ struct FencingProcessTests {
         return p
     }
 
-    func waitFor<T>(_ what: String, timeout: Duration = .seconds(20), _ body: () async throws -> T?) async throws -> T {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            if let v = try await body() { return v }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw APIError.unavailable("timed out waiting for \(what)")
-    }
-
     /// The tunnel's phase (nil while the agent has not created it yet).
     func phase(_ client: BatonClient, _ node: String) async throws -> String? {
         do {
@@ -71,14 +30,6 @@ struct FencingProcessTests {
         } catch let e as APIError where e.code == 404 {
             return nil
         }
-    }
-
-    func placement(_ client: BatonClient) async throws -> [String: String] {
-        var out: [String: String] = [:]
-        for p in try await client.list(.egressPolicy, namespace: nil).items {
-            if let node = p.status?["node"]?.stringValue { out[p.name] = node }
-        }
-        return out
     }
 
     func serverLog(_ dir: String) -> String {

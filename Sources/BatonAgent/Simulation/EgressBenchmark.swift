@@ -291,22 +291,13 @@ public struct EgressBenchmark: Sendable {
 
     /// etcd with `agents` writers, each putting an EgressTunnel-sized object every tunnelUpdatePeriod.
     func measureEtcd(http: HTTPClient, binary: String) async throws -> (rate: Double, cores: Double, version: String) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-egress-bench-\(UUID().uuidString.prefix(8))").path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = BenchProcess.freePort(), peer = BenchProcess.freePort()
-        let etcd = try BenchProcess(binary: binary, arguments: [
-            "--data-dir", dir, "--name", "bench",
-            "--listen-client-urls", "http://127.0.0.1:\(port)", "--advertise-client-urls", "http://127.0.0.1:\(port)",
-            "--listen-peer-urls", "http://127.0.0.1:\(peer)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
-            "--initial-cluster", "bench=http://127.0.0.1:\(peer)", "--log-level", "error",
-        ])
+        let etcd = try await EtcdInstance(binary: binary, http: http)
         defer { etcd.stop() }
-        let base = "http://127.0.0.1:\(port)"
-        try await BenchProcess.waitForHTTP(http, url: base + "/health")
-        let version = (try? await EtcdJSON.post(http, base + "/version", nil))?["etcdserver"]?.stringValue ?? "?"
+        let base = etcd.base
+        let version = await etcd.version(http)
         let period = Duration.milliseconds(Int64(settings.tunnelUpdatePeriod * 1000))
         let tally = Tally()
-        let pid = etcd.process.processIdentifier
+        let pid = etcd.process.process.processIdentifier
         return try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<agents {
                 group.addTask {

@@ -192,20 +192,10 @@ public struct APIBenchmark: Sendable {
     // MARK: etcd
 
     func runEtcd(_ http: HTTPClient, binary: String, print: @Sendable (String) -> Void) async throws -> Result {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-bench-\(UUID().uuidString.prefix(8))").path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = BenchProcess.freePort(), peer = BenchProcess.freePort()
-        let etcd = try BenchProcess(binary: binary, arguments: [
-            "--data-dir", dir, "--name", "bench",
-            "--listen-client-urls", "http://127.0.0.1:\(port)", "--advertise-client-urls", "http://127.0.0.1:\(port)",
-            "--listen-peer-urls", "http://127.0.0.1:\(peer)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
-            "--initial-cluster", "bench=http://127.0.0.1:\(peer)", "--log-level", "error",
-        ])
+        let etcd = try await EtcdInstance(binary: binary, http: http)
         defer { etcd.stop() }
-        let base = "http://127.0.0.1:\(port)"
-        try await BenchProcess.waitForHTTP(http, url: base + "/health")
-        let version = (try? await EtcdJSON.post(http, base + "/version", nil)) ?? .null
-        var result = Result(name: "etcd \(JSONPath.text(".etcdserver", in: version))")
+        let base = etcd.base
+        var result = Result(name: "etcd \(await etcd.version(http))")
         @Sendable func key(_ i: Int) -> String { "/registry/staticroutes/route-\(i)" }
         print("etcd: putting \(objects) objects...")
         (result.applySeconds, result.apply) = try await load(objects) { i in

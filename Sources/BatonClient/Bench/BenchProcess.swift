@@ -50,3 +50,41 @@ package final class BenchProcess: @unchecked Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 }
+
+/// A single-member etcd on loopback in a temporary data dir, for the benchmarks' peer column.
+package final class EtcdInstance: @unchecked Sendable {
+    package let process: BenchProcess
+    /// The client URL, `http://127.0.0.1:PORT`.
+    package let base: String
+    let dir: String
+
+    /// Starts etcd and waits until it answers /health.
+    package init(binary: String, http: HTTPClient) async throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-bench-\(UUID().uuidString.prefix(8))").path
+        let port = BenchProcess.freePort(), peer = BenchProcess.freePort()
+        process = try BenchProcess(binary: binary, arguments: [
+            "--data-dir", dir, "--name", "bench",
+            "--listen-client-urls", "http://127.0.0.1:\(port)", "--advertise-client-urls", "http://127.0.0.1:\(port)",
+            "--listen-peer-urls", "http://127.0.0.1:\(peer)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
+            "--initial-cluster", "bench=http://127.0.0.1:\(peer)", "--log-level", "error",
+        ])
+        base = "http://127.0.0.1:\(port)"
+        do {
+            try await BenchProcess.waitForHTTP(http, url: base + "/health")
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    /// The server's version, as etcd reports it.
+    package func version(_ http: HTTPClient) async -> String {
+        (try? await EtcdJSON.post(http, base + "/version", nil))?["etcdserver"]?.stringValue ?? "?"
+    }
+
+    /// Stops etcd by PID and removes its data dir.
+    package func stop() {
+        process.stop()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
