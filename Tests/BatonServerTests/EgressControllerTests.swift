@@ -36,6 +36,7 @@ import Testing
             #expect(Set(tunnels.values.compactMap(\.tunnel?.mac)).count == 3)
             #expect(Set(tunnels.values.compactMap(\.tunnel?.ipv4)).count == 3)
 
+            try await w.waitFor("the gateway's status to show all six policies") { try await w.gatewayPolicyCount() == 6 }
             let status = try #require(try await w.gatewayStatus())
             #expect(status.nodeList?.map(\.name) == ["node1", "node2", "node3"])
             #expect(status.nodeList?.allSatisfy { $0.status == "Ready" && $0.eips?.count == 2 } == true)
@@ -72,6 +73,9 @@ import Testing
             // Spread: node1's two EIPs went one each to node2 and node3.
             #expect(Dictionary(grouping: after.values, by: { $0 }).mapValues(\.count) == ["node2": 3, "node3": 3])
             for (ref, node) in before where node != "node1" { #expect(after[ref] == node, "\(ref) moved needlessly") }
+            try await w.waitFor("the gateway's status to show node1 without EIPs") {
+                try await w.gatewayStatus()?.nodeList?.first { $0.name == "node1" }?.eips == nil
+            }
             let status = try #require(try await w.gatewayStatus())
             #expect(status.nodeList?.first { $0.name == "node1" }?.status == "HeartbeatTimeout")
             #expect(status.nodeList?.first { $0.name == "node1" }?.eips == nil)
@@ -103,7 +107,12 @@ import Testing
 
     @Test func aNewLeaderMovesNothing() async throws {
         try await EgressWorld.with(nodes: ["node1", "node2", "node3"], policies: 6) { w in
-            try await w.drive(until: "every policy placed") { try await w.placedPolicies().count == 6 }
+            // Policy status is written before the gateway's: wait until the gateway shows all six too.
+            try await w.drive(until: "every policy placed, on the policies and on the gateway") {
+                let placed = try await w.placedPolicies().count
+                let onGateway = try await w.gatewayPolicyCount()
+                return placed == 6 && onGateway == 6
+            }
             let placed = try await w.placedPolicies()
             let gateway = try await w.gatewayStatus()
             await w.stopController()
@@ -425,6 +434,12 @@ final class EgressWorld: @unchecked Sendable {
 
     func gatewayStatus(_ name: String = "egw1") async throws -> EgressGatewayStatus? {
         try await store.get(kind: "EgressGateway", namespace: nil, name: name).decodeStatus(EgressGatewayStatus.self)
+    }
+
+    /// How many policies the gateway's `status.nodeList` names, over every node and EIP.
+    func gatewayPolicyCount(_ name: String = "egw1") async throws -> Int {
+        let nodes = try await gatewayStatus(name)?.nodeList ?? []
+        return nodes.reduce(0) { $0 + ($1.eips ?? []).reduce(0) { $0 + ($1.policies?.count ?? 0) } }
     }
 
     func events(reason: String) async throws -> [Resource] {
