@@ -48,12 +48,26 @@ public struct EgressNode: Sendable, Hashable {
 public struct EgressPlacementPolicy: Sendable, Hashable {
     public var ref: EgressPolicyRef
     public var gateway: String
-    public var egressIP: EgressIP
+    public let egressIP: EgressIP
+    /// `egressIP.ipv4`/`ipv6` as written, parsed once here (nil when empty; `.malformed` when not an address).
+    let explicitIPv4: Explicit?
+    let explicitIPv6: Explicit?
+
+    enum Explicit: Sendable, Hashable {
+        case address(IPAddress)
+        case malformed(String)
+    }
 
     public init(ref: EgressPolicyRef, gateway: String, egressIP: EgressIP? = nil) {
         self.ref = ref
         self.gateway = gateway
         self.egressIP = egressIP ?? EgressIP()
+        func parse(_ text: String?) -> Explicit? {
+            guard let text, !text.isEmpty else { return nil }
+            return IPAddress(text).map(Explicit.address) ?? .malformed(text)
+        }
+        explicitIPv4 = parse(self.egressIP.ipv4)
+        explicitIPv6 = parse(self.egressIP.ipv6)
     }
 }
 

@@ -25,9 +25,23 @@ public struct EgressPlacement: Sendable {
     public private(set) var moves: [EgressMove] = []
 
     private var gatewayInfo: [String: GatewayInfo] = [:]
+    /// Each gateway's placed policies, so a gateway's status reads only its own.
+    private var assignedByGateway: [String: [EgressPolicyRef]] = [:]
 
+    /// Units (EIPs, or `useNodeIP` policies) each gateway has on each node after this placement:
+    /// gateway → node → count. A later placement of some gateways only takes the others' sum as
+    /// its `baseLoad`.
+    public private(set) var unitLoad: [String: [String: Int]] = [:]
+
+    /// Places `policies` over `nodes`.
+    ///
+    /// Placement may be scoped to some gateways: pass only those gateways and their policies, and
+    /// as `baseLoad` the units the other gateways carry on each node (the sum of their `unitLoad`
+    /// from the placement that last decided them). As long as the other gateways have nothing to
+    /// place (their inputs did not change since), the result for the scoped gateways is exactly
+    /// what a placement of everything would decide: gateways are only coupled through node load.
     public init(gateways: [String: EgressGatewaySpec], policies: [EgressPlacementPolicy], nodes: [EgressNode],
-                current: [EgressPolicyRef: EgressAssignment]) {
+                current: [EgressPolicyRef: EgressAssignment], baseLoad: [String: Int] = [:]) {
         var nodesByName: [String: EgressNode] = [:]
         for node in nodes { nodesByName[node.name] = node }
         let sortedNodes = nodes.sorted { $0.name < $1.name }
@@ -52,10 +66,11 @@ public struct EgressPlacement: Sendable {
             }
             var r = Resolved(policy: policy, usesNodeIP: false)
             var refused: EgressUnassignedReason?
-            for (family, explicit) in [(IPAddress.Family.v4, policy.egressIP.ipv4), (.v6, policy.egressIP.ipv6)] {
-                if let explicit, !explicit.isEmpty {
-                    guard let ip = IPAddress(explicit), info.contains(ip) else {
-                        refused = .eipNotInPool(gateway: policy.gateway, eip: explicit)
+            for (family, explicit) in [(IPAddress.Family.v4, policy.explicitIPv4), (.v6, policy.explicitIPv6)] {
+                if let explicit {
+                    guard case .address(let ip) = explicit, info.contains(ip) else {
+                        let written = family == .v4 ? policy.egressIP.ipv4 : policy.egressIP.ipv6
+                        refused = .eipNotInPool(gateway: policy.gateway, eip: written ?? "")
                         break
                     }
                     r[family] = ip
@@ -103,7 +118,7 @@ public struct EgressPlacement: Sendable {
         }
 
         // 3. Keep units whose node is still a candidate; count load.
-        var load: [String: Int] = [:]
+        var load = baseLoad
         var toPlace: [(UnitKey, from: String?, reason: EgressMove.Reason)] = []
         var placedOn: [UnitKey: String] = [:]
         for key in units.keys.sorted() {
@@ -151,6 +166,7 @@ public struct EgressPlacement: Sendable {
             }
         }
         for (key, node) in placedOn {
+            unitLoad[key.gateway, default: [:]][node, default: 0] += 1
             for m in units[key]!.members {
                 assignments[m.policy.ref] = m.usesNodeIP
                     ? EgressAssignment(gateway: key.gateway, node: node, ipv4: nodesByName[node]?.ipv4,
@@ -158,6 +174,7 @@ public struct EgressPlacement: Sendable {
                     : EgressAssignment(gateway: key.gateway, node: node, ipv4: m.ipv4, ipv6: m.ipv6)
             }
         }
+        for (ref, a) in assignments { assignedByGateway[a.gateway, default: []].append(ref) }
         // Policies that lost their gateway or EIP keep no node either.
         for (ref, why) in unassigned.sorted(by: { $0.key < $1.key }) where resolved[ref] == nil {
             if let was = current[ref] {
@@ -180,7 +197,8 @@ public struct EgressPlacement: Sendable {
         var byNode: [String: [EIPPair: [EgressPolicyRef]]] = [:]
         for node in info.selected { byNode[node.name] = [:] }
         var allocated: [IPAddress] = []
-        for (ref, a) in assignments where a.gateway == gateway {
+        for ref in assignedByGateway[gateway] ?? [] {
+            let a = assignments[ref]!
             let pair = a.usesNodeIP ? EIPPair(ipv4: nil, ipv6: nil) : EIPPair(ipv4: a.ipv4, ipv6: a.ipv6)
             byNode[a.node, default: [:]][pair, default: []].append(ref)
             if !a.usesNodeIP { allocated += [a.ipv4, a.ipv6].compactMap { $0 } }

@@ -311,7 +311,11 @@ public struct APIServer: Sendable {
             struct Plan { var kind: KindInfo; var object: Resource; var old: Resource?; var warnings: [String] }
             var plans: [Plan] = []
             var refused: [JSONValue] = []
-            var earlier: [String: [Resource]] = [:]
+            // Items admitted so far, by kind and "namespace/name".
+            var earlier: [String: [String: Resource]] = [:]
+            // The objects that cross-object rules read: listed once per batch (not once per item; a
+            // gateway's status can be large), with the earlier items laid over them.
+            var related = RelatedObjects()
             for (index, item) in items.enumerated() {
                 do {
                     let admitted = try Admission.decode(item)
@@ -321,21 +325,16 @@ public struct APIServer: Sendable {
                     var object = try place(admitted, route: route, name: nil)
                     object.metadata.resourceVersion = nil
                     try authorize(identity, .patch, route, name: object.name)
-                    let sameKey: (Resource) -> Bool = { $0.name == object.name && ($0.namespace ?? "") == (object.namespace ?? "") }
+                    let key = RelatedObjects.key(object)
                     let old = try? await store.get(kind: kind.kind, namespace: object.namespace, name: object.name)
                     var context = ValidationContext()
-                    for related in kind.relatedKinds {
-                        var objects = try await store.list(kind: related, namespace: nil, selector: nil).items
-                        for e in earlier[related] ?? [] {
-                            objects.removeAll { $0.name == e.name && ($0.namespace ?? "") == (e.namespace ?? "") }
-                            objects.append(e)
-                        }
-                        context.objects[related] = objects
+                    for kind in kind.relatedKinds {
+                        context.objects[kind] = try await related.objects(kind, store: store)
                     }
                     try Admission.validate(Admission.Admitted(kind: kind, object: object, warnings: admitted.warnings),
-                                           old: old ?? earlier[kind.kind]?.first(where: sameKey), context: context)
-                    earlier[kind.kind, default: []].removeAll(where: sameKey)
-                    earlier[kind.kind, default: []].append(object)
+                                           old: old ?? earlier[kind.kind]?[key], context: context)
+                    earlier[kind.kind, default: [:]][key] = object
+                    related.lay(object)
                     plans.append(Plan(kind: kind, object: object, old: old, warnings: admitted.warnings))
                 } catch let e as APIError {
                     refused.append(["index": .int(Int64(index)), "status": e.status])
@@ -356,6 +355,42 @@ public struct APIServer: Sendable {
                                 "warnings": .array(plan.warnings.map(JSONValue.string))])
             }
             return json(.ok, ["kind": "ApplyResult", "applied": .bool(!dryRun), "items": .array(results)])
+        }
+    }
+
+    /// Stored objects of the kinds a batch's cross-object rules read, each kind listed once, in
+    /// store order, with the batch's earlier items replacing or following them.
+    struct RelatedObjects {
+        private var items: [String: [Resource]] = [:]
+        private var index: [String: [String: Int]] = [:]
+        /// Every item laid so far, by kind, in order: laid over a kind when it is first listed.
+        private var laid: [String: [Resource]] = [:]
+
+        static func key(_ r: Resource) -> String { "\(r.namespace ?? "")/\(r.name)" }
+
+        mutating func objects(_ kind: String, store: any ResourceStore) async throws -> [Resource] {
+            if let listed = items[kind] { return listed }
+            let listed = try await store.list(kind: kind, namespace: nil, selector: nil).items
+            items[kind] = listed
+            index[kind] = Dictionary(listed.enumerated().map { (Self.key($1), $0) }, uniquingKeysWith: { _, b in b })
+            for object in laid[kind] ?? [] { overlay(object) }
+            return items[kind]!
+        }
+
+        /// Lays an admitted item over the stored objects of its kind.
+        mutating func lay(_ object: Resource) {
+            laid[object.kind, default: []].append(object)
+            if items[object.kind] != nil { overlay(object) }
+        }
+
+        private mutating func overlay(_ object: Resource) {
+            let key = Self.key(object)
+            if let at = index[object.kind]?[key] {
+                items[object.kind]![at] = object
+            } else {
+                index[object.kind]![key] = items[object.kind]!.count
+                items[object.kind]!.append(object)
+            }
         }
     }
 

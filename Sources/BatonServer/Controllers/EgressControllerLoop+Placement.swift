@@ -7,32 +7,48 @@ import Metrics
 extension EgressControllerLoop {
     /// Builds `EgressPlacement`'s inputs from the cached store state, runs it, writes the statuses
     /// that changed (concurrently) and queues one event per move and per newly unassigned policy.
-    mutating func place() async {
+    /// `scope`: the gateways to decide (nil: all); the others' units count as base load.
+    mutating func place(scope: Set<String>?) async {
         let started = ContinuousClock.now
         var specs: [String: EgressGatewaySpec] = [:]
-        for (name, g) in gateways { if let s = g.spec { specs[name] = s } }
-        let defaultGateway = EgressGatewaySpec.clusterDefaultName(in: gateways.values.map(\.resource)) ?? ""
+        for (name, g) in gateways where scope?.contains(name) ?? true {
+            if let s = g.spec { specs[name] = s }
+        }
+        var baseLoad: [String: Int] = [:]
+        if let scope {
+            for (g, load) in unitLoad where !scope.contains(g) {
+                for (node, n) in load { baseLoad[node, default: 0] += n }
+            }
+        }
 
         var inputs: [EgressPlacementPolicy] = []
         var current: [EgressPolicyRef: EgressAssignment] = [:]
-        inputs.reserveCapacity(policies.count)
+        var inScope: [EgressPolicyRef] = []
+        inputs.reserveCapacity(scope == nil ? policies.count : 0)
         for (ref, p) in policies {
-            let gateway = p.gatewayName.isEmpty ? defaultGateway : p.gatewayName
-            inputs.append(EgressPlacementPolicy(ref: ref, gateway: gateway, egressIP: p.egressIP))
-            if let a = EgressAssignment(gateway: gateway, status: p.status, usesNodeIP: p.egressIP?.usesNodeIP ?? false) {
-                current[ref] = a
-            }
+            let gateway = gateway(of: p)
+            if let scope, !scope.contains(gateway) { continue }
+            inScope.append(ref)
+            inputs.append(p.placementPolicy(gateway: gateway))
+            if let a = p.assignment(gateway: gateway) { current[ref] = a }
         }
         let egressNodes = nodes.values.map { n in
             EgressNode(name: n.resource.name, labels: n.resource.labels, status: n.status,
                        phase: tunnels[n.resource.name] != nil ? monitor.phase(of: n.resource.name) : nil)
         }
-        let placement = EgressPlacement(gateways: specs, policies: inputs, nodes: egressNodes, current: current)
+        let placement = EgressPlacement(gateways: specs, policies: inputs, nodes: egressNodes, current: current,
+                                        baseLoad: baseLoad)
+        if let scope {
+            for g in scope { unitLoad[g] = placement.unitLoad[g] }
+        } else {
+            unitLoad = placement.unitLoad
+        }
 
         // Status writes: only what differs from the store.
         let store = self.store, logger = self.logger
         var jobs: [@Sendable () async -> Resource?] = []
-        for (ref, p) in policies {
+        for ref in inScope {
+            let p = policies[ref]!
             var desired = placement.policyStatus(ref)
             desired.observedGeneration = p.resource.metadata.generation
             desiredPolicy[ref] = desired
@@ -54,7 +70,7 @@ extension EgressControllerLoop {
                 }
             }
         }
-        for (name, g) in gateways where g.spec != nil {
+        for (name, g) in gateways where g.spec != nil && scope?.contains(name) ?? true {
             guard var desired = placement.gatewayStatus(name) else { continue }
             desired.observedGeneration = g.resource.metadata.generation
             desiredGateway[name] = desired
@@ -93,7 +109,7 @@ extension EgressControllerLoop {
                                                         "reason": "\(move.reason)"])
             }
         }
-        for ref in unassignedReported.keys where placement.unassigned[ref] == nil { unassignedReported[ref] = nil }
+        for ref in inScope where placement.unassigned[ref] == nil { unassignedReported[ref] = nil }
         for (ref, why) in placement.unassigned.sorted(by: { $0.key < $1.key }) where unassignedReported[ref] != why {
             unassignedReported[ref] = why
             logger.warning("policy has no egress node", metadata: ["policy": "\(ref)", "reason": "\(why)"])

@@ -22,12 +22,35 @@ struct EgressControllerLoop {
         var gatewayName: String
         var egressIP: EgressIP?
         var status: EgressPolicyStatus?
+        /// `status.eip`, parsed once here rather than at every placement.
+        var statusIPv4: IPAddress?
+        var statusIPv6: IPAddress?
 
         init(_ r: Resource) {
             resource = r
             gatewayName = r.spec?["egressGatewayName"]?.stringValue ?? ""
             egressIP = r.spec?["egressIP"].flatMap { try? $0.decode(EgressIP.self) }
             status = r.decodeStatus(EgressPolicyStatus.self)
+            statusIPv4 = status?.eip?.ipv4.flatMap(IPAddress.init)
+            statusIPv6 = status?.eip?.ipv6.flatMap(IPAddress.init)
+            placement = EgressPlacementPolicy(ref: EgressControllerLoop.ref(r), gateway: gatewayName, egressIP: egressIP)
+        }
+
+        /// Placement's view of the policy (its explicit EIPs parsed once, here).
+        let placement: EgressPlacementPolicy
+
+        /// Placement's view, with the gateway the policy resolves to now.
+        func placementPolicy(gateway: String) -> EgressPlacementPolicy {
+            var p = placement
+            p.gateway = gateway
+            return p
+        }
+
+        /// The assignment the stored status records (nil when it names no node).
+        func assignment(gateway: String) -> EgressAssignment? {
+            guard let node = status?.node, !node.isEmpty else { return nil }
+            return EgressAssignment(gateway: gateway, node: node, ipv4: statusIPv4, ipv6: statusIPv6,
+                                    usesNodeIP: egressIP?.usesNodeIP ?? false)
         }
 
         var specKey: SpecKey { SpecKey(gatewayName: gatewayName, egressIP: egressIP) }
@@ -61,8 +84,16 @@ struct EgressControllerLoop {
     var nodes: [String: NodeEntry] = [:]
     var gateways: [String: GatewayEntry] = [:]
     var policies: [EgressPolicyRef: PolicyEntry] = [:]
-    /// Something placement reads has changed since the last placement.
-    var dirty = false
+    /// What the next placement must decide again: everything, or only some gateways (those whose
+    /// spec, policies, or selected or carrying nodes changed). Gateways are coupled only through
+    /// node load, which `unitLoad` carries between placements.
+    var placeAll = false
+    var dirtyGateways: Set<String> = []
+    var dirty: Bool { placeAll || !dirtyGateways.isEmpty }
+    /// Units each gateway carries on each node, from the placement that last decided it.
+    var unitLoad: [String: [String: Int]] = [:]
+    /// The cluster-default gateway, which policies without `egressGatewayName` use.
+    var defaultGateway = ""
     /// Tunnel status writes due: allocation, phase, displayed heartbeat time.
     var tunnelWrites: [String: TunnelWrite] = [:]
     var desiredPolicy: [EgressPolicyRef: EgressPolicyStatus] = [:]
@@ -96,8 +127,10 @@ struct EgressControllerLoop {
         if tick, synced.contains("EgressTunnel") { evaluate() }
         if !tunnelWrites.isEmpty { await writeTunnels() }
         if dirty, synced.count == EgressController.watchedKinds.count {
-            dirty = false
-            await place()
+            let scope: Set<String>? = placeAll ? nil : dirtyGateways
+            placeAll = false
+            dirtyGateways = []
+            await place(scope: scope)
         }
         if !pendingEvents.isEmpty { await recordEvents() }
     }
@@ -142,7 +175,9 @@ struct EgressControllerLoop {
                     pendingEvents.append(PendingEvent(object: t, reason: "Ready", message: "tunnel is Ready", type: "Normal"))
                 }
             }
-            dirty = true
+            switch decision {
+            case .markHeartbeatTimeout(let node, _), .markReady(let node): markNode(node)
+            }
         }
         for (node, time) in agentTimes where tunnels[node] != nil {
             if let shown = displayedAt[node], now - shown < controller.heartbeatDisplayPeriod { continue }
@@ -156,7 +191,7 @@ struct EgressControllerLoop {
 
     mutating func applySnapshot(kind: String, items: [Resource], at: BatonInstant) {
         synced.insert(kind)
-        dirty = true
+        placeAll = true
         switch kind {
         case "EgressTunnel":
             let names = Set(items.map(\.name))
@@ -176,6 +211,7 @@ struct EgressControllerLoop {
                                uniquingKeysWith: { _, b in b })
         case "EgressGateway":
             gateways = Dictionary(items.map { ($0.name, Self.gatewayEntry($0)) }, uniquingKeysWith: { _, b in b })
+            defaultGateway = EgressGatewaySpec.clusterDefaultName(in: gateways.values.map(\.resource)) ?? ""
         default:
             let namespaced = kind == "EgressPolicy"
             policies = policies.filter { ($0.key.namespace.isEmpty) == namespaced }
@@ -191,47 +227,49 @@ struct EgressControllerLoop {
             if event.type == .deleted {
                 if tunnels[name] != nil, Self.revision(tunnels[name]!) <= event.revision {
                     forgetTunnel(name)
-                    dirty = true
+                    markNode(name)
                 }
                 return
             }
             if tunnels[name] == nil {
                 monitor.track(name, phase: Self.phase(object), now: at)
-                dirty = true
+                markNode(name)
             }
             if let cached = tunnels[name], Self.revision(cached) > event.revision { return }
             tunnels[name] = object
             reconcileAllocation(object)
         case "Node":
             if event.type == .deleted {
-                if nodes.removeValue(forKey: object.name) != nil { dirty = true }
+                if let old = nodes.removeValue(forKey: object.name) { markNode(object.name, labels: old.resource.labels) }
                 return
             }
             let old = nodes[object.name]
             if let old, Self.revision(old.resource) > event.revision { return }
             let entry = NodeEntry(resource: object, status: object.decodeStatus(NodeStatus.self))
-            if old == nil || old!.resource.labels != object.labels || old!.status?.addresses != entry.status?.addresses {
-                dirty = true
-            }
             nodes[object.name] = entry
+            if old == nil || old!.resource.labels != object.labels || old!.status?.addresses != entry.status?.addresses {
+                markNode(object.name, labels: old?.resource.labels)
+            }
         case "EgressGateway":
             if event.type == .deleted {
-                if gateways.removeValue(forKey: object.name) != nil { dirty = true }
+                if gateways.removeValue(forKey: object.name) != nil { gatewaysChanged(object.name) }
                 desiredGateway[object.name] = nil
                 return
             }
             let old = gateways[object.name]
             if let old, Self.revision(old.resource) > event.revision { return }
             let entry = Self.gatewayEntry(object)
-            if old == nil || old!.spec != entry.spec || old!.resource.metadata.generation != object.metadata.generation
-                || entry.status != desiredGateway[object.name] {
-                dirty = true
-            }
             gateways[object.name] = entry
+            if old == nil || old!.spec != entry.spec || old!.resource.metadata.generation != object.metadata.generation
+                || old!.resource.labels != object.labels {
+                gatewaysChanged(object.name)
+            } else if entry.status != desiredGateway[object.name] {
+                markGateway(object.name)
+            }
         case "EgressPolicy", "EgressClusterPolicy":
             let ref = Self.ref(object)
             if event.type == .deleted {
-                if policies.removeValue(forKey: ref) != nil { dirty = true }
+                if let old = policies.removeValue(forKey: ref) { markGateway(gateway(of: old)) }
                 desiredPolicy[ref] = nil
                 unassignedReported[ref] = nil
                 return
@@ -239,15 +277,48 @@ struct EgressControllerLoop {
             let old = policies[ref]
             if let old, Self.revision(old.resource) > event.revision { return }
             let entry = PolicyEntry(object)
+            policies[ref] = entry
             if old == nil || old!.specKey != entry.specKey || old!.resource.metadata.generation != object.metadata.generation
                 || !Self.sameStatus(entry.status, desiredPolicy[ref]) {
-                dirty = true
+                if let old { markGateway(gateway(of: old)) }
+                markGateway(gateway(of: entry))
             }
-            policies[ref] = entry
         default:
             break
         }
     }
+
+    // MARK: - Placement scope
+
+    mutating func markGateway(_ name: String) {
+        if !placeAll { dirtyGateways.insert(name) }
+    }
+
+    /// A node's phase, labels or addresses changed, or it came or went: the gateways that select it
+    /// (by its new or old labels) and the gateways that have EIPs on it are decided again.
+    mutating func markNode(_ name: String, labels old: [String: String]? = nil) {
+        guard !placeAll else { return }
+        let labels = nodes[name]?.resource.labels
+        for (g, entry) in gateways {
+            guard let selector = entry.spec?.nodeSelector?.selector else { continue }
+            if labels.map(selector.matches) == true || old.map(selector.matches) == true { dirtyGateways.insert(g) }
+        }
+        for (g, load) in unitLoad where (load[name] ?? 0) > 0 { dirtyGateways.insert(g) }
+    }
+
+    /// A gateway came, went or changed its spec or metadata. When that changes which gateway is the
+    /// cluster default, every policy without `egressGatewayName` may change gateway: decide everything.
+    mutating func gatewaysChanged(_ name: String) {
+        markGateway(name)
+        let now = EgressGatewaySpec.clusterDefaultName(in: gateways.values.map(\.resource)) ?? ""
+        if now != defaultGateway {
+            defaultGateway = now
+            placeAll = true
+        }
+    }
+
+    /// The gateway a policy uses: its `egressGatewayName`, or the cluster default.
+    func gateway(of p: PolicyEntry) -> String { p.gatewayName.isEmpty ? defaultGateway : p.gatewayName }
 
     mutating func forgetTunnel(_ name: String) {
         tunnels[name] = nil
@@ -305,15 +376,12 @@ struct EgressControllerLoop {
 
     /// Node and EIPs equal (a missing status and an empty one are the same), and the same observed generation.
     static func sameStatus(_ a: EgressPolicyStatus?, _ b: EgressPolicyStatus?) -> Bool {
-        func key(_ s: EgressPolicyStatus?) -> [String] {
-            [s?.node ?? "", s?.eip?.ipv4 ?? "", s?.eip?.ipv6 ?? "", s?.observedGeneration.map(String.init) ?? ""]
-        }
-        return key(a) == key(b)
+        sameAssignment(a, b) && a?.observedGeneration == b?.observedGeneration
     }
 
     /// Node and EIPs equal (a missing status and an empty one are the same), whatever the observed generation.
     static func sameAssignment(_ a: EgressPolicyStatus?, _ b: EgressPolicyStatus?) -> Bool {
-        func key(_ s: EgressPolicyStatus?) -> [String] { [s?.node ?? "", s?.eip?.ipv4 ?? "", s?.eip?.ipv6 ?? ""] }
-        return key(a) == key(b)
+        (a?.node ?? "") == (b?.node ?? "") && (a?.eip?.ipv4 ?? "") == (b?.eip?.ipv4 ?? "")
+            && (a?.eip?.ipv6 ?? "") == (b?.eip?.ipv6 ?? "")
     }
 }

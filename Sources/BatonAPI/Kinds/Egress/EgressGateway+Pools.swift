@@ -86,11 +86,20 @@ extension EgressGatewaySpec {
     /// `status.ipUsage` for these pools when the addresses in `allocated` are taken. Addresses
     /// outside the pools, and repeats, do not count. Sizes beyond `Int.max` print as `Int.max`.
     public func ipUsage(allocated: some Sequence<IPAddress>) -> EgressGatewayStatus.IPUsage {
-        let used = Set(allocated.filter(contains))
+        // Each family's pool is parsed once, not once per address.
+        let ranges4 = poolRanges(family: .v4), ranges6 = poolRanges(family: .v6)
+        var used4 = Set<IPAddress>(), used6 = Set<IPAddress>()
+        for ip in allocated {
+            if ip.family == .v4 {
+                if ranges4.contains(where: { $0.contains(ip) }) { used4.insert(ip) }
+            } else if ranges6.contains(where: { $0.contains(ip) }) {
+                used6.insert(ip)
+            }
+        }
         func clamp(_ n: UInt128) -> Int { n > UInt128(Int.max) ? Int.max : Int(n) }
-        let v4 = poolSize(family: .v4), v6 = poolSize(family: .v6)
-        let used4 = UInt128(used.filter { $0.family == .v4 }.count), used6 = UInt128(used.filter { $0.family == .v6 }.count)
-        return EgressGatewayStatus.IPUsage(ipv4Total: clamp(v4), ipv4Free: clamp(v4 - min(v4, used4)),
-                                          ipv6Total: clamp(v6), ipv6Free: clamp(v6 - min(v6, used6)))
+        let v4 = EgressPool.size(ranges4), v6 = EgressPool.size(ranges6)
+        let n4 = UInt128(used4.count), n6 = UInt128(used6.count)
+        return EgressGatewayStatus.IPUsage(ipv4Total: clamp(v4), ipv4Free: clamp(v4 - min(v4, n4)),
+                                          ipv6Total: clamp(v6), ipv6Free: clamp(v6 - min(v6, n6)))
     }
 }
