@@ -42,6 +42,9 @@ public final class EgressAgent: Service, Sendable {
     /// Orders for the data plane, carried out in order by one task.
     let orders: AsyncStream<[EgressAnnouncer.Action]>
     let ordersIn: AsyncStream<[EgressAnnouncer.Action]>.Continuation
+    /// Wakes the fence loop when the agent starts announcing (a fence deadline appears).
+    let fenceWake: AsyncStream<Void>
+    let fenceWakeIn: AsyncStream<Void>.Continuation
     private let acknowledgedAt = Mutex<ContinuousClock.Instant?>(nil)
 
     /// When the newest heartbeat was acknowledged (real time), for simulations and benchmarks.
@@ -57,6 +60,7 @@ public final class EgressAgent: Service, Sendable {
         let timeout = Duration.milliseconds(Int64((options.settings.eipEvictionTimeout * 1000).rounded()))
         self.announcer = Mutex(EgressAnnouncer(fencing: try FencingDeadline(eipEvictionTimeout: timeout, safetyMargin: options.fenceMargin)))
         (orders, ordersIn) = AsyncStream.makeStream()
+        (fenceWake, fenceWakeIn) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
     var updatePeriod: Duration { .milliseconds(Int64((options.settings.tunnelUpdatePeriod * 1000).rounded())) }
@@ -149,7 +153,11 @@ public final class EgressAgent: Service, Sendable {
         }
     }
 
-    func order(_ actions: [EgressAnnouncer.Action]) { if !actions.isEmpty { ordersIn.yield(actions) } }
+    func order(_ actions: [EgressAnnouncer.Action]) {
+        guard !actions.isEmpty else { return }
+        ordersIn.yield(actions)
+        if actions.contains(where: { if case .announce = $0 { true } else { false } }) { fenceWakeIn.yield() }
+    }
 
     /// Every tunnelUpdatePeriod: a heartbeat (with the agent's wall-clock time, for display). The
     /// send instant of each acknowledged heartbeat moves the fence deadline. A 404 means the
@@ -241,15 +249,21 @@ public final class EgressAgent: Service, Sendable {
         order(announcer.withLock { $0.placement(eips, readStartedAt: readStartedAt, now: now) })
     }
 
-    /// Wakes at the fence deadline (or every 50 ms) so a cut-off agent withdraws in time.
+    /// Sleeps until the fence deadline and withdraws if no acknowledgement moved it meanwhile.
+    /// The deadline only moves later (it follows the last acknowledged send), so sleeping until
+    /// the one in force is never late; while nothing is announced there is no deadline, and the
+    /// loop waits for the first announcement to wake it.
     func fenceLoop() async {
+        var wakes = fenceWake.makeAsyncIterator()
         while !Task.isCancelled {
             let now = clock.now
             let (actions, deadline) = announcer.withLock { a in (a.tick(now: now), a.nextDeadline) }
             order(actions)
-            var wait = Duration.milliseconds(50)
-            if let deadline { wait = min(wait, max(.milliseconds(1), deadline - now)) }
-            try? await Task.sleep(for: wait)
+            if let deadline {
+                try? await Task.sleep(for: max(.milliseconds(1), deadline - now))
+            } else if await wakes.next() == nil {
+                return
+            }
         }
     }
 }

@@ -273,6 +273,18 @@ status:
         #expect(records == [HeartbeatRecord(node: "node1", agentTime: nil)])
         // The tunnel object itself was not written by the heartbeats.
         #expect(try await h.store.get(kind: "EgressTunnel", namespace: nil, name: "node1").metadata.resourceVersion == revision)
+
+        // Deleted through the API: the very next heartbeat is a 404 (although the tunnel was
+        // just seen), so the agent registers again.
+        try await h.app.test(.router) { client in
+            let url = path(.egressTunnel, "node1") + "/heartbeat"
+            let before = try await client.send(.post, url, token: token)
+            let deleted = try await client.send(.delete, path(.egressTunnel, "node1"))
+            let after = try await client.send(.post, url, token: token)
+            #expect(before.status == .noContent)
+            #expect(deleted.status == .ok)
+            #expect(after.status == .notFound)
+        }
     }
 }
 

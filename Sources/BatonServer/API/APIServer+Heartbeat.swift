@@ -13,7 +13,9 @@ extension APIServer {
     /// the leader reads it, so an acknowledged heartbeat is one the leader will observe: the
     /// agent's fence deadline rests on that (docs/egress-failover.md).
     ///
-    /// 404 when the tunnel does not exist: the agent registers it again.
+    /// 404 when the tunnel does not exist: the agent registers it again. A tunnel deleted through
+    /// another replica may still be beaten for up to a second (`knownTunnels`); the controller
+    /// ignores heartbeats of tunnels it does not know, so this delays only the re-registration.
     func heartbeat(_ route: APIRoute, name: String, request: inout Request, identity: Identity) async throws -> Response {
         guard route.kind.kind == "EgressTunnel" else {
             throw APIError.notFound("\(route.kind.plural) have no heartbeat subresource")
@@ -40,7 +42,10 @@ extension APIServer {
                 agentTime = text
             }
         }
-        guard try await store.exists(kind: "EgressTunnel", namespace: nil, name: name) else {
+        // The tunnel must exist. A tunnel seen within the last second counts (heartbeats come 5
+        // times a second per node; a deletion through this server is seen at once).
+        let store = self.store
+        guard try await knownTunnels.exists(name, lookup: { try await store.exists(kind: "EgressTunnel", namespace: nil, name: name) }) else {
             throw APIError.notFound(kind: "EgressTunnel", name: name)
         }
         try await heartbeats.record(node: name, agentTime: agentTime)

@@ -21,6 +21,9 @@ public struct APIServer: Sendable {
     let logger: Logger
     let metrics: PrometheusCollectorRegistry
     let admissionLock = AsyncLock()
+    /// EgressTunnels known to exist, for heartbeats (see `heartbeat`).
+    let knownTunnels = ExistenceCache(ttl: .seconds(1))
+    let requestMetrics = RequestMetrics()
     /// Largest request body accepted, as the Kubernetes API server limits it.
     public var maxBodyBytes = 3 * 1024 * 1024
     /// Whether the server should report ready (the store answers).
@@ -98,12 +101,8 @@ public struct APIServer: Sendable {
             let e = APIError.internalError("internal error: \(error)")
             response = json(.internalServerError, e.status)
         }
-        Counter(label: "baton_api_requests_total",
-                dimensions: [("verb", verb), ("resource", resource), ("code", String(response.status.code))]).increment()
-        if verb != "watch" {
-            Metrics.Timer(label: "baton_api_request_duration_seconds", dimensions: [("verb", verb)])
-                .recordNanoseconds((ContinuousClock.now - started).nanoseconds)
-        }
+        requestMetrics.record(verb: verb, resource: resource, code: response.status.code,
+                              duration: verb == "watch" ? nil : ContinuousClock.now - started)
         return response
     }
 
@@ -218,6 +217,7 @@ public struct APIServer: Sendable {
                 return ("delete", json(.ok, object.json))
             }
             let deleted = try await store.delete(kind: route.kind.kind, namespace: route.namespace, name: name, expectedRevision: rv)
+            if route.kind.kind == "EgressTunnel" { knownTunnels.forget(name) }
             return ("delete", json(.ok, deleted.json))
         case (.post, let name?, "token") where route.kind.kind == "Node":
             guard identity == .admin else { throw APIError.forbidden("only the admin may issue node tokens") }
@@ -591,9 +591,3 @@ public struct APIServer: Sendable {
     }
 }
 
-extension Duration {
-    var nanoseconds: Int64 {
-        let (s, a) = components
-        return s * 1_000_000_000 + a / 1_000_000_000
-    }
-}
