@@ -18,6 +18,8 @@ public struct WatchEvent: Sendable, Hashable {
     /// Somewhere for whoever serves this event to many watchers to keep its encoding, so a
     /// change that fans out to a thousand watchers is encoded once. Not part of equality.
     public let encoding = EncodingMemo()
+    /// Likewise for field selectors: the values a path selects, read once per event.
+    public let selections = SelectionMemo()
 
     public init(type: WatchEventType, object: Resource, revision: Int64) {
         self.type = type
@@ -47,6 +49,22 @@ public final class EncodingMemo: Sendable {
         if let v = value.withLock({ $0 }) { return v }
         let made = make()
         value.withLock { if $0 == nil { $0 = made } }
+        return made
+    }
+}
+
+/// Values selected from one object by path, computed once per path and shared by every copy
+/// of the struct that holds this box.
+public final class SelectionMemo: Sendable {
+    private let values = Mutex<[String: [String]]>([:])
+
+    public init() {}
+
+    /// The values at `path`, computing them with `select` the first time.
+    public func values(at path: String, _ select: () -> [String]) -> [String] {
+        if let v = values.withLock({ $0[path] }) { return v }
+        let made = select()
+        values.withLock { $0[path] = $0[path] ?? made }
         return made
     }
 }

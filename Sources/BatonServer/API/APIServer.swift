@@ -403,7 +403,14 @@ public struct APIServer: Sendable {
 
     /// Field selectors on `involvedObject.*` (for events) and `metadata.name`/`metadata.namespace`.
     func fieldFilter(_ query: [String: String]) throws(APIError) -> @Sendable (Resource) -> Bool {
-        guard let s = query["fieldSelector"], !s.isEmpty else { return { _ in true } }
+        let filter = try memoizedFieldFilter(query)
+        return { filter($0, nil) }
+    }
+
+    /// `fieldFilter`, reading each path's values through `memo` when given: a watch event that
+    /// a thousand watchers filter by the same path is read once.
+    func memoizedFieldFilter(_ query: [String: String]) throws(APIError) -> @Sendable (Resource, SelectionMemo?) -> Bool {
+        guard let s = query["fieldSelector"], !s.isEmpty else { return { _, _ in true } }
         var parsed: [(path: String, value: String, equal: Bool)] = []
         for term in s.split(separator: ",") {
             if let r = term.range(of: "!=") {
@@ -415,20 +422,23 @@ public struct APIServer: Sendable {
             }
         }
         let terms = parsed
-        return { object in
+        return { object, memo in
             // Paths under spec/status are read from the body; others need the whole object.
             var whole: JSONValue?
             return terms.allSatisfy { t in
-                let top = t.path.split(separator: ".", maxSplits: 1).first.map(String.init) ?? ""
-                let root: JSONValue
-                if top == "spec" || top == "status", let part = object.body[top] {
-                    root = .object([top: part])
-                } else {
-                    if whole == nil { whole = object.json }
-                    root = whole!
+                let select = { () -> [String] in
+                    let top = t.path.split(separator: ".", maxSplits: 1).first.map(String.init) ?? ""
+                    let root: JSONValue
+                    if top == "spec" || top == "status", let part = object.body[top] {
+                        root = .object([top: part])
+                    } else {
+                        if whole == nil { whole = object.json }
+                        root = whole!
+                    }
+                    return JSONPath.select("." + t.path, in: root).map(JSONPath.scalarText)
                 }
                 // A path through `[*]` selects several values: `=` holds when any equals the value.
-                let values = JSONPath.select("." + t.path, in: root).map(JSONPath.scalarText)
+                let values = memo.map { $0.values(at: t.path, select) } ?? select()
                 let found = values.isEmpty ? t.value.isEmpty : values.contains(t.value)
                 return found == t.equal
             }
@@ -450,7 +460,8 @@ public struct APIServer: Sendable {
     /// resourceVersion (or with "0"), the current objects come first as ADDED, then changes.
     func watch(_ route: APIRoute, query: [String: String]) async throws -> Response {
         let selector = try selector(query)
-        let filter = try fieldFilter(query)
+        let memoizedFilter = try memoizedFieldFilter(query)
+        let filter: @Sendable (Resource) -> Bool = { memoizedFilter($0, nil) }
         var initial: [Resource] = []
         let since: Int64
         if let rv = query["resourceVersion"], !rv.isEmpty, rv != "0" {
@@ -495,7 +506,8 @@ public struct APIServer: Sendable {
                     for try await event in events {
                         if filtering {
                             let key = ObjectKey(event.object)
-                            let matches = event.type != .deleted && (selector?.matches(event.object.labels) ?? true) && filter(event.object)
+                            let matches = event.type != .deleted && (selector?.matches(event.object.labels) ?? true)
+                                && memoizedFilter(event.object, event.selections)
                             let had = matching.contains(key)
                             let unknown = !known.contains(key)  // a watch from a revision: maybe sent before
                             known.insert(key)
