@@ -50,9 +50,11 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOFoundationCompat", package: "swift-nio"),
         ]),
+        // Linux side effects: nftables, netlink changes through batched iproute2, gratuitous ARP.
+        .target(name: "BatonDataplane", dependencies: ["BatonAPI", "BatonCore"]),
         // The per-node agent: registration, heartbeats, fencing, and the data plane's orders.
         .target(name: "BatonAgent", dependencies: [
-            "BatonAPI", "BatonCore", "BatonClient",
+            "BatonAPI", "BatonCore", "BatonClient", "BatonDataplane",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -66,6 +68,7 @@ let package = Package(
         ]),
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonTesting"]),
         .testTarget(name: "BatonCoreTests", dependencies: ["BatonCore", "BatonAPI", "BatonTesting"]),
+        .testTarget(name: "BatonDataplaneTests", dependencies: ["BatonDataplane", "BatonCore", "BatonAPI"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting"]),
         .testTarget(name: "BatonServerTests", dependencies: [
             "BatonServer", "BatonClient", "BatonTesting",

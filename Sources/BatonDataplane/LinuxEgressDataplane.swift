@@ -1,0 +1,164 @@
+import BatonAPI
+import BatonCore
+import Foundation
+
+/// Carries out `EgressDatapathPlan`s on the Linux network namespace it runs in: one nftables
+/// table replaced atomically (`nft -f -`), and the tunnel, rules, routes, neighbours and EIP
+/// addresses through one `ip -batch -` and one `bridge -batch -`, each computed as the
+/// difference from what the kernel holds, so applying the same plan again changes nothing.
+/// Decides nothing; not thread-safe (the agent applies plans one at a time).
+public final class LinuxEgressDataplane: @unchecked Sendable {
+    public let config: EgressDatapathConfig
+    private var appliedRuleset: String?
+    private var appliedTunnel: TunnelState?
+
+    /// What the tunnel part of a plan consists of; re-applied only when it changes.
+    struct TunnelState: Equatable {
+        var mac: String?
+        var tunnelIPv4: IPAddress?
+        var nodeIPv4: IPAddress?
+        var prefix: Int
+        var peers: [EgressDatapathPlan.Peer]
+    }
+
+    public init(config: EgressDatapathConfig) { self.config = config }
+
+    /// Makes the namespace match `plan`. Returns the EIPs that were newly bound (to announce).
+    @discardableResult
+    public func apply(_ plan: EgressDatapathPlan) throws -> Set<IPAddress> {
+        let tunnel = TunnelState(mac: plan.mac, tunnelIPv4: plan.tunnelIPv4, nodeIPv4: plan.nodeIPv4,
+                                 prefix: plan.tunnelPrefix, peers: plan.peers)
+        if tunnel != appliedTunnel {
+            try applyTunnel(tunnel)
+            appliedTunnel = tunnel
+        }
+        // New EIPs: rules first (SNAT ready), then the address. Released EIPs: address first.
+        let bound = try boundEIPs()
+        let added = plan.eips.subtracting(bound), removed = bound.subtracting(plan.eips)
+        var ip: [String] = []
+        for eip in removed { ip.append("address del \(eip)/32 dev \(config.parent)") }
+        if !ip.isEmpty { try Command.run("ip", ["-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
+        let ruleset = EgressRuleset.render(plan, config: config)
+        if ruleset != appliedRuleset {
+            _ = try Command.run("nft", ["-f", "-"], input: ruleset)
+            appliedRuleset = ruleset
+        }
+        ip = added.sorted().map { eip in
+            "address add \(eip)/32 dev \(config.parent)" + (config.eipLabel.map { " label \($0)" } ?? "")
+        }
+        if !ip.isEmpty { try Command.run("ip", ["-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
+        for eip in added.sorted() { try? GratuitousARP.send(eip, interface: config.parent) }
+        return added
+    }
+
+    /// Sends one more gratuitous ARP for each EIP still bound.
+    public func reannounce(_ eips: Set<IPAddress>) {
+        guard let bound = try? boundEIPs() else { return }
+        for eip in eips.intersection(bound).sorted() { try? GratuitousARP.send(eip, interface: config.parent) }
+    }
+
+    /// Removes everything Baton added: its table, its rules and their tables, the tunnel device
+    /// (with its neighbours, FDB and routes), and the EIP addresses it bound.
+    public func cleanup() throws {
+        _ = try? Command.run("nft", ["-f", "-"], input: EgressRuleset.removal(config: config))
+        var ip: [String] = []
+        for (mark, table) in try rules() {
+            ip.append("rule del fwmark \(EgressRuleset.hex(mark)) lookup \(table) priority \(config.rulePriority)")
+            ip.append("route flush table \(table)")
+        }
+        if try linkExists(config.vxlanName) { ip.append("link del \(config.vxlanName)") }
+        for eip in try boundEIPs() { ip.append("address del \(eip)/32 dev \(config.parent)") }
+        if !ip.isEmpty { _ = try Command.run("ip", ["-force", "-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
+        appliedRuleset = nil
+        appliedTunnel = nil
+    }
+
+    // MARK: Tunnel
+
+    func applyTunnel(_ t: TunnelState) throws {
+        let dev = config.vxlanName
+        var ip: [String] = []
+        var fdb: [String] = []
+        if let mac = t.mac, let tip = t.tunnelIPv4, let nip = t.nodeIPv4 {
+            if try !linkExists(dev) {
+                ip.append("link add \(dev) type vxlan id \(config.vxlanID) dstport \(config.vxlanPort) local \(nip) dev \(config.parent) nolearning")
+            }
+            ip.append("link set \(dev) address \(mac)")
+            ip.append("link set \(dev) up")
+            ip.append("address replace \(tip)/\(t.prefix) dev \(dev)")
+            let wantNeigh = Set(t.peers.map { "\($0.tunnelIPv4)" })
+            for n in try neighbours(dev) where !wantNeigh.contains(n) { ip.append("neigh del \(n) dev \(dev)") }
+            for p in t.peers {
+                ip.append("neigh replace \(p.tunnelIPv4) lladdr \(p.mac) dev \(dev) nud permanent")
+                ip.append("route replace default via \(p.tunnelIPv4) dev \(dev) onlink table \(p.mark)")
+            }
+            let wantFDB = Set(t.peers.map { $0.mac.lowercased() })
+            for entry in try fdbEntries(dev) where !wantFDB.contains(entry) { fdb.append("fdb del \(entry) dev \(dev) self") }
+            for p in t.peers { fdb.append("fdb replace \(p.mac) dev \(dev) dst \(p.nodeIPv4) self permanent") }
+        }
+        let want = Set(t.peers.map(\.mark))
+        let have = try rules()
+        for (mark, table) in have where !want.contains(mark) {
+            ip.append("rule del fwmark \(EgressRuleset.hex(mark)) lookup \(table) priority \(config.rulePriority)")
+            ip.append("route flush table \(table)")
+        }
+        let present = Set(have.map(\.mark))
+        for p in t.peers where !present.contains(p.mark) {
+            ip.append("rule add fwmark \(EgressRuleset.hex(p.mark)) lookup \(p.mark) priority \(config.rulePriority)")
+        }
+        if !ip.isEmpty { _ = try Command.run("ip", ["-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
+        if !fdb.isEmpty { _ = try Command.run("bridge", ["-batch", "-"], input: fdb.joined(separator: "\n") + "\n") }
+        // Replies of tunnelled connections arrive from the tunnel with an outside source: loose
+        // reverse-path filtering on the tunnel device only.
+        if try linkExists(dev) {
+            try? "2\n".write(toFile: "/proc/sys/net/ipv4/conf/\(dev)/rp_filter", atomically: false, encoding: .utf8)
+        }
+    }
+
+    // MARK: Reading the kernel's state
+
+    func linkExists(_ name: String) throws -> Bool {
+        let out = try Command.run("ip", ["-j", "link", "show"])
+        return (try? JSONValue.parse(Data(out.utf8)))?.arrayValue?.contains { $0["ifname"]?.stringValue == name } ?? false
+    }
+
+    /// Baton's `fwmark → table` rules: mark and table.
+    func rules() throws -> [(mark: UInt32, table: String)] {
+        let out = try Command.run("ip", ["-j", "-4", "rule", "show"])
+        let items = (try? JSONValue.parse(Data(out.utf8)))?.arrayValue ?? []
+        return items.compactMap { r in
+            guard r["priority"]?.intValue == Int64(config.rulePriority), let m = r["fwmark"]?.stringValue,
+                  let mark = UInt32(m.hasPrefix("0x") ? String(m.dropFirst(2)) : m, radix: m.hasPrefix("0x") ? 16 : 10),
+                  let table = r["table"]?.stringValue else { return nil }
+            return (mark, table)
+        }
+    }
+
+    /// The EIPs bound on the parent interface: Baton's label, or (without a label) none.
+    func boundEIPs() throws -> Set<IPAddress> {
+        guard let label = config.eipLabel else { return [] }
+        let out = try Command.run("ip", ["-j", "-4", "addr", "show", "dev", config.parent])
+        var found: Set<IPAddress> = []
+        for link in (try? JSONValue.parse(Data(out.utf8)))?.arrayValue ?? [] {
+            for a in link["addr_info"]?.arrayValue ?? [] where a["label"]?.stringValue == label {
+                if let ip = a["local"]?.stringValue.flatMap(IPAddress.init) { found.insert(ip) }
+            }
+        }
+        return found
+    }
+
+    func neighbours(_ dev: String) throws -> [String] {
+        guard try linkExists(dev) else { return [] }
+        let out = try Command.run("ip", ["-j", "-4", "neigh", "show", "dev", dev])
+        return ((try? JSONValue.parse(Data(out.utf8)))?.arrayValue ?? []).compactMap { $0["dst"]?.stringValue }
+    }
+
+    func fdbEntries(_ dev: String) throws -> [String] {
+        guard try linkExists(dev) else { return [] }
+        let out = try Command.run("bridge", ["-j", "fdb", "show", "dev", dev])
+        return ((try? JSONValue.parse(Data(out.utf8)))?.arrayValue ?? []).compactMap { e in
+            guard let mac = e["mac"]?.stringValue?.lowercased(), mac != "00:00:00:00:00:00", e["dst"] != nil else { return nil }
+            return mac
+        }
+    }
+}
