@@ -61,7 +61,7 @@ let package = Package(
         // Shared test helpers: in-memory store, manual clock.
         .target(name: "BatonTesting", dependencies: ["BatonAPI", "BatonCore", "BatonStore"]),
         .executableTarget(name: "baton", dependencies: [
-            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient", "BatonAgent",
+            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient", "BatonAgent", "BatonDataplane",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "BatonDataplaneTests", dependencies: ["BatonDataplane", "BatonCore", "BatonAPI"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting"]),
         .testTarget(name: "BatonServerTests", dependencies: [
-            "BatonServer", "BatonClient", "BatonTesting",
+            "BatonServer", "BatonClient", "BatonTesting", "BatonAgent",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),

@@ -22,6 +22,11 @@ public final class EgressAgent: Service, Sendable {
         /// Added to the wall-clock time the agent reports in its heartbeats: simulates a machine
         /// whose clock is off (tests and simulations; the server must not care).
         public var clockSkew: Duration = .zero
+        /// The interface towards the LAN, reported as the tunnel's `parent.name`.
+        public var interface = "eth0"
+        /// On a graceful exit, remove everything the data plane added (`--cleanup`). Without
+        /// it a Linux data plane stays as it is, so a restarted agent loses no packet.
+        public var cleanup = false
 
         public init(node: String, labels: [String: String] = [:], addresses: [String] = [],
                     settings: FeatureSettings = FeatureSettings(), fenceMargin: Duration = .milliseconds(100)) {
@@ -72,9 +77,22 @@ public final class EgressAgent: Service, Sendable {
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.placementLoop() }
             group.addTask { await self.fenceLoop() }
+            if let linux = dataplane as? LinuxDataplaneDriver {
+                for kind in [KindInfo.egressTunnel, .egressPolicy, .egressClusterPolicy] {
+                    group.addTask { await linux.follow(kind, client: self.client) }
+                }
+            }
             try? await gracefulShutdown()
             group.cancelAll()
             ordersIn.finish()
+        }
+        if let linux = dataplane as? LinuxDataplaneDriver {
+            // A real data plane stays as it is unless asked to clean up: a restarted agent then
+            // finds its EIPs bound and loses no packet.
+            if options.cleanup {
+                do { try await linux.cleanup() } catch { logger.error("cleanup failed", metadata: ["error": "\(error)"]) }
+            }
+            return
         }
         // Leaving on purpose: stop announcing, the controller will move the EIPs on timeout.
         let held = announcer.withLock { $0.announced }
@@ -124,7 +142,7 @@ public final class EgressAgent: Service, Sendable {
                                  "metadata": ["name": .string(options.node)], "spec": [:]]
         let existing = try? await client.get(.egressTunnel, name: options.node, namespace: nil)
         if existing == nil { _ = try await client.apply(tunnel, kind: .egressTunnel, name: options.node, namespace: nil) }
-        var parent: [String: JSONValue] = ["name": .string(options.node)]
+        var parent: [String: JSONValue] = ["name": .string(options.interface)]
         for a in options.addresses {
             if let ip = IPAddress(a) { parent[ip.family == .v4 ? "ipv4" : "ipv6"] = .string(a) }
         }

@@ -34,12 +34,13 @@ public enum Command {
     }
 
     /// The program's path: as given when absolute, else the first match in the usual sbin/bin dirs.
-    static func locate(_ program: String) throws -> String {
+    public static func locate(_ program: String) throws -> String {
         if program.hasPrefix("/") { return program }
         for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/local/bin"] {
             let path = "\(dir)/\(program)"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        throw DataplaneCommandError("\(program) is not installed (apt-get install \(program == "nft" ? "nftables" : "iproute2"))")
+        let package = ["nft": "nftables", "ip": "iproute2", "bridge": "iproute2", "setsid": "util-linux"][program] ?? program
+        throw DataplaneCommandError("\(program) is not installed (apt-get install \(package))")
     }
 }

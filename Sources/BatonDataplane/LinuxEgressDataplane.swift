@@ -66,6 +66,7 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
             ip.append("rule del fwmark \(EgressRuleset.hex(mark)) lookup \(table) priority \(config.rulePriority)")
             ip.append("route flush table \(table)")
         }
+        for d in try directRules() { ip.append("rule del to \(d) lookup main priority \(config.rulePriority - 1)") }
         if try linkExists(config.vxlanName) { ip.append("link del \(config.vxlanName)") }
         for eip in try boundEIPs() { ip.append("address del \(eip)/32 dev \(config.parent)") }
         if !ip.isEmpty { _ = try Command.run("ip", ["-force", "-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
@@ -106,6 +107,13 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
         for p in t.peers where !present.contains(p.mark) {
             ip.append("rule add fwmark \(EgressRuleset.hex(p.mark)) lookup \(p.mark) priority \(config.rulePriority)")
         }
+        // The tunnel's own UDP packets carry the inner packet's mark, so their route lookup would
+        // follow the fwmark rule back into the tunnel: a rule just before sends traffic to the
+        // other nodes' addresses by the main table.
+        let wantDirect = Set(t.peers.map { "\($0.nodeIPv4)" })
+        let haveDirect = try directRules()
+        for d in haveDirect.subtracting(wantDirect) { ip.append("rule del to \(d) lookup main priority \(config.rulePriority - 1)") }
+        for d in wantDirect.subtracting(haveDirect).sorted() { ip.append("rule add to \(d) lookup main priority \(config.rulePriority - 1)") }
         if !ip.isEmpty { _ = try Command.run("ip", ["-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
         if !fdb.isEmpty { _ = try Command.run("bridge", ["-batch", "-"], input: fdb.joined(separator: "\n") + "\n") }
         // Replies of tunnelled connections arrive from the tunnel with an outside source: loose
@@ -132,6 +140,15 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
                   let table = r["table"]?.stringValue else { return nil }
             return (mark, table)
         }
+    }
+
+    /// The `to NODE lookup main` rules that keep the tunnel's own packets out of the tunnel.
+    func directRules() throws -> Set<String> {
+        let out = try Command.run("ip", ["-j", "-4", "rule", "show"])
+        let items = (try? JSONValue.parse(Data(out.utf8)))?.arrayValue ?? []
+        return Set(items.compactMap { r in
+            r["priority"]?.intValue == Int64(config.rulePriority - 1) && r["table"]?.stringValue == "main" ? r["dst"]?.stringValue : nil
+        })
     }
 
     /// The EIPs bound on the parent interface: Baton's label, or (without a label) none.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BatonAPI
 import BatonAgent
+import BatonDataplane
 import BatonClient
 import BatonServer
 import Foundation
@@ -17,7 +18,7 @@ struct Baton: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Server.self, Agent.self, Apply.self, Get.self, Delete.self, Describe.self, Label.self, Events.self, EgressGatewayCommands.self,
-            Token.self, OpenAPI.self, Bench.self,
+            Token.self, OpenAPI.self, Bench.self, LabCommand.self,
         ])
 }
 
@@ -312,6 +313,16 @@ struct Agent: AsyncParsableCommand {
     @Option(name: .customLong("dataplane-log"),
             help: "With --dataplane none: append each announce and withdraw to this file, stamped with CLOCK_MONOTONIC in ns.")
     var dataplaneLog: String?
+    @Option(help: "The interface towards the LAN: EIPs are bound on it and the VXLAN tunnel rides on it (--dataplane linux).")
+    var interface: String = "eth0"
+    @Option(name: .customLong("cluster-cidr"),
+            help: "A cluster network (pod or service CIDR), repeatable: traffic to it is never egress traffic (--dataplane linux).")
+    var clusterCIDRs: [String] = []
+    @Option(name: .customLong("vxlan-name"), help: "The VXLAN device (egressgateway's default).") var vxlanName = "egress.vxlan"
+    @Option(name: .customLong("vxlan-id"), help: "The VXLAN VNI (egressgateway's default).") var vxlanID = 100
+    @Option(name: .customLong("vxlan-port"), help: "The VXLAN UDP port (egressgateway's default).") var vxlanPort = 7789
+    @Flag(help: "On exit, remove everything the data plane added (nftables table, rules, routes, tunnel, EIPs). Without it the data plane stays as it is.")
+    var cleanup = false
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
@@ -321,6 +332,12 @@ struct Agent: AsyncParsableCommand {
             h.logLevel = level
             return h
         }
+        for c in clusterCIDRs where IPSyntax.poolEntry(c) == nil {
+            throw ValidationError("--cluster-cidr: \"\(c)\" is not a CIDR")
+        }
+        guard (1...16_777_215).contains(vxlanID) else { throw ValidationError("--vxlan-id: \(vxlanID) is not a VNI (1-16777215)") }
+        guard (1...65535).contains(vxlanPort) else { throw ValidationError("--vxlan-port: \(vxlanPort) is not a UDP port") }
+        guard !interface.isEmpty, interface.count <= 15 else { throw ValidationError("--interface: \"\(interface)\" is not an interface name") }
         var settings = FeatureSettings()
         if let config {
             let text = try String(contentsOfFile: config, encoding: .utf8)
@@ -340,13 +357,20 @@ struct Agent: AsyncParsableCommand {
         let plane: any EgressDataplane
         switch dataplane {
         case "none": plane = try RecordingDataplane(logger: logger, journal: dataplaneLog)
-        case "linux": throw ValidationError("--dataplane linux is not available in this build yet; use --dataplane none")
+        case "linux":
+            var config = EgressDatapathConfig(parent: interface)
+            config.vxlanName = vxlanName
+            config.vxlanID = vxlanID
+            config.vxlanPort = vxlanPort
+            plane = LinuxDataplaneDriver(node: node, config: config, clusterCIDRs: clusterCIDRs, logger: logger)
         default: throw ValidationError("--dataplane must be linux or none, not \"\(dataplane)\"")
         }
         guard clockSkew.isFinite else { throw ValidationError("--clock-skew: \(clockSkew) is not a number of seconds") }
         if dataplaneLog != nil && dataplane != "none" { throw ValidationError("--dataplane-log needs --dataplane none") }
         var options = EgressAgent.Options(node: node, labels: labelMap, addresses: addresses, settings: settings)
         options.clockSkew = .milliseconds(Int64((clockSkew * 1000).rounded()))
+        options.interface = interface
+        options.cleanup = cleanup
         let agent = try EgressAgent(client: client.cli.connection.client, options: options, dataplane: plane, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

@@ -1,0 +1,101 @@
+import ArgumentParser
+import BatonAgent
+import Foundation
+
+/// `baton lab`: a cluster in network namespaces on this machine (root).
+struct LabCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lab",
+        abstract: "A testbed in network namespaces on this machine (root): a LAN, nodes with pods, an external echo host, a server and agents.",
+        subcommands: [Up.self, Down.self, Status.self, Echo.self, Probe.self])
+
+    struct LabOptions: ParsableArguments {
+        @Option(help: "Prefix of the lab's namespaces (PREFIX-lan, PREFIX-node1, ...).") var prefix = "blab"
+        @Option(name: .customLong("state-dir"), help: "Where the lab keeps its PIDs, logs and server data (default /tmp/baton-lab-PREFIX).")
+        var stateDir: String?
+
+        func lab(nodes: Int = 3) throws -> Lab {
+            guard !prefix.isEmpty, prefix.count <= 8, prefix.allSatisfy({ $0.isLetter || $0.isNumber }) else {
+                throw ValidationError("--prefix: \"\(prefix)\" must be 1-8 letters or digits")
+            }
+            return Lab(prefix: prefix, nodes: nodes, stateDir: stateDir)
+        }
+    }
+
+    struct Up: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Build the lab, start the server and one agent per node, apply a gateway and a policy.")
+        @OptionGroup var options: LabOptions
+        @Option(help: "How many nodes.") var nodes = 3
+
+        func run() async throws {
+            guard (1...9).contains(nodes) else { throw ValidationError("--nodes: \(nodes) is not between 1 and 9") }
+            let lab = try options.lab(nodes: nodes)
+            do { try await lab.up { print($0) } } catch let e as LabError { throw ValidationError(e.description) }
+            print("lab \(lab.prefix) is up; try: baton lab status --prefix \(lab.prefix)")
+        }
+    }
+
+    struct Down: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop every process and remove every namespace the lab made (also after a crash).")
+        @OptionGroup var options: LabOptions
+
+        func run() async throws {
+            do { try Lab.checkPrerequisites() } catch let e as LabError { throw ValidationError(e.description) }
+            try options.lab().down { print($0) }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The lab's namespaces, processes, tunnels and gateways, and where each pod's traffic leaves from.")
+        @OptionGroup var options: LabOptions
+
+        func run() async throws {
+            do { try Lab.checkPrerequisites() } catch let e as LabError { throw ValidationError(e.description) }
+            let lab = try options.lab()
+            let namespaces = lab.existingNamespaces()
+            guard !namespaces.isEmpty else {
+                print("lab \(lab.prefix) is down")
+                return
+            }
+            print("namespaces: \(namespaces.sorted().joined(separator: " "))")
+            for (name, pid) in lab.recordedPIDs().sorted(by: { $0.key < $1.key }) {
+                print("\(name): pid \(pid) \(kill(pid, 0) == 0 ? "running" : "gone")")
+            }
+            print(try await lab.runInServer(["get", "egt"]))
+            print(try await lab.runInServer(["get", "egw"]))
+            let pods = namespaces.filter { $0.hasPrefix("\(lab.prefix)-pod") }.sorted()
+            for pod in pods {
+                let seen = try? lab.probe(from: pod)
+                print("\(pod) -> \(Lab.externalAddress):\(Lab.echoPort) seen from \(seen ?? "(no answer)")")
+            }
+        }
+    }
+
+    struct Echo: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "UDP echo that answers each datagram with the source address it saw (the lab's external host).", shouldDisplay: false)
+        @Option(help: "HOST:PORT") var listen = "0.0.0.0:9000"
+
+        func run() throws {
+            let (host, port) = try Self.split(listen)
+            try LabEcho.serve(host: host, port: port)
+        }
+
+        static func split(_ text: String) throws -> (String, UInt16) {
+            guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
+                throw ValidationError("\"\(text)\" is not HOST:PORT")
+            }
+            return (String(text[..<colon]), port)
+        }
+    }
+
+    struct Probe: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send one datagram to an echo service and print the source address it saw.", shouldDisplay: false)
+        @Option(help: "HOST:PORT") var to = "\(Lab.externalAddress):\(Lab.echoPort)"
+
+        func run() throws {
+            let (host, port) = try Echo.split(to)
+            guard let seen = try LabEcho.probe(host: host, port: port) else { throw ExitCode(1) }
+            print(seen)
+        }
+    }
+}
