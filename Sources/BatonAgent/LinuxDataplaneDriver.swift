@@ -87,7 +87,7 @@ public actor LinuxDataplaneDriver: EgressDataplane {
 
     static func policy(_ r: Resource) -> (EgressPolicyRef, EgressDatapathPlan.Policy)? {
         guard let spec = try? r.decodeSpec(EgressPolicySpec.self) else { return nil }
-        let ref = EgressPolicyRef(namespace: r.kind == "EgressClusterPolicy" ? "" : (r.namespace ?? ""), name: r.name)
+        let ref = EgressPolicyRef(policy: r)
         let status = r.decodeStatus(EgressPolicyStatus.self)
         return (ref, .init(ref: ref, podSubnets: spec.appliedTo.podSubnet ?? [], destSubnets: spec.destSubnet ?? [],
                            priority: spec.priority ?? 0, node: status?.node,

@@ -53,6 +53,6 @@ public enum GratuitousARP {
         guard ioctl(fd, UInt(SIOCGIFHWADDR), &request) == 0 else {
             throw DataplaneCommandError("cannot read the MAC address of \(interface): errno \(errno)")
         }
-        return withUnsafeBytes(of: request.ifr_ifru.ifru_hwaddr.sa_data) { Array($0.prefix(6)).map { UInt8(bitPattern: Int8(bitPattern: $0)) } }
+        return withUnsafeBytes(of: request.ifr_ifru.ifru_hwaddr.sa_data) { Array($0.prefix(6)) }
     }
 }

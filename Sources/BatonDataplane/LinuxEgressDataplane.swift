@@ -62,11 +62,12 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
     public func cleanup() throws {
         _ = try? Command.run("nft", ["-f", "-"], input: EgressRuleset.removal(config: config))
         var ip: [String] = []
-        for (mark, table) in try rules() {
+        let ruleTable = try ruleTable()
+        for (mark, table) in rules(in: ruleTable) {
             ip.append("rule del fwmark \(EgressRuleset.hex(mark)) lookup \(table) priority \(config.rulePriority)")
             ip.append("route flush table \(table)")
         }
-        for d in try directRules() { ip.append("rule del to \(d) lookup main priority \(config.rulePriority - 1)") }
+        for d in directRules(in: ruleTable) { ip.append("rule del to \(d) lookup main priority \(config.rulePriority - 1)") }
         if try linkExists(config.vxlanName) { ip.append("link del \(config.vxlanName)") }
         for eip in try boundEIPs() { ip.append("address del \(eip)/32 dev \(config.parent)") }
         if !ip.isEmpty { _ = try Command.run("ip", ["-force", "-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
@@ -80,45 +81,49 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
         let dev = config.vxlanName
         var ip: [String] = []
         var fdb: [String] = []
+        let existed = try linkExists(dev)
+        var present = existed
+        let ruleTable = try ruleTable()
         if let mac = t.mac, let tip = t.tunnelIPv4, let nip = t.nodeIPv4 {
-            if try !linkExists(dev) {
+            present = true
+            if !existed {
                 ip.append("link add \(dev) type vxlan id \(config.vxlanID) dstport \(config.vxlanPort) local \(nip) dev \(config.parent) nolearning")
             }
             ip.append("link set \(dev) address \(mac)")
             ip.append("link set \(dev) up")
             ip.append("address replace \(tip)/\(t.prefix) dev \(dev)")
             let wantNeigh = Set(t.peers.map { "\($0.tunnelIPv4)" })
-            for n in try neighbours(dev) where !wantNeigh.contains(n) { ip.append("neigh del \(n) dev \(dev)") }
+            for n in try existed ? neighbours(dev) : [] where !wantNeigh.contains(n) { ip.append("neigh del \(n) dev \(dev)") }
             for p in t.peers {
                 ip.append("neigh replace \(p.tunnelIPv4) lladdr \(p.mac) dev \(dev) nud permanent")
                 ip.append("route replace default via \(p.tunnelIPv4) dev \(dev) onlink table \(p.mark)")
             }
             let wantFDB = Set(t.peers.map { $0.mac.lowercased() })
-            for entry in try fdbEntries(dev) where !wantFDB.contains(entry) { fdb.append("fdb del \(entry) dev \(dev) self") }
+            for entry in try existed ? fdbEntries(dev) : [] where !wantFDB.contains(entry) { fdb.append("fdb del \(entry) dev \(dev) self") }
             for p in t.peers { fdb.append("fdb replace \(p.mac) dev \(dev) dst \(p.nodeIPv4) self permanent") }
         }
         let want = Set(t.peers.map(\.mark))
-        let have = try rules()
+        let have = rules(in: ruleTable)
         for (mark, table) in have where !want.contains(mark) {
             ip.append("rule del fwmark \(EgressRuleset.hex(mark)) lookup \(table) priority \(config.rulePriority)")
             ip.append("route flush table \(table)")
         }
-        let present = Set(have.map(\.mark))
-        for p in t.peers where !present.contains(p.mark) {
+        let marked = Set(have.map(\.mark))
+        for p in t.peers where !marked.contains(p.mark) {
             ip.append("rule add fwmark \(EgressRuleset.hex(p.mark)) lookup \(p.mark) priority \(config.rulePriority)")
         }
         // The tunnel's own UDP packets carry the inner packet's mark, so their route lookup would
         // follow the fwmark rule back into the tunnel: a rule just before sends traffic to the
         // other nodes' addresses by the main table.
         let wantDirect = Set(t.peers.map { "\($0.nodeIPv4)" })
-        let haveDirect = try directRules()
+        let haveDirect = directRules(in: ruleTable)
         for d in haveDirect.subtracting(wantDirect) { ip.append("rule del to \(d) lookup main priority \(config.rulePriority - 1)") }
         for d in wantDirect.subtracting(haveDirect).sorted() { ip.append("rule add to \(d) lookup main priority \(config.rulePriority - 1)") }
         if !ip.isEmpty { _ = try Command.run("ip", ["-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
         if !fdb.isEmpty { _ = try Command.run("bridge", ["-batch", "-"], input: fdb.joined(separator: "\n") + "\n") }
         // Replies of tunnelled connections arrive from the tunnel with an outside source: loose
         // reverse-path filtering on the tunnel device only.
-        if try linkExists(dev) {
+        if present {
             try? "2\n".write(toFile: "/proc/sys/net/ipv4/conf/\(dev)/rp_filter", atomically: false, encoding: .utf8)
         }
     }
@@ -130,11 +135,15 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
         return (try? JSONValue.parse(Data(out.utf8)))?.arrayValue?.contains { $0["ifname"]?.stringValue == name } ?? false
     }
 
-    /// Baton's `fwmark → table` rules: mark and table.
-    func rules() throws -> [(mark: UInt32, table: String)] {
+    /// The IPv4 policy rules, as `ip -j rule show` prints them (one read serves both kinds below).
+    func ruleTable() throws -> [JSONValue] {
         let out = try Command.run("ip", ["-j", "-4", "rule", "show"])
-        let items = (try? JSONValue.parse(Data(out.utf8)))?.arrayValue ?? []
-        return items.compactMap { r in
+        return (try? JSONValue.parse(Data(out.utf8)))?.arrayValue ?? []
+    }
+
+    /// Baton's `fwmark → table` rules: mark and table.
+    func rules(in items: [JSONValue]) -> [(mark: UInt32, table: String)] {
+        items.compactMap { r in
             guard r["priority"]?.intValue == Int64(config.rulePriority), let m = r["fwmark"]?.stringValue,
                   let mark = UInt32(m.hasPrefix("0x") ? String(m.dropFirst(2)) : m, radix: m.hasPrefix("0x") ? 16 : 10),
                   let table = r["table"]?.stringValue else { return nil }
@@ -143,10 +152,8 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
     }
 
     /// The `to NODE lookup main` rules that keep the tunnel's own packets out of the tunnel.
-    func directRules() throws -> Set<String> {
-        let out = try Command.run("ip", ["-j", "-4", "rule", "show"])
-        let items = (try? JSONValue.parse(Data(out.utf8)))?.arrayValue ?? []
-        return Set(items.compactMap { r in
+    func directRules(in items: [JSONValue]) -> Set<String> {
+        Set(items.compactMap { r in
             r["priority"]?.intValue == Int64(config.rulePriority - 1) && r["table"]?.stringValue == "main" ? r["dst"]?.stringValue : nil
         })
     }
@@ -165,13 +172,11 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
     }
 
     func neighbours(_ dev: String) throws -> [String] {
-        guard try linkExists(dev) else { return [] }
         let out = try Command.run("ip", ["-j", "-4", "neigh", "show", "dev", dev])
         return ((try? JSONValue.parse(Data(out.utf8)))?.arrayValue ?? []).compactMap { $0["dst"]?.stringValue }
     }
 
     func fdbEntries(_ dev: String) throws -> [String] {
-        guard try linkExists(dev) else { return [] }
         let out = try Command.run("bridge", ["-j", "fdb", "show", "dev", dev])
         return ((try? JSONValue.parse(Data(out.utf8)))?.arrayValue ?? []).compactMap { e in
             guard let mac = e["mac"]?.stringValue?.lowercased(), mac != "00:00:00:00:00:00", e["dst"] != nil else { return nil }

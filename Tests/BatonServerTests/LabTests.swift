@@ -11,7 +11,7 @@ import Glibc
 /// others, and `--cleanup` leaves a node as it found it.
 @Suite(.serialized, .enabled(if: LabPrerequisites.met,
                              "needs BATON_LAB_TESTS=1, root, iproute2 and nftables, and a built baton binary (.ci/run runs these as root, on their own after the other tests)"))
-struct LabTests {
+struct LabTests: EgressProcessSuite {
     /// A node namespace's data-plane state, as the issue compares it.
     static func snapshot(_ lab: Lab, node i: Int) throws -> [String] {
         let ns = lab.node(i)
@@ -25,16 +25,6 @@ struct LabTests {
         ]
     }
 
-    static func waitFor(_ what: String, timeout: Duration = .seconds(20), _ condition: () throws -> Bool) async throws {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            if try condition() { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        Issue.record("timed out waiting for \(what)")
-        throw CancellationError()
-    }
-
     @Test func podsLeaveWithTheEIPFromItsNodeAndThroughTheTunnelAndCleanupLeavesNothing() async throws {
         let lab = Lab(prefix: "bt\(getpid() % 100_000)", nodes: 3, binary: BatonBinary.path!)
         defer { lab.down { _ in } }
@@ -45,14 +35,14 @@ struct LabTests {
         // Once every node enforces the policy (Baton's table is in place), every pod reaches the
         // external host with the EIP as its source. Before that the lab's pods are plain pods.
         for i in 1...3 {
-            try await Self.waitFor("node\(i)'s nftables table") {
-                (try? Command.run("ip", ["netns", "exec", lab.node(i), "nft", "list", "table", "ip", "baton_egress"]))?
-                    .contains("snat to") == true || (try? Command.run("ip", ["netns", "exec", lab.node(i), "nft", "list", "table", "ip", "baton_egress"]))?.contains("meta mark set") == true
+            _ = try await waitFor("node\(i)'s nftables table") { () -> Bool? in
+                let table = (try? Command.run("ip", ["netns", "exec", lab.node(i), "nft", "list", "table", "ip", "baton_egress"])) ?? ""
+                return table.contains("snat to") || table.contains("meta mark set") ? true : nil
             }
         }
         let echoBefore = try String(contentsOfFile: lab.stateDir + "/logs/echo.log", encoding: .utf8).count
         for i in 1...3 {
-            try await Self.waitFor("pod\(i) seen as the EIP") { try lab.probe(from: lab.pod(i)) == Lab.defaultEIP }
+            _ = try await waitFor("pod\(i) seen as the EIP") { try lab.probe(from: lab.pod(i)) == Lab.defaultEIP ? true : nil }
         }
         // Exactly one node binds the EIP; the others send their pods' traffic through the tunnel.
         let holders = try (1...3).filter { i in
@@ -68,10 +58,10 @@ struct LabTests {
         let other = try #require((1...3).first { !holders.contains($0) })
         let pid = try #require(lab.recordedPIDs()["agent-node\(other)"])
         #expect(kill(pid, SIGTERM) == 0)
-        try await Self.waitFor("agent-node\(other) to exit", timeout: .seconds(10)) {
+        _ = try await waitFor("agent-node\(other) to exit", timeout: .seconds(10)) { () -> Bool? in
             var status: Int32 = 0
             _ = waitpid(pid, &status, WNOHANG)
-            return kill(pid, 0) != 0
+            return kill(pid, 0) != 0 ? true : nil
         }
         let after = try Self.snapshot(lab, node: other)
         for (b, a) in zip(before[other - 1], after) { #expect(a == b) }

@@ -129,7 +129,7 @@ public struct EgressDatapathPlan: Sendable, Hashable {
         self.peers = peers
         let peerByNode = Dictionary(peers.map { ($0.node, $0) }, uniquingKeysWith: { a, _ in a })
 
-        var cluster = clusterCIDRs.compactMap(Self.range).filter { $0.family == .v4 }
+        var cluster = clusterCIDRs.compactMap(IPSyntax.poolEntry).filter { $0.family == .v4 }
         for t in tunnels { if let ip = t.nodeIPv4 { cluster.append(IPRange(first: ip, last: ip)!) } }
         self.cluster = cluster
 
@@ -137,9 +137,9 @@ public struct EgressDatapathPlan: Sendable, Hashable {
         var eips: Set<IPAddress> = []
         let ordered = policies.sorted { ($0.priority, $0.ref) < ($1.priority, $1.ref) }
         for p in ordered {
-            let sources = p.podSubnets.compactMap(Self.range).filter { $0.family == .v4 }
+            let sources = p.podSubnets.compactMap(IPSyntax.poolEntry).filter { $0.family == .v4 }
             guard !sources.isEmpty else { continue }
-            let destinations = p.destSubnets.compactMap(Self.range).filter { $0.family == .v4 }
+            let destinations = p.destSubnets.compactMap(IPSyntax.poolEntry).filter { $0.family == .v4 }
             let action: Rule.Action
             if let at = p.node, !at.isEmpty {
                 if at == node {
@@ -166,6 +166,4 @@ public struct EgressDatapathPlan: Sendable, Hashable {
         self.eips = eips
     }
 
-    /// A CIDR, a range `a-b`, or a single address.
-    static func range(_ text: String) -> IPRange? { IPSyntax.poolEntry(text) }
 }

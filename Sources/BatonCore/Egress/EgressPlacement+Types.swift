@@ -10,6 +10,11 @@ public struct EgressPolicyRef: Sendable, Hashable, Comparable, CustomStringConve
         self.name = name
     }
 
+    /// The reference of an EgressPolicy or EgressClusterPolicy object.
+    public init(policy r: Resource) {
+        self.init(namespace: r.kind == "EgressClusterPolicy" ? "" : (r.namespace ?? ""), name: r.name)
+    }
+
     public static func < (a: EgressPolicyRef, b: EgressPolicyRef) -> Bool { (a.namespace, a.name) < (b.namespace, b.name) }
     public var description: String { namespace.isEmpty ? name : "\(namespace)/\(name)" }
 }

@@ -80,7 +80,7 @@ extension APIServer {
         var current: [EgressPolicyRef: EgressAssignment] = [:]
         for kind in ["EgressPolicy", "EgressClusterPolicy"] {
             for p in try await store.list(kind: kind, namespace: nil, selector: nil).items {
-                let ref = EgressPolicyRef(namespace: kind == "EgressPolicy" ? (p.namespace ?? "") : "", name: p.name)
+                let ref = EgressPolicyRef(policy: p)
                 let named = p.spec?["egressGatewayName"]?.stringValue ?? ""
                 let usesNodeIP = p.spec?["egressIP"]?["useNodeIP"]?.boolValue ?? false
                 policies[ref] = p

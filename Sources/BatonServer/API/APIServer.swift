@@ -311,10 +311,8 @@ public struct APIServer: Sendable {
             struct Plan { var kind: KindInfo; var object: Resource; var old: Resource?; var warnings: [String] }
             var plans: [Plan] = []
             var refused: [JSONValue] = []
-            // Items admitted so far, by kind and "namespace/name".
-            var earlier: [String: [String: Resource]] = [:]
             // The objects that cross-object rules read: listed once per batch (not once per item; a
-            // gateway's status can be large), with the earlier items laid over them.
+            // gateway's status can be large), with the items admitted so far laid over them.
             var related = RelatedObjects()
             for (index, item) in items.enumerated() {
                 do {
@@ -325,15 +323,13 @@ public struct APIServer: Sendable {
                     var object = try place(admitted, route: route, name: nil)
                     object.metadata.resourceVersion = nil
                     try authorize(identity, .patch, route, name: object.name)
-                    let key = RelatedObjects.key(object)
                     let old = try? await store.get(kind: kind.kind, namespace: object.namespace, name: object.name)
                     var context = ValidationContext()
                     for kind in kind.relatedKinds {
                         context.objects[kind] = try await related.objects(kind, store: store)
                     }
                     try Admission.validate(Admission.Admitted(kind: kind, object: object, warnings: admitted.warnings),
-                                           old: old ?? earlier[kind.kind]?[key], context: context)
-                    earlier[kind.kind, default: [:]][key] = object
+                                           old: old ?? related.admitted(like: object), context: context)
                     related.lay(object)
                     plans.append(Plan(kind: kind, object: object, old: old, warnings: admitted.warnings))
                 } catch let e as APIError {
@@ -375,6 +371,12 @@ public struct APIServer: Sendable {
             index[kind] = Dictionary(listed.enumerated().map { (Self.key($1), $0) }, uniquingKeysWith: { _, b in b })
             for object in laid[kind] ?? [] { overlay(object) }
             return items[kind]!
+        }
+
+        /// The latest item of the batch with `object`'s kind and name, if any was admitted.
+        func admitted(like object: Resource) -> Resource? {
+            let key = Self.key(object)
+            return laid[object.kind]?.last { Self.key($0) == key }
         }
 
         /// Lays an admitted item over the stored objects of its kind.

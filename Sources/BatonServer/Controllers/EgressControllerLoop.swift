@@ -366,9 +366,7 @@ struct EgressControllerLoop {
         r.status?["phase"]?.stringValue.flatMap(EgressTunnelStatus.Phase.init(rawValue:))
     }
 
-    static func ref(_ r: Resource) -> EgressPolicyRef {
-        EgressPolicyRef(namespace: r.kind == "EgressClusterPolicy" ? "" : (r.namespace ?? ""), name: r.name)
-    }
+    static func ref(_ r: Resource) -> EgressPolicyRef { EgressPolicyRef(policy: r) }
 
     static func gatewayEntry(_ r: Resource) -> GatewayEntry {
         GatewayEntry(resource: r, spec: try? r.decodeSpec(EgressGatewaySpec.self), status: r.decodeStatus(EgressGatewayStatus.self))
