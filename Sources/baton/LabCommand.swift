@@ -18,7 +18,7 @@ struct LabCommand: AsyncParsableCommand {
             guard !prefix.isEmpty, prefix.count <= 8, prefix.allSatisfy({ $0.isLetter || $0.isNumber }) else {
                 throw ValidationError("--prefix: \"\(prefix)\" must be 1-8 letters or digits")
             }
-            return Lab(prefix: prefix, nodes: nodes, stateDir: stateDir)
+            return Lab(prefix: prefix, nodes: nodes, stateDir: stateDir, binary: CommandLine.executablePath)
         }
     }
 

@@ -23,7 +23,7 @@ public struct Lab: Sendable {
     public var prefix: String
     public var nodes: Int
     public var stateDir: String
-    /// The `baton` binary the lab starts (this one, by default).
+    /// The `baton` binary the lab starts.
     public var binary: String
 
     public static let lanPrefix = "192.168.77"
@@ -34,11 +34,11 @@ public struct Lab: Sendable {
     public static let eipPool = "192.168.77.200-192.168.77.209"
     public static let defaultEIP = "192.168.77.200"
 
-    public init(prefix: String = "blab", nodes: Int = 3, stateDir: String? = nil, binary: String? = nil) {
+    public init(prefix: String = "blab", nodes: Int = 3, stateDir: String? = nil, binary: String) {
         self.prefix = prefix
         self.nodes = nodes
         self.stateDir = stateDir ?? "/tmp/baton-lab-\(prefix)"
-        self.binary = binary ?? Lab.selfPath()
+        self.binary = binary
     }
 
     public var lan: String { "\(prefix)-lan" }
@@ -258,9 +258,6 @@ public struct Lab: Sendable {
         _ = try Command.run("ip", ["netns", "exec", netns, try Command.locate("sh"), "-c", "echo \(value) > /proc/sys/\(key)"])
     }
 
-    static func selfPath() -> String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    }
 }
 
 public struct LabError: Error, CustomStringConvertible, Sendable {
