@@ -6,7 +6,8 @@ import Glibc
 /// The lab's external host and its pods' client: UDP datagrams, each answered with the source
 /// address the echo service saw, which is what an EIP changes.
 public enum LabEcho {
-    /// Serves forever: answers each datagram with `SOURCE_IP` and prints `NANOS SOURCE_IP PAYLOAD`
+    /// Serves forever: answers each datagram with `SOURCE_IP PAYLOAD` (the payload trimmed, so
+    /// `LabSender` can match the reply to its datagram) and prints `NANOS SOURCE_IP PAYLOAD`
     /// (CLOCK_MONOTONIC) for the failover timeline.
     public static func serve(host: String, port: UInt16) throws -> Never {
         let fd = try bound(host: host, port: port)
@@ -20,7 +21,7 @@ public enum LabEcho {
             guard n >= 0 else { continue }
             let source = address(from)
             let payload = String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            let reply = Array("\(source)\n".utf8)
+            let reply = Array("\(source) \(payload)\n".utf8)
             _ = withUnsafePointer(to: &from) { p in
                 p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, reply, reply.count, 0, $0, len) }
             }
@@ -46,7 +47,8 @@ public enum LabEcho {
         var buffer = [UInt8](repeating: 0, count: 256)
         let n = recv(fd, &buffer, buffer.count, 0)
         guard n > 0 else { return nil }
-        return String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        // The reply is `SOURCE_IP PAYLOAD`; the source is what the caller asked for.
+        return String(decoding: buffer[0..<n], as: UTF8.self).split(whereSeparator: \.isWhitespace).first.map(String.init)
     }
 
     static func bound(host: String, port: UInt16) throws -> Int32 {
