@@ -45,8 +45,17 @@ public final class EgressAgent: Service, Sendable {
     let logger: Logger
     let announcer: Mutex<EgressAnnouncer>
     /// Orders for the data plane, carried out in order by one task.
-    let orders: AsyncStream<[EgressAnnouncer.Action]>
-    let ordersIn: AsyncStream<[EgressAnnouncer.Action]>.Continuation
+    enum Order: Sendable {
+        case act(EgressAnnouncer.Action)
+        /// The announced EIPs' kernel lease runs until this instant (the fence deadline).
+        case renew(until: BatonInstant)
+        /// The first placement decision is made (see `EgressDataplane.settle`).
+        case settle
+    }
+    let orders: AsyncStream<[Order]>
+    let ordersIn: AsyncStream<[Order]>.Continuation
+    /// Whether a heartbeat was acknowledged, a placement listed, and `settle` ordered.
+    private let settling = Mutex<(acknowledged: Bool, listed: Bool, settled: Bool)>((false, false, false))
     /// Wakes the fence loop when the agent starts announcing (a fence deadline appears).
     let fenceWake: AsyncStream<Void>
     let fenceWakeIn: AsyncStream<Void>.Continuation
@@ -64,7 +73,7 @@ public final class EgressAgent: Service, Sendable {
         self.logger = logger
         let timeout = Duration.milliseconds(Int64((options.settings.eipEvictionTimeout * 1000).rounded()))
         self.announcer = Mutex(EgressAnnouncer(fencing: try FencingDeadline(eipEvictionTimeout: timeout, safetyMargin: options.fenceMargin)))
-        (orders, ordersIn) = AsyncStream.makeStream()
+        (orders, ordersIn) = AsyncStream<[Order]>.makeStream()
         (fenceWake, fenceWakeIn) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -156,24 +165,41 @@ public final class EgressAgent: Service, Sendable {
 
     func carryOutOrders() async {
         for await batch in orders {
-            for action in batch {
+            for order in batch {
                 do {
-                    switch action {
-                    case .announce(let eips): try await dataplane.announce(eips)
-                    case .withdraw(let eips, let reason):
+                    switch order {
+                    case .act(.announce(let eips)): try await dataplane.announce(eips)
+                    case .act(.withdraw(let eips, let reason)):
                         logger.notice("withdrawing EIPs", metadata: ["eips": "\(eips.sorted())", "reason": "\(reason)"])
                         try await dataplane.withdraw(eips)
+                    case .renew(let until):
+                        let remaining = until - clock.now
+                        if remaining > .zero { try await dataplane.renew(for: remaining) }
+                    case .settle: try await dataplane.settle()
                     }
                 } catch {
-                    logger.error("data plane failed", metadata: ["action": "\(action)", "error": "\(error)"])
+                    logger.error("data plane failed", metadata: ["order": "\(order)", "error": "\(error)"])
                 }
             }
         }
     }
 
-    func order(_ actions: [EgressAnnouncer.Action]) {
-        guard !actions.isEmpty else { return }
-        ordersIn.yield(actions)
+    /// Queues the announcer's actions, preceded by the kernel lease up to `deadline` (so an EIP
+    /// is bound with its lease in place) and followed by `settle` once the agent has both an
+    /// acknowledged heartbeat and a listed placement.
+    func order(_ actions: [EgressAnnouncer.Action], deadline: BatonInstant?, acknowledged: Bool = false, listed: Bool = false) {
+        var batch: [Order] = deadline.map { [.renew(until: $0)] } ?? []
+        batch += actions.map(Order.act)
+        let settle = settling.withLock { s in
+            s.acknowledged = s.acknowledged || acknowledged
+            s.listed = s.listed || listed
+            guard s.acknowledged && s.listed && !s.settled else { return false }
+            s.settled = true
+            return true
+        }
+        if settle { batch.append(.settle) }
+        guard !batch.isEmpty else { return }
+        ordersIn.yield(batch)
         if actions.contains(where: { if case .announce = $0 { true } else { false } }) { fenceWakeIn.yield() }
     }
 
@@ -200,8 +226,10 @@ public final class EgressAgent: Service, Sendable {
                 }
                 acknowledgedAt.withLock { $0 = ContinuousClock.now }
                 let now = clock.now
-                let (actions, wantsRead) = announcer.withLock { a in (a.heartbeatAcknowledged(sentAt: sent, now: now), a.wantsFreshRead) }
-                order(actions)
+                let (actions, wantsRead, deadline) = announcer.withLock { a in
+                    (a.heartbeatAcknowledged(sentAt: sent, now: now), a.wantsFreshRead, a.nextDeadline)
+                }
+                order(actions, deadline: deadline, acknowledged: true)
                 if wantsRead { await freshRead() }
                 if failures > 0 { logger.notice("heartbeats acknowledged again", metadata: ["missed": "\(failures)"]) }
                 failures = 0
@@ -264,7 +292,8 @@ public final class EgressAgent: Service, Sendable {
             }
         }
         let now = clock.now
-        order(announcer.withLock { $0.placement(eips, readStartedAt: readStartedAt, now: now) })
+        let (actions, deadline) = announcer.withLock { a in (a.placement(eips, readStartedAt: readStartedAt, now: now), a.nextDeadline) }
+        order(actions, deadline: deadline, listed: readStartedAt != nil)
     }
 
     /// Sleeps until the fence deadline and withdraws if no acknowledgement moved it meanwhile.
@@ -276,7 +305,7 @@ public final class EgressAgent: Service, Sendable {
         while !Task.isCancelled {
             let now = clock.now
             let (actions, deadline) = announcer.withLock { a in (a.tick(now: now), a.nextDeadline) }
-            order(actions)
+            order(actions, deadline: nil)
             if let deadline {
                 try? await Task.sleep(for: max(.milliseconds(1), deadline - now))
             } else if await wakes.next() == nil {

@@ -7,6 +7,18 @@ import Synchronization
 public protocol EgressDataplane: Sendable {
     func announce(_ eips: Set<String>) async throws
     func withdraw(_ eips: Set<String>) async throws
+    /// The announced EIPs may stay announced for `remaining` from now (the agent's fence
+    /// deadline), whatever becomes of the agent: a data plane that can enforce it in the kernel
+    /// does (`EgressFence`). Called before each announce and after each acknowledged heartbeat.
+    func renew(for remaining: Duration) async throws
+    /// The agent knows its placement for the first time: whatever it found announced at start
+    /// and was not told to announce can go.
+    func settle() async throws
+}
+
+extension EgressDataplane {
+    public func renew(for remaining: Duration) async throws {}
+    public func settle() async throws {}
 }
 
 /// Touches no network: it keeps the set of EIPs it was told to announce and logs every change.

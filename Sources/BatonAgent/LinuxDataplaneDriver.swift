@@ -8,6 +8,13 @@ import Logging
 /// announce/withdraw order) decides this node's `EgressDatapathPlan` and has
 /// `LinuxEgressDataplane` carry it out. Gratuitous ARP goes out at once and again after 0.1,
 /// 0.3 and 0.7 s.
+///
+/// Kernel fencing: the agent renews the announced EIPs' kernel lease (`EgressFence`) on every
+/// acknowledged heartbeat, up to its fence deadline; if the agent dies or freezes, the kernel
+/// stops answering for them by itself.
+///
+/// A restarted agent finds EIPs its predecessor bound: it keeps them ("adopted", still under
+/// the old kernel lease) until it knows its placement (`settle`), so a restart loses no packet.
 public actor LinuxDataplaneDriver: EgressDataplane {
     let node: String
     let plane: LinuxEgressDataplane
@@ -16,8 +23,17 @@ public actor LinuxDataplaneDriver: EgressDataplane {
     var tunnels: [String: EgressDatapathPlan.Tunnel] = [:]
     var policies: [EgressPolicyRef: EgressDatapathPlan.Policy] = [:]
     var announced: Set<String> = []
-    /// False until tunnels and policies were both listed: before that, only EIPs change.
+    /// EIPs found bound at start, kept until the agent's first placement decision; nil until read.
+    var adopted: Set<String>?
+    /// When the kernel lease of the announced EIPs ends (the agent's fence deadline).
+    var leaseUntil: ContinuousClock.Instant?
+    var lastPlan: EgressDatapathPlan?
+    /// Nothing is applied until tunnels and both policy kinds were listed once: a plan without
+    /// them would unbind EIPs and drop traffic that is fine.
     var synced: Set<String> = []
+    /// A watch event asked for a re-apply that has not run yet (bursts coalesce into one).
+    var pending = false
+    var warnedConntrack = false
 
     public init(node: String, config: EgressDatapathConfig, clusterCIDRs: [String], logger: Logger) {
         self.node = node
@@ -35,6 +51,25 @@ public actor LinuxDataplaneDriver: EgressDataplane {
 
     public func withdraw(_ eips: Set<String>) async throws {
         announced.subtract(eips)
+        adopted?.subtract(eips)
+        try reapply()
+    }
+
+    public func renew(for remaining: Duration) async throws {
+        leaseUntil = ContinuousClock.now.advanced(by: remaining)
+        let live = Set(announced.compactMap(IPAddress.init)).intersection(lastPlan?.eips ?? [])
+        guard !live.isEmpty else { return }
+        try plane.renew(live, timeout: remaining)
+    }
+
+    public func settle() async throws {
+        guard adopted?.isEmpty == false else {
+            adopted = []
+            return
+        }
+        let dropped = adopted!.subtracting(announced)
+        adopted = []
+        if !dropped.isEmpty { logger.notice("releasing EIPs a previous agent bound", metadata: ["eips": "\(dropped.sorted())"]) }
         try reapply()
     }
 
@@ -42,9 +77,26 @@ public actor LinuxDataplaneDriver: EgressDataplane {
     public func cleanup() throws { try plane.cleanup() }
 
     func reapply() throws {
+        pending = false
+        guard synced.count == 3 else { return }
+        if adopted == nil {
+            adopted = Set(try plane.boundEIPs().map(\.description))
+            if !adopted!.isEmpty { logger.notice("found EIPs bound by a previous agent; keeping them until the placement is known", metadata: ["eips": "\(adopted!.sorted())"]) }
+        }
         let plan = EgressDatapathPlan(node: node, tunnels: Array(tunnels.values), policies: Array(policies.values),
-                                      announced: announced, clusterCIDRs: clusterCIDRs)
-        let added = try plane.apply(plan)
+                                      announced: announced.union(adopted ?? []), clusterCIDRs: clusterCIDRs)
+        let lease = leaseUntil.map { $0 - ContinuousClock.now }
+        let added = try plane.apply(plan, lease: lease)
+        if let old = lastPlan {
+            let forget = plan.sourcesToForget(since: old)
+            if !forget.isEmpty {
+                do { try plane.forgetConnections(from: forget) } catch {
+                    if !warnedConntrack { logger.warning("cannot forget the connections of changed policies", metadata: ["error": "\(error)"]) }
+                    warnedConntrack = true
+                }
+            }
+        }
+        lastPlan = plan
         guard !added.isEmpty else { return }
         logger.info("EIPs bound and announced", metadata: ["eips": "\(added.map(\.description).sorted())"])
         let plane = self.plane
@@ -54,6 +106,18 @@ public actor LinuxDataplaneDriver: EgressDataplane {
                 plane.reannounce(added)
             }
         }
+    }
+
+    /// Re-applies once for a burst of watch events.
+    func schedule() {
+        guard !pending else { return }
+        pending = true
+        Task { try? await self.flush() }
+    }
+
+    func flush() throws {
+        guard pending else { return }
+        do { try reapply() } catch { logger.error("data plane failed", metadata: ["error": "\(error)"]) }
     }
 
     func replace(kind: String, with items: [Resource]) throws {
@@ -66,7 +130,7 @@ public actor LinuxDataplaneDriver: EgressDataplane {
             policies = policies.filter { $0.key.namespace.isEmpty == namespaced }
             for p in items { if let (ref, pol) = Self.policy(p) { policies[ref] = pol } }
         }
-        if synced.count == 3 { try reapply() }
+        schedule()
     }
 
     func apply(_ event: BatonClient.Event) throws {
@@ -78,7 +142,7 @@ public actor LinuxDataplaneDriver: EgressDataplane {
             guard let (ref, pol) = Self.policy(object) else { return }
             policies[ref] = event.type == "DELETED" ? nil : pol
         }
-        if synced.count == 3 { try reapply() }
+        schedule()
     }
 
     static func tunnel(_ r: Resource) -> EgressDatapathPlan.Tunnel {

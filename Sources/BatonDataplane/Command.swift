@@ -40,7 +40,7 @@ public enum Command {
             let path = "\(dir)/\(program)"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        let package = ["nft": "nftables", "ip": "iproute2", "bridge": "iproute2", "setsid": "util-linux"][program] ?? program
+        let package = ["nft": "nftables", "ip": "iproute2", "bridge": "iproute2", "setsid": "util-linux", "conntrack": "conntrack"][program] ?? program
         throw DataplaneCommandError("\(program) is not installed (apt-get install \(package))")
     }
 }

@@ -10,7 +10,11 @@ import Foundation
 public final class LinuxEgressDataplane: @unchecked Sendable {
     public let config: EgressDatapathConfig
     private var appliedRuleset: String?
+    private var appliedFence: String?
+    private var lastBound: Set<IPAddress>?
     private var appliedTunnel: TunnelState?
+    /// Renews the fence's `live` timeouts without a fork (every acknowledged heartbeat).
+    private let shell = NftShell()
 
     /// What the tunnel part of a plan consists of; re-applied only when it changes.
     struct TunnelState: Equatable {
@@ -23,9 +27,11 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
 
     public init(config: EgressDatapathConfig) { self.config = config }
 
-    /// Makes the namespace match `plan`. Returns the EIPs that were newly bound (to announce).
+    /// Makes the namespace match `plan`. `lease`: how long newly bound EIPs may be announced
+    /// before the kernel fences them (`EgressFence`), until `renew` extends it; nil or zero
+    /// binds them fenced. Returns the EIPs that were newly bound (to announce).
     @discardableResult
-    public func apply(_ plan: EgressDatapathPlan) throws -> Set<IPAddress> {
+    public func apply(_ plan: EgressDatapathPlan, lease: Duration?) throws -> Set<IPAddress> {
         let tunnel = TunnelState(mac: plan.mac, tunnelIPv4: plan.tunnelIPv4, nodeIPv4: plan.nodeIPv4,
                                  prefix: plan.tunnelPrefix, peers: plan.peers)
         if tunnel != appliedTunnel {
@@ -33,22 +39,54 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
             appliedTunnel = tunnel
         }
         // New EIPs: rules first (SNAT ready), then the address. Released EIPs: address first.
-        let bound = try boundEIPs()
+        // What is bound is read from the kernel only when the plan's EIPs differ from what this
+        // process last left bound (the first apply, or a change): a re-apply forks nothing.
+        let bound = plan.eips == lastBound ? plan.eips : try boundEIPs()
         let added = plan.eips.subtracting(bound), removed = bound.subtracting(plan.eips)
         var ip: [String] = []
         for eip in removed { ip.append("address del \(eip)/32 dev \(config.parent)") }
         if !ip.isEmpty { try Command.run("ip", ["-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
+        // One transaction: the policy table, the fence's `held` set, and the `live` leases of
+        // the EIPs about to be bound (so their gratuitous ARP passes the fence) or just released.
         let ruleset = EgressRuleset.render(plan, config: config)
-        if ruleset != appliedRuleset {
-            _ = try Command.run("nft", ["-f", "-"], input: ruleset)
+        let fence = EgressFence.render(held: plan.eips, config: config)
+        var script = ""
+        if ruleset != appliedRuleset { script += ruleset }
+        if fence != appliedFence { script += fence }
+        if let lease, let renew = EgressFence.renew(added, timeout: lease) { script += renew }
+        if let expire = EgressFence.expire(removed) { script += expire }
+        if !script.isEmpty {
+            _ = try Command.run("nft", ["-f", "-"], input: script)
             appliedRuleset = ruleset
+            appliedFence = fence
         }
         ip = added.sorted().map { eip in
             "address add \(eip)/32 dev \(config.parent)" + (config.eipLabel.map { " label \($0)" } ?? "")
         }
         if !ip.isEmpty { try Command.run("ip", ["-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
+        lastBound = plan.eips
         for eip in added.sorted() { try? GratuitousARP.send(eip, interface: config.parent) }
         return added
+    }
+
+    /// Extends the kernel lease of `eips` to `timeout` from now (`EgressFence`).
+    public func renew(_ eips: Set<IPAddress>, timeout: Duration) throws {
+        if let line = EgressFence.renew(eips, timeout: timeout) { try shell.run(line) }
+    }
+
+    /// Deletes the tracked connections whose original source is in `sources` (IPv4), one
+    /// `conntrack -D` per range: only when a policy's action changed on this node, never per
+    /// packet or heartbeat. A range that is not a CIDR is widened to the smallest one covering it.
+    public func forgetConnections(from sources: [IPRange]) throws {
+        let tool = try Command.locate("conntrack")
+        for r in sources where r.family == .v4 {
+            let length = 32 - (UInt32(truncatingIfNeeded: r.first.value ^ r.last.value)).bitWidthNeeded
+            let mask = length == 0 ? UInt32(0) : UInt32.max << (32 - length)
+            let network = IPAddress(family: .v4, value: UInt128(UInt32(truncatingIfNeeded: r.first.value) & mask))
+            let maskText = IPAddress(family: .v4, value: UInt128(mask)).description
+            // Exit 1 with "0 flow entries have been deleted" is not a failure.
+            _ = try? Command.run(tool, ["-D", "--orig-src", network.description, "--mask-src", maskText])
+        }
     }
 
     /// Sends one more gratuitous ARP for each EIP still bound.
@@ -60,7 +98,8 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
     /// Removes everything Baton added: its table, its rules and their tables, the tunnel device
     /// (with its neighbours, FDB and routes), and the EIP addresses it bound.
     public func cleanup() throws {
-        _ = try? Command.run("nft", ["-f", "-"], input: EgressRuleset.removal(config: config))
+        shell.stop()
+        _ = try? Command.run("nft", ["-f", "-"], input: EgressRuleset.removal(config: config) + EgressFence.removal())
         var ip: [String] = []
         let ruleTable = try ruleTable()
         for (mark, table) in rules(in: ruleTable) {
@@ -72,7 +111,9 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
         for eip in try boundEIPs() { ip.append("address del \(eip)/32 dev \(config.parent)") }
         if !ip.isEmpty { _ = try Command.run("ip", ["-force", "-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
         appliedRuleset = nil
+        appliedFence = nil
         appliedTunnel = nil
+        lastBound = nil
     }
 
     // MARK: Tunnel
@@ -159,7 +200,7 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
     }
 
     /// The EIPs bound on the parent interface: Baton's label, or (without a label) none.
-    func boundEIPs() throws -> Set<IPAddress> {
+    public func boundEIPs() throws -> Set<IPAddress> {
         guard let label = config.eipLabel else { return [] }
         let out = try Command.run("ip", ["-j", "-4", "addr", "show", "dev", config.parent])
         var found: Set<IPAddress> = []
@@ -183,4 +224,9 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
             return mac
         }
     }
+}
+
+extension UInt32 {
+    /// Bits needed to write the value (0 for 0).
+    var bitWidthNeeded: Int { 32 - leadingZeroBitCount }
 }

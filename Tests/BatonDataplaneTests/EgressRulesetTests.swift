@@ -74,3 +74,50 @@ import Testing
         #expect(EgressRuleset.render(plan, config: EgressDatapathConfig(parent: "eth0")) == text, "deterministic")
     }
 }
+
+@Suite struct EgressConntrackTests {
+    @Test func onlyPoliciesWhoseActionChangedForgetTheirConnections() {
+        let tunnels = EgressDatapathPlanTests.tunnels
+        let p1 = EgressDatapathPlanTests.policy("p1", node: "node1")
+        var p2 = EgressDatapathPlanTests.policy("p2", node: "node2", eip: "192.168.77.201")
+        p2.podSubnets = ["10.245.0.0/16"]
+        // node2 tunnels p1's pods to node1; then p1's EIP comes to node2 (tunnel -> SNAT).
+        let before = EgressDatapathPlan(node: "node2", tunnels: tunnels, policies: [p1, p2], announced: ["192.168.77.201"], clusterCIDRs: [])
+        var moved = p1
+        moved.node = "node2"
+        let after = EgressDatapathPlan(node: "node2", tunnels: tunnels, policies: [moved, p2],
+                                       announced: ["192.168.77.200", "192.168.77.201"], clusterCIDRs: [])
+        #expect(after.sourcesToForget(since: before) == [IPSyntax.poolEntry("10.244.0.0/16")!])
+        // The same plan again: nothing to forget.
+        #expect(after.sourcesToForget(since: after).isEmpty)
+        // A fence (SNAT -> drop) forgets too: a connection must not keep its SNAT to an EIP this node no longer holds.
+        let fenced = EgressDatapathPlan(node: "node2", tunnels: tunnels, policies: [moved, p2], announced: [], clusterCIDRs: [])
+        #expect(Set(fenced.sourcesToForget(since: after)) == [IPSyntax.poolEntry("10.244.0.0/16")!, IPSyntax.poolEntry("10.245.0.0/16")!])
+    }
+}
+
+@Suite struct EgressFenceTests {
+    @Test func theKernelFenceKeepsLiveLeasesAcrossReapplies() {
+        let text = EgressFence.render(held: [IPAddress("192.168.77.201")!, IPAddress("192.168.77.200")!],
+                                      config: EgressDatapathConfig(parent: "eth0"))
+        // Declared, never deleted: the live set (and its timeouts) survives a re-apply.
+        #expect(!text.contains("delete table"))
+        #expect(!text.contains("flush set netdev baton_fence live"))
+        #expect(text.contains(#"type filter hook egress device "eth0" priority 0; policy accept;"#))
+        #expect(text.contains("flush chain netdev baton_fence egress\n"))
+        #expect(text.contains("add rule netdev baton_fence egress ip saddr @held ip saddr != @live drop\n"))
+        #expect(text.contains("add rule netdev baton_fence egress arp saddr ip @held arp saddr ip != @live drop\n"))
+        #expect(text.hasSuffix("flush set netdev baton_fence held\nadd element netdev baton_fence held { 192.168.77.200, 192.168.77.201 }\n"))
+        #expect(!EgressFence.render(held: [], config: EgressDatapathConfig(parent: "eth0")).contains("add element"))
+    }
+
+    @Test func aRenewalReplacesTheTimeoutInOneTransaction() {
+        let eip = IPAddress("192.168.77.200")!
+        let line = EgressFence.renew([eip], timeout: .milliseconds(596) + .microseconds(900))
+        #expect(line == "add element netdev baton_fence live { 192.168.77.200 } ; delete element netdev baton_fence live { 192.168.77.200 } ; "
+            + "add element netdev baton_fence live { 192.168.77.200 timeout 596ms }\n", "rounded down, one line")
+        #expect(EgressFence.renew([eip], timeout: .microseconds(999)) == nil, "a lease under 1 ms is no lease")
+        #expect(EgressFence.renew([], timeout: .seconds(1)) == nil)
+        #expect(EgressFence.expire([eip]) == "add element netdev baton_fence live { 192.168.77.200 } ; delete element netdev baton_fence live { 192.168.77.200 }\n")
+    }
+}

@@ -249,7 +249,7 @@ public struct Lab: Sendable {
 
     // MARK: Helpers
 
-    func ip(_ commands: [String], netns: String? = nil) throws {
+    public func ip(_ commands: [String], netns: String? = nil) throws {
         let args = (netns.map { ["-n", $0] } ?? []) + ["-batch", "-"]
         _ = try Command.run("ip", args, input: commands.joined(separator: "\n") + "\n")
     }
@@ -267,8 +267,8 @@ public struct LabError: Error, CustomStringConvertible, Sendable {
 
 extension Lab {
     /// The source address the external echo saw for one datagram sent from pod namespace `pod`.
-    public func probe(from pod: String) throws -> String? {
-        let out = try? Command.run("ip", ["netns", "exec", pod, binary, "lab", "probe", "--to", "\(Self.externalAddress):\(Self.echoPort)"])
+    public func probe(from pod: String, to host: String = Self.externalAddress) throws -> String? {
+        let out = try? Command.run("ip", ["netns", "exec", pod, binary, "lab", "probe", "--to", "\(host):\(Self.echoPort)"])
         return out.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.flatMap { $0.isEmpty ? nil : $0 }
     }
 }

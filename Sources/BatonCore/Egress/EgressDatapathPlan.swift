@@ -135,7 +135,11 @@ public struct EgressDatapathPlan: Sendable, Hashable {
 
         var rules: [Rule] = []
         var eips: Set<IPAddress> = []
-        let ordered = policies.sorted { ($0.priority, $0.ref) < ($1.priority, $1.ref) }
+        // A policy with destSubnet is more specific than one without and goes first; then priority
+        // (lower first), then name, so every node orders the rules alike.
+        let ordered = policies.sorted {
+            ($0.destSubnets.isEmpty ? 1 : 0, $0.priority, $0.ref) < ($1.destSubnets.isEmpty ? 1 : 0, $1.priority, $1.ref)
+        }
         for p in ordered {
             let sources = p.podSubnets.compactMap(IPSyntax.poolEntry).filter { $0.family == .v4 }
             guard !sources.isEmpty else { continue }
@@ -166,4 +170,18 @@ public struct EgressDatapathPlan: Sendable, Hashable {
         self.eips = eips
     }
 
+    /// The pod sources whose tracked connections must be forgotten when the node goes from `old`
+    /// to this plan: those of every policy whose action changed. Conntrack keeps the NAT it chose
+    /// for a connection's first packet, so without this a flow that was tunnelled keeps leaving
+    /// unSNATed once the EIP comes here (and is dropped by the guard until it times out), and a
+    /// flow SNATed here keeps its SNAT after the EIP left.
+    public func sourcesToForget(since old: EgressDatapathPlan) -> [IPRange] {
+        let before = Dictionary(old.rules.map { ($0.policy, $0) }, uniquingKeysWith: { a, _ in a })
+        var out: [IPRange] = []
+        for rule in rules {
+            guard let was = before[rule.policy], was.action != rule.action else { continue }
+            for s in rule.sources where !out.contains(s) { out.append(s) }
+        }
+        return out
+    }
 }
