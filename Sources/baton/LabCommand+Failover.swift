@@ -1,4 +1,5 @@
 import ArgumentParser
+import BatonAPI
 import BatonAgent
 import Foundation
 
@@ -63,7 +64,10 @@ extension LabCommand {
                                    results.map(\.dualAnswer.ms).max() ?? 0))
             }
             print("")
-            print("Baton, default settings (heartbeat 0.2 s, eviction 0.7 s), \(lab.nodes) nodes, a datagram every 10 ms:")
+            let custom = FileManager.default.fileExists(atPath: lab.valuesPath)
+            let settings = custom ? try FeatureSettings.parse(yaml: String(contentsOfFile: lab.valuesPath, encoding: .utf8)) : FeatureSettings()
+            print("Baton, \(custom ? "settings from \(lab.valuesPath)" : "default settings"): tunnelMonitorPeriod \(settings.tunnelMonitorPeriod) s, "
+                + "tunnelUpdatePeriod \(settings.tunnelUpdatePeriod) s, eipEvictionTimeout \(settings.eipEvictionTimeout) s; \(lab.nodes) nodes, a datagram every 10 ms:")
             print("| failure | trials | outage p50 ms | outage p99 ms | outage max ms | eviction p50 ms | wrong-source packets | two nodes answering, max ms |")
             print("|---|---|---|---|---|---|---|---|")
             for r in rows { print(r) }

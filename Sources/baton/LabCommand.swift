@@ -1,4 +1,5 @@
 import ArgumentParser
+import BatonAPI
 import BatonAgent
 import Foundation
 
@@ -26,11 +27,17 @@ struct LabCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Build the lab, start the server and one agent per node, apply a gateway and a policy.")
         @OptionGroup var options: LabOptions
         @Option(help: "How many nodes.") var nodes = 3
+        @Option(help: "A values.yaml with feature.* periods for the server and the agents (as baton server --config).") var config: String?
 
         func run() async throws {
             guard (1...9).contains(nodes) else { throw ValidationError("--nodes: \(nodes) is not between 1 and 9") }
             let lab = try options.lab(nodes: nodes)
-            do { try await lab.up { print($0) } } catch let e as LabError { throw ValidationError(e.description) }
+            if let config {
+                do { _ = try FeatureSettings.parse(yaml: String(contentsOfFile: config, encoding: .utf8)) } catch let e as APIError {
+                    throw ValidationError("--config \(config): \(e.message)")
+                } catch { throw ValidationError("--config: cannot read \(config): \(error.localizedDescription)") }
+            }
+            do { try await lab.up(config: config) { print($0) } } catch let e as LabError { throw ValidationError(e.description) }
             print("lab \(lab.prefix) is up; try: baton lab status --prefix \(lab.prefix)")
         }
     }

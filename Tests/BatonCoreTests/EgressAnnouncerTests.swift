@@ -37,6 +37,27 @@ import Testing
         #expect(a.placement(["10.6.1.58"], readStartedAt: nil, now: clock.now) == [.announce(["10.6.1.58"])])
     }
 
+    /// A frozen agent (SIGSTOP) wakes past its deadline and its first act is a heartbeat, which
+    /// is acknowledged before any tick ran: that must still count as a fence, and the agent must
+    /// wait for a fresh placement, not go on announcing what it held before the freeze.
+    @Test func aDeadlineMissedWhileFrozenFencesEvenIfTheNextAckComesFirst() throws {
+        var a = try make()
+        _ = a.heartbeatAcknowledged(sentAt: clock.now, now: clock.now)
+        _ = a.placement(["10.6.1.56"], readStartedAt: clock.now, now: clock.now)
+        #expect(a.announced == ["10.6.1.56"])
+        // Frozen for 2 s; on waking, a heartbeat goes out and is acknowledged at once.
+        let sent = clock.advance(by: .seconds(2))
+        let actions = a.heartbeatAcknowledged(sentAt: sent, now: clock.advance(by: .milliseconds(2)))
+        #expect(actions == [.withdraw(["10.6.1.56"], reason: "no heartbeat acknowledged before the fence deadline")])
+        #expect(a.announced.isEmpty)
+        #expect(a.nextDeadline == nil, "no kernel lease to renew")
+        #expect(a.wantsFreshRead)
+        // The placement it still holds (a watch event from before) does not bring the EIP back...
+        #expect(a.placement(["10.6.1.56"], readStartedAt: nil, now: clock.now).isEmpty)
+        // ...a fresh read does (here the EIP is still placed on this node).
+        #expect(a.placement(["10.6.1.56"], readStartedAt: clock.advance(by: .milliseconds(1)), now: clock.now) == [.announce(["10.6.1.56"])])
+    }
+
     @Test func heartbeatsInTimeNeverFence() throws {
         var a = try make()
         _ = a.heartbeatAcknowledged(sentAt: clock.now, now: clock.now)

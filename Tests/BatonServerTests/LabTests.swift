@@ -142,8 +142,10 @@ struct LabFailoverTests: EgressProcessSuite {
         let lab = Lab(prefix: "bp\(getpid() % 100_000)", nodes: 3, binary: BatonBinary.path!)
         defer { lab.down { _ in } }
         try await upAndEnforced(lab)
-        // A second address on the external host: destSubnet picks it out.
+        // A second address on the external host, with an echo of its own (so its answers come from
+        // that address): destSubnet picks it out.
         try lab.ip(["address add 192.168.77.101/24 dev eth0"], netns: lab.external)
+        try lab.spawn("echo-101", netns: lab.external, [lab.binary, "lab", "echo", "--listen", "192.168.77.101:9001"])
         let manifest = """
         apiVersion: egressgateway.spidernet.io/v1beta1
         kind: EgressGateway
@@ -209,7 +211,7 @@ struct LabFailoverTests: EgressProcessSuite {
         _ = try await waitFor("pod2 seen as egw2's EIP") { try lab.probe(from: lab.pod(2)) == "192.168.77.210" ? true : nil }
         _ = try await waitFor("pod3 seen as its gateway node's own IP") { try lab.probe(from: lab.pod(3)) == nodeIP ? true : nil }
         _ = try await waitFor("pod3 to .101 seen as egw2's EIP") {
-            try lab.probe(from: lab.pod(3), to: "192.168.77.101") == "192.168.77.210" ? true : nil
+            try lab.probe(from: lab.pod(3), to: "192.168.77.101", port: 9001) == "192.168.77.210" ? true : nil
         }
     }
 }

@@ -61,12 +61,15 @@ public struct Lab: Sendable {
 
     /// `startAgents: false` builds everything but the agents (a test snapshots the nodes first,
     /// then calls `startAgent`).
-    public func up(startAgents: Bool = true, log: (String) -> Void) async throws {
+    /// `config`: a values.yaml with egressgateway's `feature.*` periods for the server and every
+    /// agent (kept in the state directory, so agents the lab restarts use it too).
+    public func up(startAgents: Bool = true, config: String? = nil, log: (String) -> Void) async throws {
         try Self.checkPrerequisites()
         guard (1...9).contains(nodes) else { throw LabError("--nodes must be between 1 and 9, not \(nodes)") }
         if !existingNamespaces().isEmpty { throw LabError("a lab named \(prefix) is already up; run baton lab down --prefix \(prefix) first") }
         try FileManager.default.createDirectory(atPath: stateDir + "/logs", withIntermediateDirectories: true)
         do {
+            if let config { try String(contentsOfFile: config, encoding: .utf8).write(toFile: valuesPath, atomically: true, encoding: .utf8) }
             try buildNetwork()
             log("network: LAN \(Self.lanPrefix).0/24, \(nodes) nodes with a pod each, external host \(Self.externalAddress)")
             try startProcesses(agents: startAgents, log: log)
@@ -109,7 +112,7 @@ public struct Lab: Sendable {
     func startProcesses(agents: Bool, log: (String) -> Void) throws {
         let data = stateDir + "/server"
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
-        try spawn("server", netns: server, [binary, "server", "--data-dir", data, "--listen", "\(Self.serverAddress):\(Self.serverPort)"])
+        try spawn("server", netns: server, [binary, "server", "--data-dir", data, "--listen", "\(Self.serverAddress):\(Self.serverPort)"] + configArguments)
         try spawn("echo", netns: external, [binary, "lab", "echo", "--listen", "0.0.0.0:\(Self.echoPort)"])
         let tokenPath = data + "/admin.token"
         let deadline = Date().addingTimeInterval(10)
@@ -129,7 +132,14 @@ public struct Lab: Sendable {
             binary, "agent", "--server", serverURL, "--token", token, "--node", Self.nodeName(i),
             "--labels", "egress=true", "--address", Self.nodeAddress(i), "--interface", "eth0",
             "--cluster-cidr", "10.244.0.0/16", "--dataplane", "linux",
-        ] + extra)
+        ] + configArguments + extra)
+    }
+
+    /// Where `up --config` keeps the lab's values.yaml.
+    public var valuesPath: String { stateDir + "/values.yaml" }
+
+    var configArguments: [String] {
+        FileManager.default.fileExists(atPath: valuesPath) ? ["--config", valuesPath] : []
     }
 
     func applyObjects() async throws {
@@ -267,8 +277,8 @@ public struct LabError: Error, CustomStringConvertible, Sendable {
 
 extension Lab {
     /// The source address the external echo saw for one datagram sent from pod namespace `pod`.
-    public func probe(from pod: String, to host: String = Self.externalAddress) throws -> String? {
-        let out = try? Command.run("ip", ["netns", "exec", pod, binary, "lab", "probe", "--to", "\(host):\(Self.echoPort)"])
+    public func probe(from pod: String, to host: String = Self.externalAddress, port: Int = Self.echoPort) throws -> String? {
+        let out = try? Command.run("ip", ["netns", "exec", pod, binary, "lab", "probe", "--to", "\(host):\(port)"])
         return out.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.flatMap { $0.isEmpty ? nil : $0 }
     }
 }

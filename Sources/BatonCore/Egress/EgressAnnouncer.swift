@@ -27,9 +27,14 @@ public struct EgressAnnouncer: Sendable {
 
     /// A heartbeat sent at `sentAt` was acknowledged by the server.
     public mutating func heartbeatAcknowledged(sentAt: BatonInstant, now: BatonInstant) -> [Action] {
+        // A deadline that went by before this acknowledgement arrived is a fence, even if no tick
+        // saw it (the agent was frozen, or starved, past it): the EIPs may have moved meanwhile,
+        // so the new acknowledgement must not carry on the old placement.
+        var actions = reconcile(now: now)
         if lastAcknowledgedSend.map({ sentAt > $0 }) ?? true { lastAcknowledgedSend = sentAt }
         if needsFreshPlacement && acknowledgedAfterFenceAt == nil { acknowledgedAfterFenceAt = now }
-        return reconcile(now: now)
+        actions += reconcile(now: now)
+        return actions
     }
 
     /// The controller's placement for this node. `readStartedAt` is when the read that returned
