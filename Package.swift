@@ -52,6 +52,8 @@ let package = Package(
         ]),
         // Linux side effects: nftables, netlink changes through batched iproute2, gratuitous ARP.
         .target(name: "BatonDataplane", dependencies: ["BatonAPI", "BatonCore"]),
+        // VRRP on the wire (RFC 3768, RFC 9568): the packet codec. Pure: no sockets, no clock.
+        .target(name: "BatonVRRP", dependencies: ["BatonAPI"]),
         // The per-node agent: registration, heartbeats, fencing, and the data plane's orders.
         .target(name: "BatonAgent", dependencies: [
             "BatonAPI", "BatonCore", "BatonClient", "BatonDataplane",
@@ -69,6 +71,7 @@ let package = Package(
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonTesting"]),
         .testTarget(name: "BatonCoreTests", dependencies: ["BatonCore", "BatonAPI", "BatonTesting"]),
         .testTarget(name: "BatonDataplaneTests", dependencies: ["BatonDataplane", "BatonCore", "BatonAPI"]),
+        .testTarget(name: "BatonVRRPTests", dependencies: ["BatonVRRP", "BatonAPI"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting"]),
         .testTarget(name: "BatonServerTests", dependencies: [
             "BatonServer", "BatonClient", "BatonTesting", "BatonAgent",
