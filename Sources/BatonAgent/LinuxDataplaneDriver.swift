@@ -34,6 +34,8 @@ public actor LinuxDataplaneDriver: EgressDataplane {
     /// A watch event asked for a re-apply that has not run yet (bursts coalesce into one).
     var pending = false
     var warnedConntrack = false
+    /// The gratuitous ARP repeats in flight (cancelled by `cleanup`).
+    var repeats: [Task<Void, Never>] = []
 
     public init(node: String, config: EgressDatapathConfig, clusterCIDRs: [String], logger: Logger) {
         self.node = node
@@ -74,7 +76,11 @@ public actor LinuxDataplaneDriver: EgressDataplane {
     }
 
     /// Removes everything the data plane added (`baton agent --cleanup`).
-    public func cleanup() throws { try plane.cleanup() }
+    public func cleanup() throws {
+        for t in repeats { t.cancel() }
+        repeats = []
+        try plane.cleanup()
+    }
 
     func reapply() throws {
         pending = false
@@ -100,12 +106,14 @@ public actor LinuxDataplaneDriver: EgressDataplane {
         guard !added.isEmpty else { return }
         logger.info("EIPs bound and announced", metadata: ["eips": "\(added.map(\.description).sorted())"])
         let plane = self.plane
-        Task.detached {
+        if repeats.count >= 8 { repeats.removeFirst(repeats.count - 7) }  // older ones ended long ago (0.7 s)
+        repeats.append(Task {
             for delay in [100, 200, 400] {
                 try? await Task.sleep(for: .milliseconds(delay))
+                if Task.isCancelled { return }
                 plane.reannounce(added)
             }
-        }
+        })
     }
 
     /// Re-applies once for a burst of watch events.

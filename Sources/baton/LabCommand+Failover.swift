@@ -19,6 +19,7 @@ extension LabCommand {
 
         func run() async throws {
             do { try Lab.checkPrerequisites() } catch let e as LabError { throw ValidationError(e.description) }
+            setvbuf(stdout, nil, _IOLBF, 0)
             let lab = try options.lab(nodes: try LabCommand.upNodes(options))
             for m in mode.modes {
                 let trial: LabFailoverTrial
@@ -43,6 +44,7 @@ extension LabCommand {
 
         func run() async throws {
             guard (1...1000).contains(trials) else { throw ValidationError("--trials: \(trials) is not between 1 and 1000") }
+            setvbuf(stdout, nil, _IOLBF, 0)  // one line per trial as it ends, also into a file or pipe
             do { try Lab.checkPrerequisites() } catch let e as LabError { throw ValidationError(e.description) }
             let lab = try options.lab(nodes: try LabCommand.upNodes(options))
             var rows: [String] = []

@@ -202,6 +202,9 @@ import Testing
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(try await phase() == "Ready")
+        // A loaded machine may stall a heartbeat past the timeout while the tunnel comes up; what
+        // counts is what happens once the heartbeats stop.
+        let timeoutsBefore = logs.count("update tunnel status to HeartbeatTimeout", tunnel: "solo")
         // The displayed time is the agent's own (skewed) one; nothing compared it with the server's clock.
         #expect(try await store.get(kind: "EgressTunnel", namespace: nil, name: "solo").status?["lastHeartbeatTime"]?
             .stringValue?.hasPrefix("2000-01-01T00:00:") == true)
@@ -212,7 +215,9 @@ import Testing
         // eipEvictionTimeout 0.7 s + tunnelMonitorPeriod 0.1 s after the last heartbeat, with slack for a loaded machine.
         #expect(ContinuousClock.now - lastBeat > .milliseconds(500))
         #expect(ContinuousClock.now - lastBeat < .seconds(2))
-        #expect(logs.count("update tunnel status to HeartbeatTimeout", tunnel: "solo") == 1)
+        // Logged once, not again at every monitor period while the tunnel stays silent.
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(logs.count("update tunnel status to HeartbeatTimeout", tunnel: "solo") == timeoutsBefore + 1)
         task.cancel()
         _ = try? await task.value
         await store.close()

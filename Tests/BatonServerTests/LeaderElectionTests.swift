@@ -62,8 +62,9 @@ struct LeaderElectionTests {
 
     @Test("exactly one replica runs its body; a crashed leader's lease expires and the other takes over")
     func crashTakeover() async throws {
-        // Wide enough that a loaded CI machine does not miss a renewal (1 s of renew deadline).
-        let config = try LeaderLease.Configuration(leaseDuration: .milliseconds(1500), renewDeadline: .milliseconds(1000),
+        // Wide enough that a loaded CI machine does not miss a renewal (2 s of renew deadline: with
+        // 1 s, three builds beside the suite once starved the leader into stepping down).
+        let config = try LeaderLease.Configuration(leaseDuration: .milliseconds(3000), renewDeadline: .milliseconds(2000),
                                                    retryPeriod: .milliseconds(100))
         try await Self.withTwoStores { storeA, storeB in
             let bodies = Bodies()
@@ -76,9 +77,9 @@ struct LeaderElectionTests {
             defer { taskA.cancel(); taskB.cancel() }
 
             #expect(await Self.waitUntil(timeout: .seconds(3)) { bodies.running.count == 1 })
-            // Several lease durations of steady state: the follower never takes over.
+            // More than a lease duration of steady state: the follower never takes over.
             let first = try #require(bodies.running.first)
-            try await Task.sleep(for: .seconds(1))
+            try await Task.sleep(for: .seconds(4))
             #expect(bodies.running == [first])
             #expect(bodies.maxConcurrent == 1)
 
@@ -92,12 +93,12 @@ struct LeaderElectionTests {
             let afterCrash = try #require(try await lock.get())
             #expect(afterCrash.lease.holderIdentity == first)
 
-            #expect(await Self.waitUntil(timeout: .seconds(5)) { bodies.running == [other] })
+            #expect(await Self.waitUntil(timeout: .seconds(8)) { bodies.running == [other] })
             let takeover = try #require(bodies.started(other)) - crashedAt
             // Within leaseDuration + retryPeriod (+ slack for the writes and a loaded machine)...
-            #expect(takeover < .milliseconds(1500 + 100 + 800))
+            #expect(takeover < .milliseconds(3000 + 100 + 800))
             // ...and not before the lease could have expired (the leader renewed ≤ retryPeriod before the crash).
-            #expect(takeover >= .milliseconds(1500 - 100 - 100))
+            #expect(takeover >= .milliseconds(3000 - 100 - 100))
             #expect(bodies.maxConcurrent == 1)
             #expect(try await lock.get()?.lease.holderIdentity == other)
         }
