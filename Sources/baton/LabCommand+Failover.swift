@@ -19,13 +19,12 @@ extension LabCommand {
 
         func run() async throws {
             do { try Lab.checkPrerequisites() } catch let e as LabError { throw ValidationError(e.description) }
-            setvbuf(stdout, nil, _IOLBF, 0)
             let lab = try options.lab(nodes: try LabCommand.upNodes(options))
             for m in mode.modes {
                 let trial: LabFailoverTrial
-                do { trial = try await lab.failover(mode: m) { print($0) } } catch let e as LabError { throw ValidationError(e.description) }
-                for line in trial.timeline { print("  " + line) }
-                print("")
+                do { trial = try await lab.failover(mode: m) { say($0) } } catch let e as LabError { throw ValidationError(e.description) }
+                for line in trial.timeline { say("  " + line) }
+                say("")
             }
         }
     }
@@ -44,7 +43,6 @@ extension LabCommand {
 
         func run() async throws {
             guard (1...1000).contains(trials) else { throw ValidationError("--trials: \(trials) is not between 1 and 1000") }
-            setvbuf(stdout, nil, _IOLBF, 0)  // one line per trial as it ends, also into a file or pipe
             do { try Lab.checkPrerequisites() } catch let e as LabError { throw ValidationError(e.description) }
             let lab = try options.lab(nodes: try LabCommand.upNodes(options))
             var rows: [String] = []
@@ -55,7 +53,7 @@ extension LabCommand {
                     do { trial = try await lab.failover(mode: m) } catch let e as LabError { throw ValidationError(e.description) }
                     results.append(trial)
                     let moved = "node\(trial.failedNode) -> " + (trial.newNode.map { "node\($0)" } ?? "none")
-                    print("\(m.rawValue) trial \(t)/\(trials): \(moved), " + String(format: "outage %.0f ms, wrong source %ld, dual answer %.0f ms",
+                    say("\(m.rawValue) trial \(t)/\(trials): \(moved), " + String(format: "outage %.0f ms, wrong source %ld, dual answer %.0f ms",
                                  trial.outage.ms, trial.wrongSource, trial.dualAnswer.ms))
                 }
                 let outages = results.map(\.outage.ms).sorted()
@@ -65,15 +63,15 @@ extension LabCommand {
                                    percentile(evictions, 0.5), results.map(\.wrongSource).reduce(0, +),
                                    results.map(\.dualAnswer.ms).max() ?? 0))
             }
-            print("")
+            say("")
             let custom = FileManager.default.fileExists(atPath: lab.valuesPath)
             let settings = custom ? try FeatureSettings.parse(yaml: String(contentsOfFile: lab.valuesPath, encoding: .utf8)) : FeatureSettings()
-            print("Baton, \(custom ? "settings from \(lab.valuesPath)" : "default settings"): tunnelMonitorPeriod \(settings.tunnelMonitorPeriod) s, "
+            say("Baton, \(custom ? "settings from \(lab.valuesPath)" : "default settings"): tunnelMonitorPeriod \(settings.tunnelMonitorPeriod) s, "
                 + "tunnelUpdatePeriod \(settings.tunnelUpdatePeriod) s, eipEvictionTimeout \(settings.eipEvictionTimeout) s; \(lab.nodes) nodes, a datagram every 10 ms:")
-            print("| failure | trials | outage p50 ms | outage p99 ms | outage max ms | eviction p50 ms | wrong-source packets | two nodes answering, max ms |")
-            print("|---|---|---|---|---|---|---|---|")
-            for r in rows { print(r) }
-            print("egressgateway (not run: it needs Kubernetes): 15-20 s by its own timers (tunnel heartbeat timeout and EIP eviction at its Helm defaults).")
+            say("| failure | trials | outage p50 ms | outage p99 ms | outage max ms | eviction p50 ms | wrong-source packets | two nodes answering, max ms |")
+            say("|---|---|---|---|---|---|---|---|")
+            for r in rows { say(r) }
+            say("egressgateway (not run: it needs Kubernetes): 15-20 s by its own timers (tunnel heartbeat timeout and EIP eviction at its Helm defaults).")
         }
 
         func percentile(_ sorted: [Double], _ p: Double) -> Double {
@@ -93,4 +91,10 @@ extension LabCommand {
 
 extension Duration {
     var ms: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+}
+
+/// Prints a line at once, also into a file or a pipe (print's buffer would hold a benchmark's
+/// progress until it ends).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
