@@ -10,6 +10,12 @@ public struct ConfigurationError: Error, Sendable, Hashable, CustomStringConvert
         public static let notPositive = Code(rawValue: "notPositive")
         /// Two settings are in the wrong order (for example a timeout not above a period).
         public static let ordering = Code(rawValue: "ordering")
+        /// A value lies outside the range its protocol or field allows (a VRID of 0, an advert
+        /// interval that does not fit the wire field).
+        public static let outOfRange = Code(rawValue: "outOfRange")
+        /// Two settings that cannot both hold were both given (for example `nopreempt` and a
+        /// `preemptDelay`).
+        public static let conflicting = Code(rawValue: "conflicting")
     }
 
     public var code: Code
