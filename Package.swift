@@ -53,7 +53,7 @@ let package = Package(
         // Linux side effects: nftables, netlink changes through batched iproute2, gratuitous ARP.
         .target(name: "BatonDataplane", dependencies: ["BatonAPI", "BatonCore"]),
         // VRRP on the wire (RFC 3768, RFC 9568): the packet codec. Pure: no sockets, no clock.
-        .target(name: "BatonVRRP", dependencies: ["BatonAPI"]),
+        .target(name: "BatonVRRP", dependencies: ["BatonAPI", "BatonCore"]),
         // The per-node agent: registration, heartbeats, fencing, and the data plane's orders.
         .target(name: "BatonAgent", dependencies: [
             "BatonAPI", "BatonCore", "BatonClient", "BatonDataplane",

@@ -5,8 +5,8 @@
 /// - `v3` (RFC 9568, which replaced RFC 5798): IPv4 and IPv6; the interval is centiseconds
 ///   (0.01...40.95 s); `Skew_Time` scales with the interval, and a Backup learns the Master's.
 ///
-/// The raw value is the version nibble on the wire (BatonVRRP's `VRRPVersion` has the same values;
-/// BatonCore does not depend on the codec).
+/// The raw value is the version nibble on the wire; the codec (BatonVRRP) uses this same type
+/// under the name `VRRPVersion`.
 public enum VRRPProtocolVersion: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case v2 = 2
     case v3 = 3
