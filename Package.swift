@@ -52,8 +52,13 @@ let package = Package(
         ]),
         // Linux side effects: nftables, netlink changes through batched iproute2, gratuitous ARP.
         .target(name: "BatonDataplane", dependencies: ["BatonAPI", "BatonCore"]),
-        // VRRP on the wire (RFC 3768, RFC 9568): the packet codec. Pure: no sockets, no clock.
-        .target(name: "BatonVRRP", dependencies: ["BatonAPI", "BatonCore"]),
+        // VRRP on the wire (RFC 3768, RFC 9568): the packet codec (pure), the raw-socket transport
+        // and the speaker that carries out `VRRPInstance`'s decisions.
+        .target(name: "BatonVRRP", dependencies: [
+            "BatonAPI", "BatonCore", "BatonDataplane",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         // The per-node agent: registration, heartbeats, fencing, and the data plane's orders.
         .target(name: "BatonAgent", dependencies: [
             "BatonAPI", "BatonCore", "BatonClient", "BatonDataplane",
@@ -63,7 +68,7 @@ let package = Package(
         // Shared test helpers: in-memory store, manual clock.
         .target(name: "BatonTesting", dependencies: ["BatonAPI", "BatonCore", "BatonStore"]),
         .executableTarget(name: "baton", dependencies: [
-            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient", "BatonAgent", "BatonDataplane",
+            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient", "BatonAgent", "BatonDataplane", "BatonVRRP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -71,7 +76,7 @@ let package = Package(
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonTesting"]),
         .testTarget(name: "BatonCoreTests", dependencies: ["BatonCore", "BatonAPI", "BatonTesting"]),
         .testTarget(name: "BatonDataplaneTests", dependencies: ["BatonDataplane", "BatonCore", "BatonAPI"]),
-        .testTarget(name: "BatonVRRPTests", dependencies: ["BatonVRRP", "BatonAPI"]),
+        .testTarget(name: "BatonVRRPTests", dependencies: ["BatonVRRP", "BatonAPI", "BatonCore"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting"]),
         .testTarget(name: "BatonServerTests", dependencies: [
             "BatonServer", "BatonClient", "BatonTesting", "BatonAgent",

@@ -13,22 +13,27 @@ public enum Command {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try locate(program))
         process.arguments = arguments
-        let stdout = Pipe(), stderr = Pipe(), stdin = Pipe()
+        let stdout = Pipe(), stderr = Pipe()
+        let stdin = input == nil ? nil : Pipe()
         process.standardOutput = stdout
         process.standardError = stderr
-        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
+        process.standardInput = stdin ?? FileHandle.nullDevice
         // Foundation's waitUntilExit polls its run loop every 50 ms: a termination handler
         // answers within a millisecond, which is most of a data-plane change's time.
         let exited = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in exited.signal() }
         do { try process.run() } catch { throw DataplaneCommandError("cannot run \(program): \(error)") }
-        if let input {
+        if let input, let stdin {
             stdin.fileHandleForWriting.write(Data(input.utf8))
             try? stdin.fileHandleForWriting.close()
         }
         // Standard output first (it can be large: `ip -j`), then standard error (a few lines).
         let out = stdout.fileHandleForReading.readDataToEndOfFile()
         let err = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // The read ends are ours: Foundation does not close them when the Pipe goes away, and a
+        // long-running caller (the VRRP speaker, a polling test) would run out of descriptors.
+        try? stdout.fileHandleForReading.close()
+        try? stderr.fileHandleForReading.close()
         exited.wait()
         guard process.terminationStatus == 0 else {
             let shown = ([program] + arguments).joined(separator: " ")

@@ -42,7 +42,7 @@ public enum GratuitousARP {
     }
 
     /// The interface's MAC address (SIOCGIFHWADDR).
-    static func hardwareAddress(_ interface: String) throws -> [UInt8] {
+    public static func hardwareAddress(_ interface: String) throws -> [UInt8] {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw DataplaneCommandError("cannot open a socket: errno \(errno)") }
         defer { close(fd) }

@@ -1,0 +1,254 @@
+import BatonAPI
+import BatonCore
+import Foundation
+import Logging
+import Synchronization
+
+/// One virtual router at work: its socket, the thread that reads it and keeps its timer, and
+/// the task that feeds the `VRRPInstance` and carries out what it returns.
+final class VRRPInstanceRunner: Sendable {
+    /// What the instance task consumes, in the order it happened.
+    enum Input: Sendable {
+        /// A valid advertisement for this virtual router (TTL, checksum, version, vrid,
+        /// authentication and, in unicast mode, the peer already checked).
+        case advertisement(VRRPAdvertisement, source: IPAddress)
+        /// The wake-up time (`nextDeadline`, or the announcement repeat) came.
+        case timer
+        case shutdown
+    }
+
+    let configuration: VRRPSpeaker.InstanceConfiguration
+    let socket: VRRPSocket
+    let clock: any BatonClock
+    let host: any VRRPHost
+    let logger: Logger
+    let vrrpConfiguration: VRRPInstance.Configuration
+    private let inputs: AsyncStream<Input>
+    private let inputsIn: AsyncStream<Input>.Continuation
+    /// When the reading thread must deliver `.timer`: the earlier of the instance's
+    /// `nextDeadline` and the announcement repeat.
+    private let wakeAt = Mutex<BatonInstant?>(nil)
+    private let stopping = Mutex(false)
+    private let threadDone = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    private let threadExited = Mutex(false)
+
+    init(configuration: VRRPSpeaker.InstanceConfiguration, clock: any BatonClock, host: any VRRPHost, logger: Logger) throws {
+        self.configuration = configuration
+        self.clock = clock
+        self.host = host
+        self.logger = logger
+        socket = try VRRPSocket(family: configuration.family, interface: configuration.interface,
+                                excluding: Set(configuration.virtualAddresses.map(\.address)))
+        do {
+            vrrpConfiguration = try VRRPInstance.Configuration(
+                version: configuration.version, vrid: configuration.vrid, priority: configuration.priority,
+                advertInterval: configuration.advertInterval, preempt: configuration.preempt,
+                preemptDelay: configuration.preemptDelay, primaryAddress: socket.sourceAddress)
+        } catch {
+            socket.close()
+            throw error
+        }
+        (inputs, inputsIn) = AsyncStream.makeStream()
+    }
+
+    /// Asks the instance to leave (its `.shutdown` goes after whatever is already queued).
+    func requestShutdown() {
+        inputsIn.yield(.shutdown)
+    }
+
+    func run() async {
+        let thread = Thread { [self] in readLoop() }
+        thread.name = "vrrp-\(configuration.name)"
+        thread.start()
+        let (notifications, notificationsIn) = AsyncStream<VRRPInstance.NotifyState>.makeStream()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.runNotifyScript(notifications) }
+            await instanceLoop(notify: notificationsIn)
+            notificationsIn.finish()
+            await group.waitForAll()
+        }
+        stopping.withLock { $0 = true }
+        socket.wake()
+        await withCheckedContinuation { continuation in
+            let exited = threadExited.withLock { exited in
+                if !exited { threadDone.withLock { $0 = continuation } }
+                return exited
+            }
+            if exited { continuation.resume() }
+        }
+        socket.close()
+    }
+
+    // MARK: The instance task
+
+    private func instanceLoop(notify: AsyncStream<VRRPInstance.NotifyState>.Continuation) async {
+        var instance = VRRPInstance(configuration: vrrpConfiguration)
+        var announceRepeatAt: BatonInstant? = nil
+        logger.info("starting", metadata: [
+            "vrid": "\(configuration.vrid)", "priority": "\(configuration.priority)", "version": "\(configuration.version)",
+            "interface": "\(configuration.interface)", "source": "\(socket.sourceAddress)",
+            "vips": "\(configuration.virtualAddresses.map(\.description).joined(separator: ","))",
+            "advertInterval": "\(configuration.advertInterval)",
+        ])
+        func carryOut(_ actions: [VRRPInstance.Action], now: BatonInstant) {
+            for action in actions {
+                switch action {
+                case .sendAdvertisement(let priority):
+                    sendAdvertisement(priority: priority)
+                case .becameMaster:
+                    logger.notice("became MASTER", metadata: ["priority": "\(instance.priority)"])
+                    do { try host.addAddresses(configuration.virtualAddresses, interface: configuration.interface) } catch {
+                        logger.error("cannot add the virtual addresses", metadata: ["error": "\(error)"])
+                    }
+                    announce(count: configuration.announcements.burst)
+                    announceRepeatAt = configuration.announcements.repeatBurst > 0 ? now + configuration.announcements.repeatAfter : nil
+                case .becameBackup:
+                    logger.notice("became BACKUP", metadata: ["priority": "\(instance.priority)", "masterDownInterval": "\(instance.masterDownInterval)"])
+                case .becameFault(let reason):
+                    logger.warning("became FAULT", metadata: ["reason": "\(reason)"])
+                case .releaseAddresses:
+                    announceRepeatAt = nil
+                    do { try host.removeAddresses(configuration.virtualAddresses, interface: configuration.interface) } catch {
+                        logger.error("cannot remove the virtual addresses", metadata: ["error": "\(error)"])
+                    }
+                    logger.info("released the virtual addresses")
+                case .notify(let state):
+                    notify.yield(state)
+                }
+            }
+        }
+
+        carryOut(instance.handle(.startup, now: clock.now), now: clock.now)
+        setWakeAt(instance.nextDeadline, announceRepeatAt)
+        for await input in inputs {
+            let now = clock.now
+            switch input {
+            case .advertisement(let advertisement, let source):
+                logger.trace("advertisement", metadata: ["from": "\(source)", "priority": "\(advertisement.priority)"])
+                let event = VRRPInstance.Event.advertisementReceived(
+                    priority: advertisement.priority, maxAdvertInterval: advertisement.maxAdvertInterval, source: source)
+                carryOut(instance.handle(event, now: now), now: now)
+            case .timer:
+                if let at = announceRepeatAt, now >= at {
+                    announceRepeatAt = nil
+                    if instance.state == .master { announce(count: configuration.announcements.repeatBurst) }
+                }
+                carryOut(instance.handle(.timerFired, now: now), now: now)
+            case .shutdown:
+                carryOut(instance.handle(.shutdown, now: now), now: now)
+                return
+            }
+            setWakeAt(instance.nextDeadline, announceRepeatAt)
+            // After a timer the thread waits for a new wake-up time: give it one even if unchanged.
+            if case .timer = input { socket.wake() }
+        }
+    }
+
+    private func setWakeAt(_ deadline: BatonInstant?, _ repeatAt: BatonInstant?) {
+        let next = [deadline, repeatAt].compactMap { $0 }.min()
+        let changed = wakeAt.withLock { current in
+            defer { current = next }
+            return current != next
+        }
+        if changed { socket.wake() }
+    }
+
+    private func sendAdvertisement(priority: UInt8) {
+        do {
+            let advertisement = try VRRPAdvertisement(
+                version: configuration.version, vrid: configuration.vrid, priority: priority,
+                maxAdvertIntervalCentiseconds: configuration.advertIntervalCentiseconds,
+                addresses: configuration.virtualAddresses.map(\.address),
+                authentication: configuration.authPassword.map(VRRPAuthentication.password) ?? .none)
+            let destinations = configuration.unicastPeers.isEmpty ? [VRRPWire.group(configuration.family)] : configuration.unicastPeers
+            for destination in destinations {
+                let message = try advertisement.encode(source: socket.sourceAddress, destination: destination,
+                                                       checksumMode: configuration.checksumMode)
+                try socket.send(message, to: destination)
+            }
+        } catch {
+            logger.error("cannot send an advertisement", metadata: ["priority": "\(priority)", "error": "\(error)"])
+        }
+    }
+
+    private func announce(count: Int) {
+        for _ in 0..<count {
+            do { try host.announce(configuration.virtualAddresses, interface: configuration.interface) } catch {
+                logger.warning("cannot announce the virtual addresses", metadata: ["error": "\(error)"])
+                return
+            }
+        }
+    }
+
+    private func runNotifyScript(_ states: AsyncStream<VRRPInstance.NotifyState>) async {
+        for await state in states {
+            guard let script = configuration.notifyScript else { continue }
+            let arguments = ["INSTANCE", configuration.name, state.rawValue]
+            do { try await host.notify(script: script, arguments: arguments) } catch {
+                logger.warning("notify script failed", metadata: ["state": "\(state.rawValue)", "error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: The reading thread
+
+    private func readLoop() {
+        // The wake-up time a `.timer` was delivered for: wait for the task to set another.
+        var firedFor: BatonInstant? = nil
+        while !stopping.withLock({ $0 }) {
+            let target = wakeAt.withLock { $0 }
+            let timeout: Duration? = (target == nil || target == firedFor) ? nil : target! - clock.now
+            switch socket.receive(timeout: timeout) {
+            case .timedOut:
+                firedFor = target
+                inputsIn.yield(.timer)
+            case .woken:
+                firedFor = nil
+            case .datagram(let datagram):
+                if let input = accept(datagram) { inputsIn.yield(input) }
+            }
+        }
+        let waiter = threadExited.withLock { exited in
+            exited = true
+            return threadDone.withLock { $0 }
+        }
+        waiter?.resume()
+    }
+
+    /// Checks what the codec leaves to the receiver: TTL 255, the vrid, the version, the
+    /// password (VRRPv2), and in unicast mode the peer. Anything refused is logged at debug.
+    func accept(_ datagram: VRRPSocket.Datagram) -> Input? {
+        func drop(_ why: @autoclosure () -> String) -> Input? {
+            logger.debug("dropped a packet", metadata: ["from": "\(datagram.source)", "reason": "\(why())"])
+            return nil
+        }
+        guard datagram.ttl == VRRPWire.requiredTTL else { return drop("ttl \(datagram.ttl) is not 255") }
+        // Another virtual router's traffic on the same LAN is normal: check the vrid byte first.
+        guard datagram.message.count >= 2 else { return drop("length \(datagram.message.count)") }
+        guard datagram.message[1] == configuration.vrid else {
+            logger.trace("another virtual router", metadata: ["vrid": "\(datagram.message[1])"])
+            return nil
+        }
+        let decoded: VRRPAdvertisement.Decoded
+        do { decoded = try VRRPAdvertisement.decode(datagram.message, source: datagram.source, destination: datagram.destination) } catch {
+            return drop(error.message)
+        }
+        let advertisement = decoded.advertisement
+        guard advertisement.version == configuration.version else {
+            return drop("version \(advertisement.version) is not \(configuration.version)")
+        }
+        if configuration.version == .v2 {
+            let expected = configuration.authPassword.map(VRRPAuthentication.password) ?? .none
+            guard advertisement.authentication.wireType == expected.wireType else {
+                return drop("auth type \(advertisement.authentication) is not \(expected)")
+            }
+            if case .password(let theirs) = advertisement.authentication, case .password(let ours) = expected, theirs != ours {
+                return drop("wrong password")
+            }
+        }
+        if !configuration.unicastPeers.isEmpty && !configuration.unicastPeers.contains(datagram.source) {
+            return drop("not a unicast peer")
+        }
+        return .advertisement(advertisement, source: datagram.source)
+    }
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import BatonAPI
+import BatonCore
+import BatonVRRP
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `baton vrrp`: a standalone VRRP speaker for one virtual router, wire-compatible with
+/// keepalived (flags for now; the `OPENSHIFT_HA_*` environment comes later).
+struct VRRPCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vrrp",
+        abstract: "Run a VRRP virtual router (v2 or v3) that holds virtual IPs, as keepalived's vrrp_instance does.",
+        discussion: "Needs CAP_NET_RAW and CAP_NET_ADMIN. SIGTERM leaves gracefully: a Master sends priority 0 and removes its addresses.")
+
+    @Option(help: "The interface to speak VRRP on and add the virtual IPs to.") var interface: String
+    @Option(help: "The Virtual Router ID, 1-255.") var vrid: Int
+    @Option(help: "This router's priority, 1-255 (255: the address owner).") var priority: Int = 100
+    @Option(name: .customLong("advert-interval"), help: "Seconds between advertisements (whole seconds with --version 2, centiseconds with 3).")
+    var advertInterval: Double = 1
+    @Option(help: "The VRRP version, 2 or 3.") var version: Int = 3
+    @Option(name: .customLong("vip"), help: "A virtual IP, ADDR[/PREFIX] (repeatable; one family).") var vips: [String] = []
+    @Option(name: .customLong("unicast-peer"), help: "Send to this peer instead of the multicast group (repeatable).")
+    var unicastPeers: [String] = []
+    @Option(name: .customLong("auth-pass"), help: "keepalived's auth_type PASS password, 1-8 bytes (--version 2 only).")
+    var authPass: String?
+    @Option(help: "A script run as SCRIPT INSTANCE NAME MASTER|BACKUP|FAULT|STOP on each transition.") var notify: String?
+    @Option(name: .customLong("preempt-delay"), help: "Seconds a Backup waits before preempting a lower-priority Master.")
+    var preemptDelay: Double = 0
+    @Flag(help: "Never preempt a lower-priority Master.") var nopreempt = false
+    @Option(help: "The instance name (the notify script's $2).") var name: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "info"
+
+    func instance() throws -> VRRPSpeaker.InstanceConfiguration {
+        guard (1...255).contains(vrid) else { throw ValidationError("--vrid: \(vrid) is not in 1...255") }
+        guard (1...255).contains(priority) else { throw ValidationError("--priority: \(priority) is not in 1...255") }
+        guard let protocolVersion = VRRPProtocolVersion(rawValue: UInt8(clamping: version)) else {
+            throw ValidationError("--version: \(version) is not 2 or 3")
+        }
+        guard advertInterval.isFinite, advertInterval > 0 else {
+            throw ValidationError("--advert-interval: \(advertInterval) is not a positive number of seconds")
+        }
+        let centiseconds = (advertInterval * 100).rounded()
+        guard abs(advertInterval * 100 - centiseconds) < 1e-6 else {
+            throw ValidationError("--advert-interval: \(advertInterval) is not whole centiseconds")
+        }
+        switch protocolVersion {
+        case .v2:
+            guard centiseconds.truncatingRemainder(dividingBy: 100) == 0, (100...25_500).contains(centiseconds) else {
+                throw ValidationError("--advert-interval: \(advertInterval) must be whole seconds 1...255 with --version 2")
+            }
+        case .v3:
+            guard (1...4095).contains(centiseconds) else {
+                throw ValidationError("--advert-interval: \(advertInterval) is not in 0.01...40.95 seconds")
+            }
+        }
+        guard !vips.isEmpty else { throw ValidationError("--vip: give at least one virtual IP") }
+        var addresses: [VirtualAddress] = []
+        for text in vips {
+            guard let vip = VirtualAddress(text) else { throw ValidationError("--vip: \"\(text)\" is not ADDR or ADDR/PREFIX") }
+            addresses.append(vip)
+        }
+        var peers: [IPAddress] = []
+        for text in unicastPeers {
+            guard let peer = IPAddress(text) else { throw ValidationError("--unicast-peer: \"\(text)\" is not an IP address") }
+            peers.append(peer)
+        }
+        var password: VRRPPassword? = nil
+        if let authPass {
+            guard protocolVersion == .v2 else { throw ValidationError("--auth-pass needs --version 2 (VRRPv3 has no authentication)") }
+            guard let p = VRRPPassword(authPass) else { throw ValidationError("--auth-pass: must be 1-8 bytes with no NUL") }
+            password = p
+        }
+        guard preemptDelay.isFinite, preemptDelay >= 0 else {
+            throw ValidationError("--preempt-delay: \(preemptDelay) is not a number of seconds ≥ 0")
+        }
+        if nopreempt && preemptDelay > 0 { throw ValidationError("--preempt-delay: cannot be used with --nopreempt") }
+        if let notify, !FileManager.default.isExecutableFile(atPath: notify) {
+            throw ValidationError("--notify: \(notify) is not an executable file")
+        }
+        let configuration = VRRPSpeaker.InstanceConfiguration(
+            name: name ?? "VI_\(vrid)", version: protocolVersion, vrid: UInt8(vrid), priority: UInt8(priority),
+            advertInterval: .milliseconds(Int64(centiseconds) * 10), interface: interface, virtualAddresses: addresses,
+            unicastPeers: peers, authPassword: password, preempt: !nopreempt,
+            preemptDelay: .milliseconds(Int64((preemptDelay * 1000).rounded())), notifyScript: notify)
+        do { try configuration.validate() } catch {
+            let flag = error.message.hasPrefix("interface") ? "--interface" : error.message.contains("unicast") ? "--unicast-peer" : "--vip"
+            throw ValidationError("\(flag): \(error.message)")
+        }
+        return configuration
+    }
+
+    func validate() throws {
+        _ = try instance()
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level: \"\(logLevel)\" is not trace, debug, info, notice, warning, error or critical")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "baton.vrrp")
+        let speaker = try VRRPSpeaker(instances: [try instance()], logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [speaker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
