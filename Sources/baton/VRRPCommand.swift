@@ -6,16 +6,17 @@ import Foundation
 import Logging
 import ServiceLifecycle
 
-/// `baton vrrp`: a standalone VRRP speaker for one virtual router, wire-compatible with
-/// keepalived (flags for now; the `OPENSHIFT_HA_*` environment comes later).
+/// `baton vrrp`: a standalone VRRP speaker, wire-compatible with keepalived. With flags it runs
+/// one virtual router; without `--vrid`, and with `OPENSHIFT_HA_VIRTUAL_IPS` set, it runs what
+/// OpenShift's ipfailover pod would run from its `OPENSHIFT_HA_*` environment.
 struct VRRPCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vrrp",
         abstract: "Run a VRRP virtual router (v2 or v3) that holds virtual IPs, as keepalived's vrrp_instance does.",
-        discussion: "Needs CAP_NET_RAW and CAP_NET_ADMIN. SIGTERM leaves gracefully: a Master sends priority 0 and removes its addresses.")
+        discussion: "Needs CAP_NET_RAW and CAP_NET_ADMIN. SIGTERM leaves gracefully: a Master sends priority 0 and removes its addresses. Without --vrid and with OPENSHIFT_HA_VIRTUAL_IPS set, it reads the OPENSHIFT_HA_* variables of OpenShift's ipfailover pod instead of the flags (VIRTUAL_IPS, VIP_GROUPS, NETWORK_INTERFACE, VRRP_ID_OFFSET, PREEMPTION, REPLICA_COUNT, NOTIFY_SCRIPT, UNICAST_PEERS, ...).")
 
-    @Option(help: "The interface to speak VRRP on and add the virtual IPs to.") var interface: String
-    @Option(help: "The Virtual Router ID, 1-255.") var vrid: Int
+    @Option(help: "The interface to speak VRRP on and add the virtual IPs to.") var interface: String?
+    @Option(help: "The Virtual Router ID, 1-255 (without it: the OPENSHIFT_HA_* environment).") var vrid: Int?
     @Option(help: "This router's priority, 1-255 (255: the address owner).") var priority: Int = 100
     @Option(name: .customLong("advert-interval"), help: "Seconds between advertisements (whole seconds with --version 2, centiseconds with 3).")
     var advertInterval: Double = 1
@@ -32,7 +33,24 @@ struct VRRPCommand: AsyncParsableCommand {
     @Option(help: "The instance name (the notify script's $2).") var name: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "info"
 
+    /// The instances to run: from the flags, or (no `--vrid`, `OPENSHIFT_HA_VIRTUAL_IPS` set) from
+    /// the environment as OpenShift's ipfailover pod reads it.
+    func instances(environment env: [String: String] = ProcessInfo.processInfo.environment) throws -> [VRRPSpeaker.InstanceConfiguration] {
+        guard vrid == nil, env["OPENSHIFT_HA_VIRTUAL_IPS"] != nil else { return [try instance()] }
+        let device = env["OPENSHIFT_HA_NETWORK_INTERFACE"].flatMap { $0.isEmpty ? nil : $0 } ?? IPFailoverSpec.defaultInterface
+        let configuration: VRRPSpeakerConfiguration
+        do {
+            configuration = try VRRPSpeakerConfiguration.fromEnvironment(
+                env, nodeAddress: InterfaceAddresses.source(family: .v4, interface: device))
+        } catch { throw ValidationError(error.message) }
+        return VRRPSpeaker.instances(configuration)
+    }
+
     func instance() throws -> VRRPSpeaker.InstanceConfiguration {
+        guard let vrid else {
+            throw ValidationError("--vrid: missing (or leave it out and set OPENSHIFT_HA_VIRTUAL_IPS to run from the OPENSHIFT_HA_* environment)")
+        }
+        guard let interface else { throw ValidationError("--interface: missing") }
         guard (1...255).contains(vrid) else { throw ValidationError("--vrid: \(vrid) is not in 1...255") }
         guard (1...255).contains(priority) else { throw ValidationError("--priority: \(priority) is not in 1...255") }
         guard let protocolVersion = VRRPProtocolVersion(rawValue: UInt8(clamping: version)) else {
@@ -92,7 +110,7 @@ struct VRRPCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
-        _ = try instance()
+        _ = try instances()
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: \"\(logLevel)\" is not trace, debug, info, notice, warning, error or critical")
         }
@@ -106,7 +124,7 @@ struct VRRPCommand: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "baton.vrrp")
-        let speaker = try VRRPSpeaker(instances: [try instance()], logger: logger)
+        let speaker = try VRRPSpeaker(instances: try instances(), logger: logger)
         let group = ServiceGroup(configuration: .init(services: [speaker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
