@@ -61,12 +61,7 @@ struct Server: AsyncParsableCommand {
                 throw ValidationError("\(config): \(error.message)")
             }
         }
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        bootstrapLogging(logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
@@ -326,12 +321,7 @@ struct Agent: AsyncParsableCommand {
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        bootstrapLogging(logLevel)
         for c in clusterCIDRs where IPSyntax.poolEntry(c) == nil {
             throw ValidationError("--cluster-cidr: \"\(c)\" is not a CIDR")
         }
@@ -374,5 +364,16 @@ struct Agent: AsyncParsableCommand {
         let agent = try EgressAgent(client: client.cli.connection.client, options: options, dataplane: plane, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+}
+
+/// Logs to standard error at `--log-level` (info when the name is not a level): the one
+/// logging set-up of every long-running command.
+func bootstrapLogging(_ logLevel: String) {
+    let level = Logger.Level(rawValue: logLevel) ?? .info
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardError(label: label)
+        h.logLevel = level
+        return h
     }
 }

@@ -54,14 +54,14 @@ extension LabCommand {
                     results.append(trial)
                     let moved = "node\(trial.failedNode) -> " + (trial.newNode.map { "node\($0)" } ?? "none")
                     say("\(m.rawValue) trial \(t)/\(trials): \(moved), " + String(format: "outage %.0f ms, wrong source %ld, dual answer %.0f ms",
-                                 trial.outage.ms, trial.wrongSource, trial.dualAnswer.ms))
+                                 trial.outage.milliseconds, trial.wrongSource, trial.dualAnswer.milliseconds))
                 }
-                let outages = results.map(\.outage.ms).sorted()
+                let outages = results.map(\.outage.milliseconds).sorted()
                 let evictions = results.compactMap { r in r.evictedAt.map { Double($0) - Double(r.failureAt) } }.map { $0 / 1e6 }.sorted()
                 rows.append("| \(m.what) | \(trials) " + String(format: "| %.0f | %.0f | %.0f | %.0f | %ld | %.0f |",
                                    percentile(outages, 0.5), percentile(outages, 0.99), outages.last ?? 0,
                                    percentile(evictions, 0.5), results.map(\.wrongSource).reduce(0, +),
-                                   results.map(\.dualAnswer.ms).max() ?? 0))
+                                   results.map(\.dualAnswer.milliseconds).max() ?? 0))
             }
             say("")
             let custom = FileManager.default.fileExists(atPath: lab.valuesPath)

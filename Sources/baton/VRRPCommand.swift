@@ -117,12 +117,7 @@ struct VRRPCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        bootstrapLogging(logLevel)
         let logger = Logger(label: "baton.vrrp")
         let speaker = try VRRPSpeaker(instances: try instances(), logger: logger)
         let group = ServiceGroup(configuration: .init(services: [speaker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

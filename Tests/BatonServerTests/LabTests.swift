@@ -59,13 +59,20 @@ struct LabTests: EgressProcessSuite {
         let other = try #require((1...3).first { !holders.contains($0) })
         let pid = try #require(lab.recordedPIDs()["agent-node\(other)"])
         #expect(kill(pid, SIGTERM) == 0)
-        _ = try await waitFor("agent-node\(other) to exit", timeout: .seconds(10)) { () -> Bool? in
+        try await waitExited(pid, "agent-node\(other)")
+        let after = try Self.snapshot(lab, node: other)
+        for (b, a) in zip(before[other - 1], after) { #expect(a == b) }
+    }
+}
+
+extension EgressProcessSuite {
+    /// Waits (10 s at most) until process `pid`, a child of this one, has exited, reaping it.
+    func waitExited(_ pid: Int32, _ name: String) async throws {
+        _ = try await waitFor("\(name) to exit", timeout: .seconds(10)) { () -> Bool? in
             var status: Int32 = 0
             _ = waitpid(pid, &status, WNOHANG)
             return kill(pid, 0) != 0 ? true : nil
         }
-        let after = try Self.snapshot(lab, node: other)
-        for (b, a) in zip(before[other - 1], after) { #expect(a == b) }
     }
 }
 
@@ -122,11 +129,7 @@ struct LabFailoverTests: EgressProcessSuite {
         try await Task.sleep(for: .milliseconds(500))
         let pid = try #require(lab.recordedPIDs()["agent-node\(holder)"])
         #expect(kill(pid, SIGTERM) == 0)
-        _ = try await waitFor("agent-node\(holder) to exit", timeout: .seconds(10)) { () -> Bool? in
-            var status: Int32 = 0
-            _ = waitpid(pid, &status, WNOHANG)
-            return kill(pid, 0) != 0 ? true : nil
-        }
+        try await waitExited(pid, "agent-node\(holder)")
         try lab.startAgent(holder)
         sender.waitUntilExit()
         let records = SenderLog.parse(try String(contentsOfFile: path, encoding: .utf8))

@@ -127,7 +127,7 @@ public struct Lab: Sendable {
     }
 
     public func startAgent(_ i: Int, extra: [String] = []) throws {
-        let token = try String(contentsOfFile: stateDir + "/server/admin.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = try token()
         try spawn("agent-node\(i)", netns: node(i), [
             binary, "agent", "--server", serverURL, "--token", token, "--node", Self.nodeName(i),
             "--labels", "egress=true", "--address", Self.nodeAddress(i), "--interface", "eth0",
@@ -177,7 +177,7 @@ public struct Lab: Sendable {
     /// own namespace has no route to the lab).
     @discardableResult
     public func runInServer(_ args: [String], retryFor seconds: Double = 0) async throws -> String {
-        let token = try String(contentsOfFile: stateDir + "/server/admin.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let token = try token()
         let deadline = Date().addingTimeInterval(seconds)
         while true {
             do {
@@ -195,11 +195,7 @@ public struct Lab: Sendable {
     /// namespaces) and deletes its namespaces and state. Safe to run twice, or after a crash.
     public func down(log: (String) -> Void) {
         var pids = Set(recordedPIDs().values)
-        for ns in existingNamespaces() {
-            if let out = try? Command.run("ip", ["netns", "pids", ns]) {
-                for line in out.split(separator: "\n") { if let p = Int32(line) { pids.insert(p) } }
-            }
-        }
+        for ns in existingNamespaces() { pids.formUnion((try? self.pids(in: ns)) ?? []) }
         for p in pids { kill(p, SIGKILL) }
         for p in pids { _ = waitGone(p) }
         let namespaces = existingNamespaces()

@@ -77,7 +77,8 @@ public enum LabEcho {
         return String(cString: text)
     }
 
-    static func monotonicNanos() -> UInt64 {
+    /// CLOCK_MONOTONIC in nanoseconds: the one clock of every lab tool, so their logs compare.
+    public static func monotonicNanos() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

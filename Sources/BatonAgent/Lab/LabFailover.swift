@@ -67,7 +67,8 @@ public struct LabFailoverTrial: Sendable {
 }
 
 extension Duration {
-    var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
+    /// Milliseconds as a fraction, for printing.
+    public var milliseconds: Double { Double(components.seconds) * 1000 + Double(components.attoseconds) / 1e15 }
 }
 
 extension Lab {
@@ -105,7 +106,7 @@ extension Lab {
         try await Task.sleep(for: .seconds(1))
 
         // The failure.
-        let failureAt = Self.now()
+        let failureAt = LabEcho.monotonicNanos()
         var frozen: [Int32] = []
         switch mode {
         case .link: try ip(["link set n\(failed) down"], netns: lan)
@@ -225,12 +226,6 @@ extension Lab {
         try process.run()
         return process
     }
-
-    static func now() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-    }
 }
 
 /// Reads a child's standard output on a thread of its own and stamps each line (CLOCK_MONOTONIC)
@@ -248,7 +243,7 @@ final class TimestampedLines: @unchecked Sendable {
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { return }
-                let t = Lab.now()
+                let t = LabEcho.monotonicNanos()
                 pending.append(chunk)
                 while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
                     let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
