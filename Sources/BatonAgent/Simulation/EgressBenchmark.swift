@@ -94,6 +94,7 @@ public struct EgressBenchmark: Sendable {
               + "tunnelMonitorPeriod=\(settings.tunnelMonitorPeriod)s eipEvictionTimeout=\(settings.eipEvictionTimeout)s")
 
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("baton-egress-bench-\(UUID().uuidString.prefix(8))").path
+        BenchProcess.removeOnInterrupt(dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let port = BenchProcess.freePort()
         // BATON_BENCH_SERVER_LOG=FILE keeps the server's log (at info level) for a closer look.

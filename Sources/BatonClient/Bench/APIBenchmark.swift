@@ -103,6 +103,7 @@ public struct APIBenchmark: Sendable {
 
     func runBaton(_ http: HTTPClient, print: @Sendable (String) -> Void) async throws -> Result {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("baton-bench-\(UUID().uuidString.prefix(8))").path
+        BenchProcess.removeOnInterrupt(dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let port = BenchProcess.freePort()
         let server = try BenchProcess(binary: batonBinary, arguments: ["server", "--data-dir", dir, "--listen", "127.0.0.1:\(port)", "--log-level", "error"])

@@ -1,11 +1,13 @@
 import AsyncHTTPClient
 import BatonAPI
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A server process a benchmark starts on loopback and stops by PID.
+/// A server process a benchmark starts on loopback and stops by PID. A benchmark interrupted
+/// with SIGINT or SIGTERM stops its children before it exits, so none outlives it.
 package final class BenchProcess: @unchecked Sendable {
     package let process = Process()
 
@@ -15,10 +17,14 @@ package final class BenchProcess: @unchecked Sendable {
         process.arguments = arguments
         process.standardOutput = output ?? FileHandle.nullDevice
         process.standardError = output ?? FileHandle.nullDevice
+        Self.installInterruptHandlers()
         try process.run()
+        let pid = process.processIdentifier
+        Self.running.withLock { _ = $0.insert(pid) }
     }
 
     package func stop() {
+        defer { Self.running.withLock { _ = $0.remove(process.processIdentifier) } }
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGTERM)
         let deadline = Date().addingTimeInterval(10)
@@ -28,6 +34,36 @@ package final class BenchProcess: @unchecked Sendable {
     }
 
     deinit { stop() }
+
+    /// The PIDs of children not yet stopped.
+    private static let running = Mutex<Set<pid_t>>([])
+    /// Scratch directories removed if the benchmark is interrupted.
+    private static let scratch = Mutex<Set<String>>([])
+
+    /// Removes `path` if the benchmark is interrupted (its own cleanup removes it otherwise).
+    package static func removeOnInterrupt(_ path: String) { scratch.withLock { _ = $0.insert(path) } }
+    private static let handlers = Mutex<[any DispatchSourceSignal]>([])
+
+    /// On SIGINT or SIGTERM: SIGTERM to every running child, then exit with 128 + the signal.
+    private static func installInterruptHandlers() {
+        handlers.withLock { sources in
+            guard sources.isEmpty else { return }
+            for sig in [SIGINT, SIGTERM] {
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler {
+                    let children = running.withLock { $0 }
+                    for pid in children { kill(pid, SIGTERM) }
+                    let deadline = Date().addingTimeInterval(5)
+                    while children.contains(where: { kill($0, 0) == 0 }) && Date() < deadline { usleep(10_000) }
+                    for path in scratch.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: path) }
+                    exit(128 + sig)
+                }
+                source.resume()
+                sources.append(source)
+            }
+        }
+    }
 
     package static func waitForHTTP(_ http: HTTPClient, url: String) async throws {
         let deadline = ContinuousClock.now.advanced(by: .seconds(30))
@@ -61,6 +97,7 @@ package final class EtcdInstance: @unchecked Sendable {
     /// Starts etcd and waits until it answers /health.
     package init(binary: String, http: HTTPClient) async throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-bench-\(UUID().uuidString.prefix(8))").path
+        BenchProcess.removeOnInterrupt(dir)
         let port = BenchProcess.freePort(), peer = BenchProcess.freePort()
         process = try BenchProcess(binary: binary, arguments: [
             "--data-dir", dir, "--name", "bench",
