@@ -124,7 +124,10 @@ struct EgressControllerLoop {
             }
         }
         if tick || poll { await readHeartbeats() }
-        if tick, synced.contains("EgressTunnel") { evaluate() }
+        // A tunnel whose eviction deadline has passed is judged at the next heartbeat read (every
+        // 25 ms), not up to a tunnelMonitorPeriod later at the next tick.
+        let due = poll && (monitor.nextDeadline.map { $0 < controller.clock.now } ?? false)
+        if tick || due, synced.contains("EgressTunnel") { evaluate() }
         if !tunnelWrites.isEmpty { await writeTunnels() }
         if dirty, synced.count == EgressController.watchedKinds.count {
             let scope: Set<String>? = placeAll ? nil : dirtyGateways
