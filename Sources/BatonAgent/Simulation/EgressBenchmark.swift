@@ -199,7 +199,7 @@ public struct EgressBenchmark: Sendable {
             print("etcd: \(agents) writers, one EgressTunnel-sized put each per \(update) s, for \(Int(steadySeconds)) s...")
             etcd = try await measureEtcd(http: http, binary: etcdBinary)
         } else {
-            print("etcd: not found (apt-get install etcd-server); its column is left out")
+            print("etcd: not run (--etcd none, or no etcd on PATH: apt-get install etcd-server); its column is left out")
         }
 
         // 6. The table.

@@ -43,7 +43,7 @@ public struct APIBenchmark: Sendable {
         if let etcdBinary {
             results.append(try await runEtcd(http, binary: etcdBinary, print: print))
         } else {
-            print("etcd: not found (apt-get install etcd-server); its column is left out")
+            print("etcd: not run (--etcd none, or no etcd on PATH: apt-get install etcd-server); its column is left out")
         }
         print("")
         print(table(results))
