@@ -140,14 +140,17 @@ struct VRRPHealthLabTests {
     }
 
     /// Removal (issue 5 §6): a Master with `--vmac`, `--nft-admit` and a check, stopped with
-    /// SIGTERM, leaves `ip -d link`, `ip addr`, `nft list ruleset` and the ARP sysctls of its
-    /// namespace exactly as they were before it started. So does one that fails to start after
-    /// it created the table (its macvlan's name is taken by another interface).
+    /// SIGTERM, leaves `ip -d link`, `ip addr`, `nft list ruleset` and the ARP and rp_filter
+    /// sysctls of its namespace exactly as they were before it started (here with
+    /// `all.rp_filter` 1, which it moves onto each interface while it runs, as keepalived). So
+    /// does one that fails to start after it created the table (its macvlan's name is taken by
+    /// another interface).
     @Test func aStoppedSpeakerLeavesNoVIPTableOrMacvlan() async throws {
         let lab = VRRPLab(prefix: "bh\(getpid() % 100_000)")
         defer { lab.down() }
         try lab.up()
         try lab.startListener(host: 1, address: "127.0.0.1", port: 8082)
+        _ = try Command.run("ip", ["netns", "exec", lab.host(1), "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/all/rp_filter"])
         let before = try lab.snapshot(host: 1)
         try lab.startBaton(host: 1, ["--priority", "150", "--version", "3", "--advert-interval", "0.1", "--vip", "\(VRRPLab.vip)/24",
                                      "--name", "VI_51", "--vmac", "--nft-admit", "--check-tcp", "127.0.0.1:8082", "--check-interval", "0.2"])
@@ -158,6 +161,8 @@ struct VRRPHealthLabTests {
         #expect(during.nft.contains("table inet baton_vrrp_VI_51"))
         #expect(during.nft.contains("iifname { \"eth0\", \"vrrp.51\" } ip protocol vrrp accept"))
         #expect(during.links.contains("vrrp.51@eth0"))
+        #expect(during.sysctls.contains("all rp_filter=0") && during.sysctls.contains("eth0 rp_filter=1"), "\(during.sysctls)")
+        #expect(during.sysctls.contains("eth0 arp_ignore=1") && during.sysctls.contains("eth0 arp_filter=1"), "\(during.sysctls)")
         try await lab.terminate("baton-h1")
         let after = try lab.snapshot(host: 1)
         #expect(after == before, "the namespace changed:\n\(before.difference(to: after))")
@@ -223,7 +228,8 @@ extension VRRPLab {
     func snapshot(host i: Int) throws -> NamespaceSnapshot {
         let deadline = ContinuousClock.now + .seconds(5)
         while try ipOutput(["addr"], host: i).contains("tentative") && ContinuousClock.now < deadline { usleep(20_000) }
-        let sysctls = try ["arp_ignore", "arp_filter", "rp_filter"].map { "eth0 \($0)=\(try sysctl("net/ipv4/conf/eth0/\($0)", host: i))" }
+        var sysctls = try ["arp_ignore", "arp_filter", "rp_filter"].map { "eth0 \($0)=\(try sysctl("net/ipv4/conf/eth0/\($0)", host: i))" }
+        sysctls += try ["all", "default", "lo"].map { "\($0) rp_filter=\(try sysctl("net/ipv4/conf/\($0)/rp_filter", host: i))" }
         return NamespaceSnapshot(links: try ipOutput(["-d", "link"], host: i), addresses: try ipOutput(["addr"], host: i),
                                  nft: try nft(host: i), sysctls: sysctls.joined(separator: " "))
     }
