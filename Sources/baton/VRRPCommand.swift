@@ -13,7 +13,7 @@ struct VRRPCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vrrp",
         abstract: "Run a VRRP virtual router (v2 or v3) that holds virtual IPs, as keepalived's vrrp_instance does.",
-        discussion: "Needs CAP_NET_RAW and CAP_NET_ADMIN. SIGTERM leaves gracefully: a Master sends priority 0 and removes its addresses. Without --vrid and with OPENSHIFT_HA_VIRTUAL_IPS set, it reads the OPENSHIFT_HA_* variables of OpenShift's ipfailover pod instead of the flags (VIRTUAL_IPS, VIP_GROUPS, NETWORK_INTERFACE, VRRP_ID_OFFSET, PREEMPTION, REPLICA_COUNT, NOTIFY_SCRIPT, UNICAST_PEERS, ...).")
+        discussion: "Needs CAP_NET_RAW and CAP_NET_ADMIN. SIGTERM leaves gracefully: a Master sends priority 0 and removes its addresses; the --vmac macvlan and the --nft-admit table go too. A failed check (--check-script, --check-tcp, --check-http) sends the instance to FAULT, or with --check-weight moves its priority, as keepalived's vrrp_script. Without --vrid and with OPENSHIFT_HA_VIRTUAL_IPS set, it reads the OPENSHIFT_HA_* variables of OpenShift's ipfailover pod instead of the flags (VIRTUAL_IPS, VIP_GROUPS, NETWORK_INTERFACE, VRRP_ID_OFFSET, MONITOR_PORT, CHECK_SCRIPT, CHECK_INTERVAL, PREEMPTION, REPLICA_COUNT, NOTIFY_SCRIPT, IPTABLES_CHAIN, UNICAST_PEERS, ...).")
 
     @Option(help: "The interface to speak VRRP on and add the virtual IPs to.") var interface: String?
     @Option(help: "The Virtual Router ID, 1-255 (without it: the OPENSHIFT_HA_* environment).") var vrid: Int?
@@ -30,20 +30,64 @@ struct VRRPCommand: AsyncParsableCommand {
     @Option(name: .customLong("preempt-delay"), help: "Seconds a Backup waits before preempting a lower-priority Master.")
     var preemptDelay: Double = 0
     @Flag(help: "Never preempt a lower-priority Master.") var nopreempt = false
+    @Option(name: .customLong("check-script"), help: "A health check command (no shell); exit status 0 is up.")
+    var checkScript: String?
+    @Option(name: .customLong("check-tcp"), help: "A health check that connects to HOST:PORT (an IP address or localhost; [v6]:port).")
+    var checkTCP: String?
+    @Option(name: .customLong("check-http"), help: "A health check that GETs http://HOST[:PORT]/PATH; 2xx or 3xx is up.")
+    var checkHTTP: String?
+    @Option(name: .customLong("check-interval"), help: "Seconds between check runs (fractions allowed).")
+    var checkInterval: String = "1"
+    @Option(name: .customLong("check-timeout"), help: "Seconds a check run may take before it counts as failed (default: the interval).")
+    var checkTimeout: String?
+    @Option(name: .customLong("check-weight"), parsing: .unconditional,
+            help: "0: a failed check means FAULT. Otherwise -253..253, added to the priority while a check fails (negative) or succeeds (positive).")
+    var checkWeight: Int = 0
+    @Option(name: .customLong("check-rise"), help: "Successes in a row that bring a failed check back.") var checkRise: Int = 1
+    @Option(name: .customLong("check-fall"), help: "Failures in a row that fail a check that was up.") var checkFall: Int = 1
+    @Flag(help: "Hold the virtual IPs on a macvlan vrrp.VRID with the virtual MAC 00:00:5e:00:01:VRID (keepalived's use_vmac).")
+    var vmac = false
+    @Flag(name: .customLong("nft-admit"), help: "Add an nftables table (chain INPUT on the input hook) accepting VRRP on the interface; removed on exit.")
+    var nftAdmit = false
     @Option(help: "The instance name (the notify script's $2).") var name: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "info"
 
-    /// The instances to run: from the flags, or (no `--vrid`, `OPENSHIFT_HA_VIRTUAL_IPS` set) from
+    /// What the speaker runs: its instances, the checks they track and the chain admitting VRRP.
+    struct Plan {
+        var instances: [VRRPSpeaker.InstanceConfiguration]
+        var health: VRRPHealthSettings
+        var admitChain: String?
+    }
+
+    /// The speaker to run: from the flags, or (no `--vrid`, `OPENSHIFT_HA_VIRTUAL_IPS` set) from
     /// the environment as OpenShift's ipfailover pod reads it.
-    func instances(environment env: [String: String] = ProcessInfo.processInfo.environment) throws -> [VRRPSpeaker.InstanceConfiguration] {
-        guard vrid == nil, env["OPENSHIFT_HA_VIRTUAL_IPS"] != nil else { return [try instance()] }
+    func plan(environment env: [String: String] = ProcessInfo.processInfo.environment) throws -> Plan {
+        guard vrid == nil, env["OPENSHIFT_HA_VIRTUAL_IPS"] != nil else {
+            return Plan(instances: [try instance()], health: try health(), admitChain: nftAdmit ? IPFailoverSpec.defaultIPTablesChain : nil)
+        }
         let device = env["OPENSHIFT_HA_NETWORK_INTERFACE"].flatMap { $0.isEmpty ? nil : $0 } ?? IPFailoverSpec.defaultInterface
         let configuration: VRRPSpeakerConfiguration
         do {
             configuration = try VRRPSpeakerConfiguration.fromEnvironment(
                 env, nodeAddress: InterfaceAddresses.source(family: .v4, interface: device))
         } catch { throw ValidationError(error.message) }
-        return VRRPSpeaker.instances(configuration)
+        return Plan(instances: VRRPSpeaker.instances(configuration), health: configuration.health, admitChain: configuration.iptablesChain)
+    }
+
+    /// The checks from `--check-*`.
+    func health() throws -> VRRPHealthSettings {
+        let settings: VRRPHealthSettings
+        do {
+            settings = try VRRPHealthSettings.fromFlags(
+                script: checkScript, tcp: checkTCP, http: checkHTTP, interval: checkInterval, timeout: checkTimeout,
+                weight: checkWeight, rise: checkRise, fall: checkFall)
+        } catch { throw ValidationError(error.message) }
+        for check in settings.checks {
+            if let program = check.scriptArguments.first, !FileManager.default.isExecutableFile(atPath: program) {
+                throw ValidationError("--check-script: \(program) is not an executable file")
+            }
+        }
+        return settings
     }
 
     func instance() throws -> VRRPSpeaker.InstanceConfiguration {
@@ -101,7 +145,7 @@ struct VRRPCommand: AsyncParsableCommand {
             name: name ?? "VI_\(vrid)", version: protocolVersion, vrid: UInt8(vrid), priority: UInt8(priority),
             advertInterval: .milliseconds(Int64(centiseconds) * 10), interface: interface, virtualAddresses: addresses,
             unicastPeers: peers, authPassword: password, preempt: !nopreempt,
-            preemptDelay: .milliseconds(Int64((preemptDelay * 1000).rounded())), notifyScript: notify)
+            preemptDelay: .milliseconds(Int64((preemptDelay * 1000).rounded())), notifyScript: notify, virtualMAC: vmac)
         do { try configuration.validate() } catch {
             let flag = error.message.hasPrefix("interface") ? "--interface" : error.message.contains("unicast") ? "--unicast-peer" : "--vip"
             throw ValidationError("\(flag): \(error.message)")
@@ -110,7 +154,7 @@ struct VRRPCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
-        _ = try instances()
+        _ = try plan()
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: \"\(logLevel)\" is not trace, debug, info, notice, warning, error or critical")
         }
@@ -119,7 +163,8 @@ struct VRRPCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(logLevel)
         let logger = Logger(label: "baton.vrrp")
-        let speaker = try VRRPSpeaker(instances: try instances(), logger: logger)
+        let plan = try plan()
+        let speaker = try VRRPSpeaker(instances: plan.instances, health: plan.health, admitChain: plan.admitChain, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [speaker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

@@ -14,6 +14,22 @@ struct VRRPCommandTests {
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4-6", "OPENSHIFT_HA_VRRP_ID_OFFSET": "254"], "VRID 257 is above 255"),
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4-6,10.9.0.5"], "10.9.0.5"),
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4", "OPENSHIFT_HA_PREEMPTION": "sometimes"], "\"sometimes\""),
+        // Health checks, vmac and the nftables rule.
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--check-tcp", "127.0.0.1:80", "--check-interval", "0"], [:],
+         "--check-interval \"0\" is not a number of seconds above 0"),
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--check-tcp", "127.0.0.1:99999"], [:],
+         "--check-tcp \"127.0.0.1:99999\" is not HOST:PORT"),
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--check-http", "https://127.0.0.1/"], [:],
+         "--check-http \"https://127.0.0.1/\": https is not supported"),
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--check-tcp", "127.0.0.1:80", "--check-weight", "-300"], [:],
+         "--check-weight -300 is not in -253...253"),
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--check-weight", "-30"], [:],
+         "--check-weight needs a check"),
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--check-script", "/nonexistent/check.sh"], [:],
+         "--check-script: /nonexistent/check.sh is not an executable file"),
+        (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4", "OPENSHIFT_HA_CHECK_INTERVAL": "0"], "OPENSHIFT_HA_CHECK_INTERVAL \"0\""),
+        (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4", "OPENSHIFT_HA_MONITOR_PORT": "70000"], "OPENSHIFT_HA_MONITOR_PORT \"70000\""),
+        (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4", "OPENSHIFT_HA_IPTABLES_CHAIN": "IN PUT"], "OPENSHIFT_HA_IPTABLES_CHAIN \"IN PUT\""),
     ])
     func refusedConfigurationsNameTheValue(args: [String], env: [String: String], message: String) throws {
         var environment = env

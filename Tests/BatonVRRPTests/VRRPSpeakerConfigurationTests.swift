@@ -31,7 +31,11 @@ private func fromEnv(_ env: [String: String], node: String? = "10.0.0.5", random
         #expect(c.instances.allSatisfy { $0.authPass == "OpenShif" })  // "OpenShift-IPFailover", cut to 8 bytes
         #expect(c.instances.allSatisfy { $0.unicastPeers.isEmpty && !$0.useVMAC })
         #expect(c.monitorPort == 80)
-        #expect(c.check == .tcpConnect(port: 80))
+        // OpenShift's generated check: a TCP connect to the port on the node's address, every
+        // CHECK_INTERVAL, no weight (FAULT), keepalived's rise/fall 1 and timeout = interval.
+        #expect(c.health.checks == [.tcpConnect(host: ip("10.0.0.5"), port: 80)])
+        #expect(c.health.weight == 0 && c.health.rise == 1 && c.health.fall == 1)
+        #expect(c.health.interval == .seconds(2) && c.health.timeout == .seconds(2))
         #expect(c.checkInterval == .seconds(2))
         #expect(c.checkScript == nil && c.notifyScript == nil)
         #expect(c.iptablesChain == "INPUT")
@@ -98,7 +102,7 @@ private func fromEnv(_ env: [String: String], node: String? = "10.0.0.5", random
         #expect(c.instances.map(\.vips) == [[vip("1.1.1.1")], [vip("1.1.1.2")]])
         #expect(c.instances.allSatisfy { $0.interface == "ens3" && $0.authPass == "ipfailov" })
         #expect(c.monitorPort == 30060)
-        #expect(c.check == .script("/etc/keepalive/mycheckscript.sh"))   // the script replaces the TCP check
+        #expect(c.health.checks == [.script("/etc/keepalive/mycheckscript.sh")])   // the script replaces the TCP check
         #expect(c.checkInterval == .seconds(2))
         #expect(c.iptablesChain == "INPUT")
     }
@@ -220,7 +224,7 @@ private func fromEnv(_ env: [String: String], node: String? = "10.0.0.5", random
     @Test func monitorPortZeroDisablesTheCheck() throws {
         let c = try fromEnv(["OPENSHIFT_HA_VIRTUAL_IPS": "10.0.0.1", "OPENSHIFT_HA_MONITOR_PORT": "0",
                              "OPENSHIFT_HA_NOTIFY_SCRIPT": "/etc/keepalive/notify.sh"])
-        #expect(c.check == .none)
+        #expect(c.health.checks.isEmpty)
         #expect(c.notifyScript == "/etc/keepalive/notify.sh")
     }
 
@@ -233,7 +237,7 @@ private func fromEnv(_ env: [String: String], node: String? = "10.0.0.5", random
         #expect(i.name == "VI_1" && i.vrid == 51 && i.priority == 100 && i.version == .v2)
         #expect(i.advertInterval == .seconds(1) && i.preempt == .preempt(delay: .zero) && i.initialState == .backup)
         #expect(i.vips == [vip("192.168.1.10", 24), vip("192.168.1.20"), vip("192.168.1.21")])
-        #expect(c.check == .none && c.iptablesChain == nil && c.checkInterval == .seconds(1))
+        #expect(c.health.checks.isEmpty && c.iptablesChain == nil && c.checkInterval == .seconds(1))
     }
 
     @Test func flagsEveryField() throws {
@@ -246,9 +250,44 @@ private func fromEnv(_ env: [String: String], node: String? = "10.0.0.5", random
         #expect(i.version == .v3 && i.advertInterval == .milliseconds(20) && i.advertIntervalCentiseconds == 2)
         #expect(i.unicastPeers == [ip("fd00::2"), ip("fd00::3")] && i.useVMAC)
         #expect(i.preempt == .preempt(delay: .milliseconds(2500)))
-        #expect(c.check == .script("/usr/bin/curl -fs http://localhost/"))
+        #expect(c.health.checks == [.script("/usr/bin/curl -fs http://localhost/")])
         #expect(c.checkInterval == .milliseconds(500) && c.monitorPort == 8080 && c.iptablesChain == "VRRP")
         #expect(i.advertisement().addresses == [ip("fd00::7")])
+    }
+
+    @Test func flagsHealthChecks() throws {
+        let c = try VRRPSpeakerConfiguration.fromFlags(
+            vrid: 7, interface: "eth0", vips: ["10.0.0.7"], checkScript: "/usr/local/bin/check --quick",
+            checkTCP: "localhost:8080", checkHTTP: "http://[fd00::1]:8080/healthz?full=1", checkInterval: "0.25",
+            checkTimeout: "0.1", checkWeight: -50, checkRise: 2, checkFall: 3)
+        #expect(c.health.checks == [
+            .script("/usr/local/bin/check --quick"),
+            .tcpConnect(host: ip("127.0.0.1"), port: 8080),
+            .httpGet(try #require(VRRPHTTPTarget("http://[fd00::1]:8080/healthz?full=1"))),
+        ])
+        #expect(c.health.checks.map(\.description) == [
+            "script /usr/local/bin/check --quick", "tcp 127.0.0.1:8080", "http http://[fd00::1]:8080/healthz?full=1"])
+        #expect(c.health.checks[0].scriptArguments == ["/usr/local/bin/check", "--quick"])
+        #expect(c.health.interval == .milliseconds(250) && c.health.timeout == .milliseconds(100))
+        #expect(c.health.weight == -50 && c.health.rise == 2 && c.health.fall == 3)
+        let tracked = c.health.monitorChecks
+        #expect(tracked.map(\.name) == c.health.checks.map(\.description))
+        #expect(tracked.allSatisfy { $0.weight == -50 && $0.rise == 2 && $0.fall == 3 && $0.timeout == .milliseconds(100) })
+    }
+
+    @Test(arguments: [
+        ("http://10.0.0.1", "10.0.0.1", 80, "/", "10.0.0.1"),
+        ("http://localhost:8080/healthz", "127.0.0.1", 8080, "/healthz", "localhost:8080"),
+        ("HTTP://[fd00::1]/a/b", "fd00::1", 80, "/a/b", "[fd00::1]"),
+    ])
+    func httpTargets(_ url: String, _ host: String, _ port: Int, _ path: String, _ authority: String) throws {
+        let t = try #require(VRRPHTTPTarget(url))
+        #expect(t.host == ip(host) && Int(t.port) == port && t.path == path && t.authority == authority)
+    }
+
+    @Test func theEnvironmentsCheckConnectsTo127001WithoutANodeAddress() throws {
+        let c = try fromEnv(["OPENSHIFT_HA_VIRTUAL_IPS": "10.0.0.1", "OPENSHIFT_HA_MONITOR_PORT": "8080"], node: nil)
+        #expect(c.health.checks == [.tcpConnect(host: ip("127.0.0.1"), port: 8080)])
     }
 
     @Test func flagsAuthPassAndAdvertisement() throws {
@@ -304,6 +343,13 @@ private func fromEnv(_ env: [String: String], node: String? = "10.0.0.5", random
             name: name, vrid: vrid, priority: priority, advertInterval: advertInterval, version: version,
             interface: interface, vips: vips, unicastPeers: unicastPeers, authPass: authPass, checkScript: checkScript,
             preemptDelay: preemptDelay, nopreempt: nopreempt, monitorPort: monitorPort) }
+    }
+
+    static func health(script: String? = nil, tcp: String? = nil, http: String? = nil, interval: String = "1",
+                       timeout: String? = nil, weight: Int = 0, rise: Int = 1, fall: Int = 1) -> @Sendable () throws -> VRRPSpeakerConfiguration {
+        { try VRRPSpeakerConfiguration.fromFlags(
+            vrid: 1, interface: "eth0", vips: ["10.0.0.1"], checkScript: script, checkTCP: tcp, checkHTTP: http,
+            checkInterval: interval, checkTimeout: timeout, checkWeight: weight, checkRise: rise, checkFall: fall) }
     }
 
     static func instance(_ name: String, vrid: Int, vips: [String], state: VRRPInitialState = .backup,
@@ -501,10 +547,47 @@ private func fromEnv(_ env: [String: String], node: String? = "10.0.0.5", random
                 "OPENSHIFT_HA_CHECK_SCRIPT \"mycheckscript.sh\" must be the full path of a script in the pod's filesystem, such as /etc/keepalive/mycheckscript.sh"),
         Refusal("NOTIFY_SCRIPT not a full path", env: vips("10.0.0.1", ["OPENSHIFT_HA_NOTIFY_SCRIPT": "notify.sh"]), .script,
                 "OPENSHIFT_HA_NOTIFY_SCRIPT \"notify.sh\" must be the full path of a script in the pod's filesystem, such as /etc/keepalive/mycheckscript.sh"),
-        Refusal("empty --check-script", .script, "check script \" \" must be a command: not empty, on one line",
+        Refusal("empty --check-script", .script, "--check-script \" \" must be a command: not empty, on one line",
                 build: flags(checkScript: " ")),
+
+        // Health checks from flags
+        Refusal("--check-interval 0", .number, "--check-interval \"0\" is not a number of seconds above 0 and at most 86400 (1, 0.5)",
+                build: health(tcp: "127.0.0.1:80", interval: "0")),
+        Refusal("--check-interval with a unit", .number, "--check-interval \"2s\" is not a number of seconds above 0 and at most 86400 (1, 0.5)",
+                build: health(tcp: "127.0.0.1:80", interval: "2s")),
+        Refusal("--check-timeout negative", .number, "--check-timeout \"-1\" is not a number of seconds above 0 and at most 86400 (2, 0.5)",
+                build: health(tcp: "127.0.0.1:80", timeout: "-1")),
+        Refusal("--check-weight 254", .number, "--check-weight 254 is not in -253...253 (keepalived's range; 0, the default, means FAULT)",
+                build: health(tcp: "127.0.0.1:80", weight: 254)),
+        Refusal("--check-rise 0", .number, "--check-rise 0 is not in 1...1000", build: health(tcp: "127.0.0.1:80", rise: 0)),
+        Refusal("--check-fall 1001", .number, "--check-fall 1001 is not in 1...1000", build: health(tcp: "127.0.0.1:80", fall: 1001)),
+        Refusal("--check-weight without a check", .check, "--check-weight needs a check: give --check-script, --check-tcp or --check-http",
+                build: health(weight: -20)),
+        Refusal("--check-tcp without a port", .check,
+                "--check-tcp \"10.0.0.1\" is not HOST:PORT with an IP address or localhost and a port in 1...65535 (10.0.0.1:80, [fd00::1]:80)",
+                build: health(tcp: "10.0.0.1")),
+        Refusal("--check-tcp port 70000", .check,
+                "--check-tcp \"10.0.0.1:70000\" is not HOST:PORT with an IP address or localhost and a port in 1...65535 (10.0.0.1:80, [fd00::1]:80)",
+                build: health(tcp: "10.0.0.1:70000")),
+        Refusal("--check-tcp port 0", .check,
+                "--check-tcp \"10.0.0.1:0\" is not HOST:PORT with an IP address or localhost and a port in 1...65535 (10.0.0.1:80, [fd00::1]:80)",
+                build: health(tcp: "10.0.0.1:0")),
+        Refusal("--check-tcp with a name", .check,
+                "--check-tcp \"db.example:5432\" is not HOST:PORT with an IP address or localhost and a port in 1...65535 (10.0.0.1:80, [fd00::1]:80)",
+                build: health(tcp: "db.example:5432")),
+        Refusal("--check-tcp IPv6 without brackets", .check,
+                "--check-tcp \"fd00::1:80\" is not HOST:PORT with an IP address or localhost and a port in 1...65535 (10.0.0.1:80, [fd00::1]:80)",
+                build: health(tcp: "fd00::1:80")),
+        Refusal("--check-http https", .check,
+                "--check-http \"https://10.0.0.1/\": https is not supported; the built-in check speaks plain HTTP (use --check-script for TLS)",
+                build: health(http: "https://10.0.0.1/")),
+        Refusal("--check-http not a URL", .check,
+                "--check-http \"10.0.0.1/healthz\" is not http://HOST[:PORT][/PATH] with an IP address or localhost",
+                build: health(http: "10.0.0.1/healthz")),
+        Refusal("IPTABLES_CHAIN starting with a digit", env: vips("10.0.0.1", ["OPENSHIFT_HA_IPTABLES_CHAIN": "1INPUT"]), .chain,
+                "OPENSHIFT_HA_IPTABLES_CHAIN \"1INPUT\" must be an nftables chain name: 1-64 characters, a letter or '_' first, then letters, digits, '_', '-', '.' or '/'"),
         Refusal("IPTABLES_CHAIN with a semicolon", env: vips("10.0.0.1", ["OPENSHIFT_HA_IPTABLES_CHAIN": "INPUT;drop"]), .chain,
-                "OPENSHIFT_HA_IPTABLES_CHAIN \"INPUT;drop\" must be a chain name: 1-64 characters, no whitespace, ';' or quotes"),
+                "OPENSHIFT_HA_IPTABLES_CHAIN \"INPUT;drop\" must be an nftables chain name: 1-64 characters, a letter or '_' first, then letters, digits, '_', '-', '.' or '/'"),
 
         // Capacity
         Refusal("a group beyond one IPv6 advert", env: vips("fd00::1-5a", ["OPENSHIFT_HA_VIP_GROUPS": "1"]), .capacity,

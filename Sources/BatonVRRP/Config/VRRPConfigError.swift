@@ -46,6 +46,9 @@ public struct VRRPConfigError: Error, Sendable, Hashable, CustomStringConvertibl
         public static let name = Code(rawValue: "name")
         /// An empty check or notify script, or one that is not a full path where the seed wants one.
         public static let script = Code(rawValue: "script")
+        /// A built-in check's target that does not parse (`--check-tcp`, `--check-http`), or a
+        /// check setting given without a check.
+        public static let check = Code(rawValue: "check")
         /// An `OPENSHIFT_HA_IPTABLES_CHAIN` that is not a chain name.
         public static let chain = Code(rawValue: "chain")
 

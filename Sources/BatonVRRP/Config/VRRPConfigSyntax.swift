@@ -73,9 +73,15 @@ enum VRRPConfigSyntax {
         !trim(c).isEmpty && !c.contains(where: { $0 == "\0" || $0.isNewline })
     }
 
-    /// A chain name for the rule admitting VRRP: 1-64 characters, no whitespace, `;` or quotes.
+    /// A chain name for the rule admitting VRRP, as an nftables identifier (nft takes no quoted
+    /// chain name in a table block): 1-64 characters, an ASCII letter or `_` first, then ASCII
+    /// letters, digits, `_`, `-`, `.` or `/`.
     static func isChainName(_ c: String) -> Bool {
-        !c.isEmpty && c.count <= 64 && !c.contains(where: { $0.isWhitespace || $0 == ";" || $0 == "\"" || $0 == "'" })
+        guard let first = c.unicodeScalars.first, c.unicodeScalars.count <= 64,
+              first.isASCII, first.properties.isAlphabetic || first == "_" else { return false }
+        return c.unicodeScalars.allSatisfy { s in
+            s.isASCII && (s.properties.isAlphabetic || ("0"..."9").contains(s) || "_-./".unicodeScalars.contains(s))
+        }
     }
 
     static func familyName(_ f: IPAddress.Family) -> String { f == .v4 ? "IPv4" : "IPv6" }

@@ -67,7 +67,10 @@ extension VRRPSpeakerConfiguration {
     /// and a random 0 is raised to 1 where keepalived would silently use 100.
     ///
     /// **Checks.** `OPENSHIFT_HA_CHECK_SCRIPT` replaces the TCP check of `MONITOR_PORT`
-    /// (`generate_script_config`); see `check`.
+    /// (`generate_script_config`), which connects to `nodeAddress` (127.0.0.1 without one). Either
+    /// runs every `CHECK_INTERVAL` seconds, and a failure sends every instance to FAULT: the
+    /// generated `vrrp_script` has no `weight`, `rise`, `fall` or `timeout`, so keepalived's
+    /// defaults apply (FAULT, 1, 1, the interval). See `health`.
     ///
     /// **Where Baton is stricter.** It refuses what the pod would run wrongly: numbers that do
     /// not parse (the pod strips non-digits from the monitor port), repeated or overlapping
@@ -129,7 +132,7 @@ extension VRRPSpeakerConfiguration {
         }
         if let chain, !VRRPConfigSyntax.isChainName(chain) {
             throw VRRPConfigError(.chain,
-                "OPENSHIFT_HA_IPTABLES_CHAIN \"\(chain)\" must be a chain name: 1-64 characters, no whitespace, ';' or quotes")
+                "OPENSHIFT_HA_IPTABLES_CHAIN \"\(chain)\" must be an nftables chain name: 1-64 characters, a letter or '_' first, then letters, digits, '_', '-', '.' or '/'")
         }
 
         let excluded = try e.excludedVRIDs()
@@ -219,9 +222,12 @@ extension VRRPSpeakerConfiguration {
                 initialState: choice.state))
         }
 
+        // generate_script_config's vrrp_script has no weight, rise, fall or timeout: keepalived's
+        // defaults (FAULT, 1, 1, the interval) apply.
         return try VRRPSpeakerConfiguration(
             instances: instances, checkScript: checkScript, checkInterval: .seconds(checkInterval),
-            notifyScript: notifyScript, monitorPort: monitorPort, iptablesChain: chain, replicaCount: replicas)
+            notifyScript: notifyScript, monitorPort: monitorPort, iptablesChain: chain, replicaCount: replicas,
+            monitorAddress: nodeAddress.flatMap { $0.family == .v4 ? $0 : nil })
     }
 
     /// utils.sh `scrub`: keep ASCII letters, digits, `-` and `_`, then turn `-` into `_`.

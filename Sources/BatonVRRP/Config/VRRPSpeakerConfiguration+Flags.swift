@@ -21,11 +21,17 @@ extension VRRPSpeakerConfiguration {
     ///   - authPass: `--auth-pass`, version 2 only, 1...8 bytes.
     ///   - notifyScript: `--notify`, run with `INSTANCE`, the name and the new state.
     ///   - checkScript: `--check-script`, a command; exit 0 is up.
+    ///   - checkTCP: `--check-tcp HOST:PORT`, a TCP connect check.
+    ///   - checkHTTP: `--check-http URL`, an HTTP GET check (2xx or 3xx is up).
     ///   - checkInterval: `--check-interval` in seconds (keepalived's `vrrp_script` default, 1).
+    ///   - checkTimeout: `--check-timeout` in seconds; the interval unless given.
+    ///   - checkWeight: `--check-weight`, −253...253; 0 (the default) sends the instance to FAULT.
+    ///   - checkRise: `--check-rise`, successes in a row that bring a failed check back.
+    ///   - checkFall: `--check-fall`, failures in a row that fail a check that was up.
     ///   - preemptDelay: `--preempt-delay` in seconds, 0...1000 (fractions allowed, as keepalived).
     ///   - nopreempt: `--nopreempt`; not with `--preempt-delay`.
     ///   - vmac: `--vmac` (keepalived's `use_vmac`).
-    ///   - monitorPort: a TCP port to check on the node's address; 0 (the default) checks nothing.
+    ///   - monitorPort: a TCP port to check on 127.0.0.1; 0 (the default) checks nothing.
     ///   - iptablesChain: the chain that gets the rule admitting VRRP; nil adds none.
     public static func fromFlags(
         name: String = "VI_1",
@@ -39,7 +45,13 @@ extension VRRPSpeakerConfiguration {
         authPass: String? = nil,
         notifyScript: String? = nil,
         checkScript: String? = nil,
+        checkTCP: String? = nil,
+        checkHTTP: String? = nil,
         checkInterval: String = "1",
+        checkTimeout: String? = nil,
+        checkWeight: Int = 0,
+        checkRise: Int = 1,
+        checkFall: Int = 1,
         preemptDelay: String? = nil,
         nopreempt: Bool = false,
         vmac: Bool = false,
@@ -56,9 +68,9 @@ extension VRRPSpeakerConfiguration {
         guard let interval = VRRPConfigSyntax.seconds(advertInterval) else {
             throw VRRPConfigError(.advertInterval, "--advert-interval \"\(advertInterval)\" is not a number of seconds (1, 0.5)")
         }
-        guard let check = VRRPConfigSyntax.seconds(checkInterval) else {
-            throw VRRPConfigError(.number, "--check-interval \"\(checkInterval)\" is not a number of seconds")
-        }
+        let health = try VRRPHealthSettings.fromFlags(
+            script: checkScript, tcp: checkTCP, http: checkHTTP, interval: checkInterval, timeout: checkTimeout,
+            weight: checkWeight, rise: checkRise, fall: checkFall)
         guard !vips.isEmpty else {
             throw VRRPConfigError(.missing, "--vip is required: the virtual addresses, ADDR[/PREFIX], repeatable")
         }
@@ -92,7 +104,10 @@ extension VRRPSpeakerConfiguration {
             interface: interface, vips: addresses, unicastPeers: peers, authPass: authPass,
             preempt: preempt, useVMAC: vmac)
         return try VRRPSpeakerConfiguration(
-            instances: [instance], checkScript: checkScript, checkInterval: check, notifyScript: notifyScript,
-            monitorPort: monitorPort, iptablesChain: iptablesChain, replicaCount: 1)
+            instances: [instance], checkScript: checkScript, checkInterval: health.interval, notifyScript: notifyScript,
+            monitorPort: monitorPort, iptablesChain: iptablesChain, replicaCount: 1,
+            otherChecks: health.checks.filter { if case .script = $0 { false } else { true } },
+            checkTimeout: checkTimeout == nil ? nil : health.timeout,
+            checkWeight: checkWeight, checkRise: checkRise, checkFall: checkFall)
     }
 }

@@ -16,9 +16,9 @@ import BatonAPI
 /// twice and no VRID twice on one interface and family.
 public struct VRRPSpeakerConfiguration: Sendable, Hashable {
     public let instances: [VRRPInstanceSettings]
-    /// A command run every `checkInterval`; exit 0 means the service is up, anything else sends
-    /// every instance to FAULT. When set, it replaces the TCP check of `monitorPort`, as in
-    /// OpenShift's `generate_script_config` (ipfailover/keepalived/lib/config-generators.sh).
+    /// A command run every `checkInterval`; exit 0 means the service is up. When set, it
+    /// replaces the TCP check of `monitorPort`, as in OpenShift's `generate_script_config`
+    /// (ipfailover/keepalived/lib/config-generators.sh).
     public let checkScript: String?
     /// How often the check runs.
     public let checkInterval: Duration
@@ -27,8 +27,13 @@ public struct VRRPSpeakerConfiguration: Sendable, Hashable {
     public let notifyScript: String?
     /// The TCP port of the built-in connect check; 0 turns it off. OpenShift's generated check
     /// connects to this port on the node's own address on the interface
-    /// (`</dev/tcp/<node address>/<port>`), not on each VIP as the documentation says.
+    /// (`</dev/tcp/<node address>/<port>`, 127.0.0.1 when the node has none), not on each VIP
+    /// as the documentation says.
     public let monitorPort: UInt16
+    /// Every check the speaker runs and how their outcomes count: the script, else the TCP
+    /// check of `monitorPort` (unless 0), then any other built-in check given. A failed check
+    /// sends every instance to FAULT unless `health.weight` is set.
+    public let health: VRRPHealthSettings
     /// `OPENSHIFT_HA_IPTABLES_CHAIN`'s name kept: the chain of Baton's own nftables table that
     /// gets a rule admitting VRRP (224.0.0.18, ff02::12, or the unicast peers). nil adds no rule.
     public let iptablesChain: String?
@@ -36,17 +41,16 @@ public struct VRRPSpeakerConfiguration: Sendable, Hashable {
     /// instances this node prefers (see `fromEnvironment`); the protocol itself does not use it.
     public let replicaCount: Int
 
-    /// The check the speaker runs: the script if there is one, else the TCP connect check
-    /// unless `monitorPort` is 0, else none (every instance stays eligible).
-    public var check: VRRPHealthCheck {
-        if let checkScript { return .script(checkScript) }
-        return monitorPort == 0 ? .none : .tcpConnect(port: monitorPort)
-    }
-
     /// Builds a configuration, refusing: no instance; two instances with one name, or with one
     /// VRID on one interface and family; a VIP in two instances; an empty or multi-line check or
     /// notify command; a check interval that is not positive; a monitor port outside 0...65535;
-    /// a chain name with whitespace, `;` or quotes; a negative replica count.
+    /// a chain name nftables would not take; a negative replica count; a check timeout,
+    /// weight, rise or fall out of range (`VRRPHealthSettings`).
+    ///
+    /// - Parameters:
+    ///   - monitorAddress: where the `monitorPort` check connects: the node's address on the
+    ///     interface; nil connects to 127.0.0.1, as OpenShift's generator does without one.
+    ///   - otherChecks: built-in checks tracked besides the script or the monitor port.
     public init(
         instances: [VRRPInstanceSettings],
         checkScript: String? = nil,
@@ -54,7 +58,13 @@ public struct VRRPSpeakerConfiguration: Sendable, Hashable {
         notifyScript: String? = nil,
         monitorPort: Int = 0,
         iptablesChain: String? = nil,
-        replicaCount: Int = 1
+        replicaCount: Int = 1,
+        monitorAddress: IPAddress? = nil,
+        otherChecks: [VRRPHealthCheck] = [],
+        checkTimeout: Duration? = nil,
+        checkWeight: Int = 0,
+        checkRise: Int = 1,
+        checkFall: Int = 1
     ) throws(VRRPConfigError) {
         guard !instances.isEmpty else {
             throw VRRPConfigError(.missing, "no VRRP instance: give at least one virtual IP")
@@ -92,11 +102,19 @@ public struct VRRPSpeakerConfiguration: Sendable, Hashable {
             throw VRRPConfigError(.number, "monitor port \(monitorPort) is not in 0...65535 (0 disables the check)")
         }
         if let c = iptablesChain, !VRRPConfigSyntax.isChainName(c) {
-            throw VRRPConfigError(.chain, "iptables chain \"\(c)\" must be a chain name: 1-64 characters, no whitespace, ';' or quotes")
+            throw VRRPConfigError(.chain, "iptables chain \"\(c)\" must be an nftables chain name: 1-64 characters, a letter or '_' first, then letters, digits, '_', '-', '.' or '/'")
         }
         guard replicaCount >= 0 else {
             throw VRRPConfigError(.number, "replica count \(replicaCount) is negative")
         }
+        var checks: [VRRPHealthCheck] = []
+        if let checkScript {
+            checks.append(.script(VRRPConfigSyntax.trim(checkScript)))
+        } else if monitorPort != 0 {
+            checks.append(.tcpConnect(host: monitorAddress ?? IPAddress("127.0.0.1")!, port: UInt16(monitorPort)))
+        }
+        health = try VRRPHealthSettings(checks: checks + otherChecks, interval: checkInterval, timeout: checkTimeout,
+                                        weight: checkWeight, rise: checkRise, fall: checkFall)
         self.instances = instances
         self.checkScript = checkScript
         self.checkInterval = checkInterval
@@ -108,14 +126,4 @@ public struct VRRPSpeakerConfiguration: Sendable, Hashable {
 
     /// Every VIP of every instance.
     public var virtualIPCount: Int { instances.reduce(0) { $0 + $1.vips.count } }
-}
-
-/// How the speaker decides that the service behind the VIPs is up.
-public enum VRRPHealthCheck: Sendable, Hashable {
-    /// Run the command; exit status 0 is up.
-    case script(String)
-    /// Open a TCP connection to the port on the node's address; a connection is up.
-    case tcpConnect(port: UInt16)
-    /// No check: always up.
-    case none
 }

@@ -14,6 +14,21 @@ public protocol VRRPHost: Sendable {
     func announce(_ addresses: [VirtualAddress], interface: String) throws
     /// Runs the notify script to completion with keepalived's arguments.
     func notify(script: String, arguments: [String]) async throws
+
+    /// Creates the virtual MAC interface and brings it up (`VRRPVirtualMAC.addCommands`). A
+    /// macvlan of that name on the same parent (left by a killed speaker) is replaced; any other
+    /// interface of that name is an error.
+    func addVirtualMAC(_ vmac: VRRPVirtualMAC, linkLocal: IPAddress?) throws
+    /// Deletes the virtual MAC interface, and the addresses on it (idempotent).
+    func removeVirtualMAC(_ vmac: VRRPVirtualMAC) throws
+    /// A sysctl's value (`path` under /proc/sys, e.g. `net/ipv4/conf/eth0/arp_ignore`); nil
+    /// when there is no such sysctl.
+    func readSysctl(_ path: String) -> String?
+    func writeSysctl(_ path: String, _ value: String) throws
+    /// The interfaces `net/ipv4/conf` has an entry for (`all` and `default` included).
+    func ipv4ConfigurationNames() -> [String]
+    /// Runs an nftables script as one transaction (`nft -f -`).
+    func applyNftables(_ script: String) throws
 }
 
 /// The host on Linux: one batched `ip -batch -` per change, gratuitous ARP on an `AF_PACKET`
@@ -70,6 +85,42 @@ public struct LinuxVRRPHost: VRRPHost {
             case .v6: try UnsolicitedNeighborAdvertisement.send(vip.address, interface: interface)
             }
         }
+    }
+
+    public func addVirtualMAC(_ vmac: VRRPVirtualMAC, linkLocal: IPAddress?) throws {
+        if let existing = try? Command.run("ip", ["-d", "-j", "link", "show", "dev", vmac.name]) {
+            let links = (try? JSONSerialization.jsonObject(with: Data(existing.utf8))) as? [[String: Any]]
+            let link = links?.first
+            let kind = (link?["linkinfo"] as? [String: Any])?["info_kind"] as? String
+            guard kind == "macvlan", link?["link"] as? String == vmac.parent else {
+                throw DataplaneCommandError("interface \(vmac.name) exists and is not a macvlan on \(vmac.parent): cannot use it as the virtual MAC interface")
+            }
+            _ = try Command.run("ip", ["link", "del", "dev", vmac.name])
+        }
+        _ = try Command.run("ip", ["-batch", "-"], input: vmac.addCommands(linkLocal: linkLocal).joined(separator: "\n") + "\n")
+    }
+
+    public func removeVirtualMAC(_ vmac: VRRPVirtualMAC) throws {
+        guard (try? Command.run("ip", ["link", "show", "dev", vmac.name])) != nil else { return }
+        _ = try Command.run("ip", ["link", "del", "dev", vmac.name])
+    }
+
+    public func readSysctl(_ path: String) -> String? {
+        (try? String(contentsOfFile: "/proc/sys/" + path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public func writeSysctl(_ path: String, _ value: String) throws {
+        do { try (value + "\n").write(toFile: "/proc/sys/" + path, atomically: false, encoding: .utf8) } catch {
+            throw DataplaneCommandError("cannot set \(path.replacingOccurrences(of: "/", with: ".")) to \(value): \(error.localizedDescription)")
+        }
+    }
+
+    public func ipv4ConfigurationNames() -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/sys/net/ipv4/conf")) ?? []
+    }
+
+    public func applyNftables(_ script: String) throws {
+        _ = try Command.run("nft", ["-f", "-"], input: script)
     }
 
     public func notify(script: String, arguments: [String]) async throws {

@@ -5,7 +5,12 @@ import Logging
 import Synchronization
 
 /// One virtual router at work: its socket, the thread that reads it and keeps its timer, and
-/// the task that feeds the `VRRPInstance` and carries out what it returns.
+/// the task that feeds the `VRRPInstance` and carries out what it returns. It starts the
+/// instance once the health verdict is `ready`, and turns each later verdict into the
+/// instance's `.fault`, `.recovered` and `.priorityChanged` events.
+///
+/// With a virtual MAC interface the socket, the virtual addresses and their announcements are
+/// on it; the advertisements' source stays the parent interface's address.
 final class VRRPInstanceRunner: Sendable {
     /// What the instance task consumes, in the order it happened.
     enum Input: Sendable {
@@ -14,6 +19,8 @@ final class VRRPInstanceRunner: Sendable {
         case advertisement(VRRPAdvertisement, source: IPAddress)
         /// The wake-up time (`nextDeadline`, or the announcement repeat) came.
         case timer
+        /// The checks' verdict changed (or came for the first time).
+        case health(VRRPHealthMonitor.Verdict)
         case shutdown
     }
 
@@ -23,6 +30,11 @@ final class VRRPInstanceRunner: Sendable {
     let host: any VRRPHost
     let logger: Logger
     let vrrpConfiguration: VRRPInstance.Configuration
+    let virtualMAC: VRRPVirtualMAC?
+    /// Where the virtual addresses go and are announced: the virtual MAC interface, or the
+    /// instance's interface.
+    let addressInterface: String
+    private let initialVerdict: VRRPHealthMonitor.Verdict?
     private let inputs: AsyncStream<Input>
     private let inputsIn: AsyncStream<Input>.Continuation
     /// When the reading thread must deliver `.timer`: the earlier of the instance's
@@ -32,12 +44,18 @@ final class VRRPInstanceRunner: Sendable {
     private let threadDone = Mutex<CheckedContinuation<Void, Never>?>(nil)
     private let threadExited = Mutex(false)
 
-    init(configuration: VRRPSpeaker.InstanceConfiguration, clock: any BatonClock, host: any VRRPHost, logger: Logger) throws {
+    /// - Parameter initialVerdict: the health verdict to start with; nil waits for `deliver`.
+    init(configuration: VRRPSpeaker.InstanceConfiguration, virtualMAC: VRRPVirtualMAC? = nil,
+         initialVerdict: VRRPHealthMonitor.Verdict? = .healthy,
+         clock: any BatonClock, host: any VRRPHost, logger: Logger) throws {
         self.configuration = configuration
+        self.virtualMAC = virtualMAC
+        self.addressInterface = virtualMAC?.name ?? configuration.interface
+        self.initialVerdict = initialVerdict
         self.clock = clock
         self.host = host
         self.logger = logger
-        socket = try VRRPSocket(family: configuration.family, interface: configuration.interface,
+        socket = try VRRPSocket(family: configuration.family, interface: addressInterface, sourceInterface: configuration.interface,
                                 excluding: Set(configuration.virtualAddresses.map(\.address)))
         do {
             vrrpConfiguration = try VRRPInstance.Configuration(
@@ -49,6 +67,11 @@ final class VRRPInstanceRunner: Sendable {
             throw error
         }
         (inputs, inputsIn) = AsyncStream.makeStream()
+    }
+
+    /// Hands the instance a new health verdict (in order with everything else it consumes).
+    func deliver(_ verdict: VRRPHealthMonitor.Verdict) {
+        inputsIn.yield(.health(verdict))
     }
 
     /// Asks the instance to leave (its `.shutdown` goes after whatever is already queued).
@@ -86,7 +109,7 @@ final class VRRPInstanceRunner: Sendable {
         var announceRepeatAt: BatonInstant? = nil
         logger.info("starting", metadata: [
             "vrid": "\(configuration.vrid)", "priority": "\(configuration.priority)", "version": "\(configuration.version)",
-            "interface": "\(configuration.interface)", "source": "\(socket.sourceAddress)",
+            "interface": "\(addressInterface)", "source": "\(socket.sourceAddress)",
             "vips": "\(configuration.virtualAddresses.map(\.description).joined(separator: ","))",
             "advertInterval": "\(configuration.advertInterval)",
         ])
@@ -97,7 +120,7 @@ final class VRRPInstanceRunner: Sendable {
                     sendAdvertisement(priority: priority)
                 case .becameMaster:
                     logger.notice("became MASTER", metadata: ["priority": "\(instance.priority)"])
-                    do { try host.addAddresses(configuration.virtualAddresses, interface: configuration.interface) } catch {
+                    do { try host.addAddresses(configuration.virtualAddresses, interface: addressInterface) } catch {
                         logger.error("cannot add the virtual addresses", metadata: ["error": "\(error)"])
                     }
                     announce(count: configuration.announcements.burst)
@@ -108,7 +131,7 @@ final class VRRPInstanceRunner: Sendable {
                     logger.warning("became FAULT", metadata: ["reason": "\(reason)"])
                 case .releaseAddresses:
                     announceRepeatAt = nil
-                    do { try host.removeAddresses(configuration.virtualAddresses, interface: configuration.interface) } catch {
+                    do { try host.removeAddresses(configuration.virtualAddresses, interface: addressInterface) } catch {
                         logger.error("cannot remove the virtual addresses", metadata: ["error": "\(error)"])
                     }
                     logger.info("released the virtual addresses")
@@ -118,7 +141,28 @@ final class VRRPInstanceRunner: Sendable {
             }
         }
 
-        carryOut(instance.handle(.startup, now: clock.now), now: clock.now)
+        // The verdict the instance runs under; nil until the first one (then it waits, not started).
+        var applied: VRRPHealthMonitor.Verdict? = nil
+        var started = false
+        func apply(_ verdict: VRRPHealthMonitor.Verdict, now: BatonInstant) {
+            let base = configuration.priority
+            let before = instance.priority
+            if started, let old = applied {
+                for event in verdict.events(since: old, base: base) { carryOut(instance.handle(event, now: now), now: now) }
+            } else if verdict.ready {
+                started = true
+                for event in verdict.startupEvents(base: base) { carryOut(instance.handle(event, now: now), now: now) }
+            } else {
+                logger.info("waiting for the first result of every check before starting")
+            }
+            if instance.priority != before {
+                logger.notice("effective priority changed", metadata: [
+                    "priority": "\(instance.priority)", "configured": "\(base)", "offset": "\(verdict.priorityOffset)"])
+            }
+            applied = verdict
+        }
+
+        if let initialVerdict { apply(initialVerdict, now: clock.now) }
         setWakeAt(instance.nextDeadline, announceRepeatAt)
         for await input in inputs {
             let now = clock.now
@@ -134,6 +178,8 @@ final class VRRPInstanceRunner: Sendable {
                     if instance.state == .master { announce(count: configuration.announcements.repeatBurst) }
                 }
                 carryOut(instance.handle(.timerFired, now: now), now: now)
+            case .health(let verdict):
+                apply(verdict, now: now)
             case .shutdown:
                 carryOut(instance.handle(.shutdown, now: now), now: now)
                 return
@@ -173,7 +219,7 @@ final class VRRPInstanceRunner: Sendable {
 
     private func announce(count: Int) {
         for _ in 0..<count {
-            do { try host.announce(configuration.virtualAddresses, interface: configuration.interface) } catch {
+            do { try host.announce(configuration.virtualAddresses, interface: addressInterface) } catch {
                 logger.warning("cannot announce the virtual addresses", metadata: ["error": "\(error)"])
                 return
             }

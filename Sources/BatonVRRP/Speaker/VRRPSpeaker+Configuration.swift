@@ -57,12 +57,16 @@ extension VRRPSpeaker {
         public var announcements: AnnouncementSchedule
         /// The checksum form sent for VRRPv3 over IPv4 (every form is accepted).
         public var checksumMode: VRRPChecksumMode
+        /// keepalived's `use_vmac`: the virtual addresses live on a macvlan with the virtual MAC
+        /// (`VRRPVirtualMAC`), and the advertisements and announcements leave from it.
+        public var virtualMAC: Bool
 
         public init(name: String, version: VRRPProtocolVersion = .v3, vrid: UInt8, priority: UInt8 = 100,
                     advertInterval: Duration = .seconds(1), interface: String, virtualAddresses: [VirtualAddress],
                     unicastPeers: [IPAddress] = [], authPassword: VRRPPassword? = nil, preempt: Bool = true,
                     preemptDelay: Duration = .zero, notifyScript: String? = nil,
-                    announcements: AnnouncementSchedule = .keepalived, checksumMode: VRRPChecksumMode = .keepalivedDefault) {
+                    announcements: AnnouncementSchedule = .keepalived, checksumMode: VRRPChecksumMode = .keepalivedDefault,
+                    virtualMAC: Bool = false) {
             self.name = name
             self.version = version
             self.vrid = vrid
@@ -77,6 +81,7 @@ extension VRRPSpeaker {
             self.notifyScript = notifyScript
             self.announcements = announcements
             self.checksumMode = checksumMode
+            self.virtualMAC = virtualMAC
         }
 
         /// The family of the virtual addresses, which is the family the instance speaks.

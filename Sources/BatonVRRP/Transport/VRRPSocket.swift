@@ -53,12 +53,17 @@ public final class VRRPSocket: Sendable {
     /// Opens the socket on `interface` for `family`, joined to the VRRP group there. Throws a
     /// ``VRRPSocketError`` naming the step and errno when the interface is missing, has no
     /// address of the family, or the process lacks CAP_NET_RAW.
-    public init(family: IPAddress.Family, interface: String, excluding virtualAddresses: Set<IPAddress> = []) throws(VRRPSocketError) {
+    ///
+    /// - Parameter sourceInterface: where the source address comes from, when not `interface`
+    ///   (a virtual MAC interface has no address of its own: its parent's is used, as keepalived does).
+    public init(family: IPAddress.Family, interface: String, sourceInterface: String? = nil,
+                excluding virtualAddresses: Set<IPAddress> = []) throws(VRRPSocketError) {
         let index = if_nametoindex(interface)
         guard index != 0 else { throw VRRPSocketError(.interface, "no interface \(interface)") }
-        guard let source = InterfaceAddresses.source(family: family, interface: interface, excluding: virtualAddresses) else {
+        let sourceInterface = sourceInterface ?? interface
+        guard let source = InterfaceAddresses.source(family: family, interface: sourceInterface, excluding: virtualAddresses) else {
             let kind = family == .v4 ? "IPv4 address" : "IPv6 link-local address"
-            throw VRRPSocketError(.interface, "interface \(interface) has no \(kind) to send VRRP advertisements from")
+            throw VRRPSocketError(.interface, "interface \(sourceInterface) has no \(kind) to send VRRP advertisements from")
         }
         let domain = family == .v4 ? AF_INET : AF_INET6
         let fd = socket(domain, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(VRRPWire.ipProtocol))
