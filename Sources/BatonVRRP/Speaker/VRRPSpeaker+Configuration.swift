@@ -51,7 +51,8 @@ extension VRRPSpeaker {
         public var authPassword: VRRPPassword?
         public var preempt: Bool
         public var preemptDelay: Duration
-        /// Run as `SCRIPT INSTANCE NAME STATE` after each transition, as keepalived's `notify`.
+        /// Run as `SCRIPT INSTANCE NAME STATE PRIORITY` after each transition, as keepalived 2.2.7
+        /// runs its `notify` (PRIORITY: the instance's priority then; STOP on shutdown).
         public var notifyScript: String?
         /// The gratuitous ARP / unsolicited NA schedule on becoming Master.
         public var announcements: AnnouncementSchedule
