@@ -57,7 +57,10 @@ struct VRRPInteropTests {
         taken = try await lab.stop(host: 1, signal: SIGTERM, thenWaitForHolder: 2, within: .seconds(down + slack))
         let skew = setup.skewTime(priority: low)
         lab.report("\(setup): Baton master SIGTERMed -> keepalived MASTER after \(taken) (keepalived's Skew_Time \(skew) s, Master_Down_Interval \(down) s)")
-        #expect(taken < .seconds(skew + 0.5 * (down - skew)), "a graceful stop must hand over within about Skew_Time")
+        // The handover came from the priority-0 advert (keepalived logs it), not from a timeout:
+        // at VRRPv3's 0.2 s the two differ by less than a loaded machine's scheduling jitter.
+        #expect(lab.log(host: 2).contains(VRRPLab.keepalivedSawPriorityZero), "keepalived never took Baton's priority-0 advert")
+        #expect(taken < .seconds(down), "a graceful stop must hand over within about Skew_Time")
         #expect(try !lab.holdsVIP(1), "Baton left its VIP behind after SIGTERM")
         try await lab.waitForNotifications(host: 1, [line("BACKUP", high), line("MASTER", high), line("STOP", high)])
 
