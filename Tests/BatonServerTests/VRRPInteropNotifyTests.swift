@@ -36,7 +36,8 @@ struct VRRPInteropNotifyTests {
             try await lab.waitForHolder(2, within: .seconds(setup.masterDownInterval(priority: second) + slack))
             try await lab.waitForNotifications(host: 1, Array(expectedFirst.prefix(3)))
             try await lab.waitForNotifications(host: 2, Array(expectedSecond.prefix(2)))
-            _ = try await lab.stop(host: 2, signal: SIGTERM, thenWaitForHolder: 1, within: .seconds(setup.masterDownInterval(priority: first) + slack))
+            let taken = try await lab.stop(host: 2, signal: SIGTERM, thenWaitForHolder: 1, within: .seconds(setup.masterDownInterval(priority: first) + slack))
+            lab.report("\(setup): \(firstKind.other) master SIGTERMed -> \(firstKind) MASTER after \(taken) (Skew_Time \(setup.skewTime(priority: first)) s)")
             try await lab.waitForNotifications(host: 1, Array(expectedFirst.prefix(4)))
             try lab.stop(host: 1, signal: SIGTERM)
             // Each script's whole record, once every call has had time to land.
