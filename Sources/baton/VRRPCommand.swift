@@ -26,7 +26,7 @@ struct VRRPCommand: AsyncParsableCommand {
     var unicastPeers: [String] = []
     @Option(name: .customLong("auth-pass"), help: "keepalived's auth_type PASS password, 1-8 bytes (--version 2 only).")
     var authPass: String?
-    @Option(help: "A script run as SCRIPT INSTANCE NAME MASTER|BACKUP|FAULT|STOP on each transition.") var notify: String?
+    @Option(help: "A script run as SCRIPT INSTANCE NAME MASTER|BACKUP|FAULT|STOP PRIORITY on each transition, as keepalived runs its notify.") var notify: String?
     @Option(name: .customLong("preempt-delay"), help: "Seconds a Backup waits before preempting a lower-priority Master.")
     var preemptDelay: Double = 0
     @Flag(help: "Never preempt a lower-priority Master.") var nopreempt = false

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// `baton vrrp`'s health checks, `--vmac` and the nftables table admitting VRRP, on the LAN of
-/// `VRRPLab` (namespaces `bh<pid>-*`, created and deleted by each test): a failing check puts
+/// `VRRPHealthLab` (namespaces `bh<pid>-*`, created and deleted by each test): a failing check puts
 /// Baton in FAULT and the peer takes the VIP, a weighted one lets a peer preempt, the virtual
 /// MAC answers ARP and sends the advertisements, and a stopped speaker leaves the namespace as
 /// it found it. The check target is a small listener started in the namespace and stopped by PID.
@@ -22,7 +22,7 @@ struct VRRPHealthLabTests {
     /// within about `Skew_Time` after the failed check. The nftables table exists while Baton
     /// runs, and the notify script sees FAULT with keepalived's arguments.
     @Test func aFailingMonitorPortPutsBatonInFaultAndKeepalivedTakesOver() async throws {
-        let lab = VRRPLab(prefix: "bh\(getpid() % 100_000)")
+        let lab = VRRPHealthLab(prefix: "bh\(getpid() % 100_000)")
         defer { lab.down() }
         try lab.up()
         // OpenShift's instance 1 at offset 10 is VRID 11; on 192.168.99.11 with one replica the
@@ -30,7 +30,7 @@ struct VRRPHealthLabTests {
         let vrid = 11, name = "OpenShift_IPFailover_VIP_1"
         try lab.startKeepalived(host: 2, vrid: vrid, version: 2, advertInterval: 1, priority: 100, authPass: "OpenShif")
         try lab.spawn("baton-h1", host: 1, ["/usr/bin/env",
-            "OPENSHIFT_HA_VIRTUAL_IPS=\(VRRPLab.vip)", "OPENSHIFT_HA_NETWORK_INTERFACE=eth0",
+            "OPENSHIFT_HA_VIRTUAL_IPS=\(VRRPHealthLab.vip)", "OPENSHIFT_HA_NETWORK_INTERFACE=eth0",
             "OPENSHIFT_HA_MONITOR_PORT=8080", "OPENSHIFT_HA_CHECK_INTERVAL=1", "OPENSHIFT_HA_REPLICA_COUNT=1",
             "OPENSHIFT_HA_NOTIFY_SCRIPT=\(try lab.notifyScript())",
             BatonBinary.path!, "vrrp", "--log-level", "debug"])
@@ -47,7 +47,7 @@ struct VRRPHealthLabTests {
         //    Backup, discards keepalived's lower-priority adverts and takes over after its own
         //    Master_Down_Interval (3 s + 0.05 s).
         var start = ContinuousClock.now
-        try lab.startListener(host: 1, address: VRRPLab.address(1), port: 8080)
+        try lab.startListener(host: 1, address: VRRPHealthLab.address(1), port: 8080)
         try await lab.waitForHolder(1, within: .seconds(7))
         lab.report("health: listener up -> Baton MASTER again after \(ContinuousClock.now - start) (check interval 1 s + Master_Down_Interval 3.05 s)")
         try await lab.waitForNotifications([entry + "FAULT", entry + "BACKUP", entry + "MASTER"])
@@ -73,12 +73,12 @@ struct VRRPHealthLabTests {
     /// priority from 150 to 50 while it fails: the other Baton (100) preempts; when the check
     /// passes again Baton is back at 150 and preempts in turn. No FAULT on the way.
     @Test func aWeightedCheckLowersThePrioritySoThePeerPreempts() async throws {
-        let lab = VRRPLab(prefix: "bh\(getpid() % 100_000)")
+        let lab = VRRPHealthLab(prefix: "bh\(getpid() % 100_000)")
         defer { lab.down() }
         try lab.up()
-        try lab.startListener(host: 1, address: VRRPLab.address(1), port: 8081)
-        let common = ["--version", "3", "--advert-interval", "0.1", "--vip", "\(VRRPLab.vip)/24", "--name", "VI_51"]
-        try lab.startBaton(host: 1, ["--priority", "150", "--check-http", "http://\(VRRPLab.address(1)):8081/healthz",
+        try lab.startListener(host: 1, address: VRRPHealthLab.address(1), port: 8081)
+        let common = ["--version", "3", "--advert-interval", "0.1", "--vip", "\(VRRPHealthLab.vip)/24", "--name", "VI_51"]
+        try lab.startBaton(host: 1, ["--priority", "150", "--check-http", "http://\(VRRPHealthLab.address(1)):8081/healthz",
                                      "--check-weight", "-100", "--check-interval", "0.2"] + common)
         try await lab.waitForHolder(1, within: .seconds(3))
         try lab.startBaton(host: 2, ["--priority", "100"] + common, notify: false)
@@ -95,7 +95,7 @@ struct VRRPHealthLabTests {
 
         // Passing again: 150 > 100, Baton preempts.
         start = ContinuousClock.now
-        try lab.startListener(host: 1, address: VRRPLab.address(1), port: 8081)
+        try lab.startListener(host: 1, address: VRRPHealthLab.address(1), port: 8081)
         try await lab.waitForHolder(1, within: .seconds(2))
         lab.report("weight: check passing -> Baton MASTER after \(ContinuousClock.now - start)")
         try await lab.waitForNotifications(["BACKUP", "MASTER", "BACKUP", "MASTER"].map { "INSTANCE VI_51 \($0)" })
@@ -105,13 +105,13 @@ struct VRRPHealthLabTests {
     /// advertisements leave from that MAC (the peer, a plain Baton, hears them and stays
     /// Backup). SIGTERM removes the macvlan and puts the parent's ARP sysctls back.
     @Test func theVirtualMACAnswersARPAndIsGoneAfterStop() async throws {
-        let lab = VRRPLab(prefix: "bh\(getpid() % 100_000)")
+        let lab = VRRPHealthLab(prefix: "bh\(getpid() % 100_000)")
         defer { lab.down() }
         try lab.up()
-        let common = ["--version", "3", "--advert-interval", "0.1", "--vip", "\(VRRPLab.vip)/24", "--name", "VI_51"]
+        let common = ["--version", "3", "--advert-interval", "0.1", "--vip", "\(VRRPHealthLab.vip)/24", "--name", "VI_51"]
         try lab.startBaton(host: 1, ["--priority", "150", "--vmac"] + common)
         try await lab.waitFor("the VIP on vrrp.51", within: .seconds(3)) {
-            try lab.ipOutput(["-4", "-br", "addr", "show", "dev", "vrrp.51"], host: 1).contains(VRRPLab.vip)
+            try lab.ipOutput(["-4", "-br", "addr", "show", "dev", "vrrp.51"], host: 1).contains(VRRPHealthLab.vip)
         }
         let link = try lab.ipOutput(["-d", "link", "show", "dev", "vrrp.51"], host: 1)
         #expect(link.contains("link/ether \(Self.vmacAddress)"))
@@ -122,12 +122,12 @@ struct VRRPHealthLabTests {
         // Who answers ARP for the VIP, and from which MAC the advertisements come, as h2 sees it.
         let capture = try lab.capture(host: 2, filter: "arp or ip proto 112", count: 20) {
             _ = try? Command.run("ip", ["-n", lab.host(2), "neigh", "flush", "all"])
-            try lab.sendDatagram(host: 2, to: VRRPLab.vip)
+            try lab.sendDatagram(host: 2, to: VRRPHealthLab.vip)
         }
         #expect(capture.contains("\(Self.vmacAddress) > 01:00:5e:00:00:12"), "adverts from the virtual MAC:\n\(capture)")
-        #expect(capture.contains("Reply \(VRRPLab.vip) is-at \(Self.vmacAddress)"), "ARP answered with the virtual MAC:\n\(capture)")
-        #expect(!capture.contains("Reply \(VRRPLab.vip) is-at") || !capture.split(separator: "\n")
-            .contains { $0.contains("Reply \(VRRPLab.vip) is-at") && !$0.contains(Self.vmacAddress) }, "only the virtual MAC answers")
+        #expect(capture.contains("Reply \(VRRPHealthLab.vip) is-at \(Self.vmacAddress)"), "ARP answered with the virtual MAC:\n\(capture)")
+        #expect(!capture.contains("Reply \(VRRPHealthLab.vip) is-at") || !capture.split(separator: "\n")
+            .contains { $0.contains("Reply \(VRRPHealthLab.vip) is-at") && !$0.contains(Self.vmacAddress) }, "only the virtual MAC answers")
         #expect(try lab.sysctl("net/ipv4/conf/eth0/arp_ignore", host: 1) == "1")
 
         // SIGTERM: the peer takes over (the priority-0 advert came from the virtual MAC too), the
@@ -146,16 +146,16 @@ struct VRRPHealthLabTests {
     /// does one that fails to start after it created the table (its macvlan's name is taken by
     /// another interface).
     @Test func aStoppedSpeakerLeavesNoVIPTableOrMacvlan() async throws {
-        let lab = VRRPLab(prefix: "bh\(getpid() % 100_000)")
+        let lab = VRRPHealthLab(prefix: "bh\(getpid() % 100_000)")
         defer { lab.down() }
         try lab.up()
         try lab.startListener(host: 1, address: "127.0.0.1", port: 8082)
         _ = try Command.run("ip", ["netns", "exec", lab.host(1), "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/all/rp_filter"])
         let before = try lab.snapshot(host: 1)
-        try lab.startBaton(host: 1, ["--priority", "150", "--version", "3", "--advert-interval", "0.1", "--vip", "\(VRRPLab.vip)/24",
+        try lab.startBaton(host: 1, ["--priority", "150", "--version", "3", "--advert-interval", "0.1", "--vip", "\(VRRPHealthLab.vip)/24",
                                      "--name", "VI_51", "--vmac", "--nft-admit", "--check-tcp", "127.0.0.1:8082", "--check-interval", "0.2"])
         try await lab.waitFor("the VIP on vrrp.51", within: .seconds(3)) {
-            try lab.ipOutput(["-4", "-br", "addr", "show", "dev", "vrrp.51"], host: 1).contains(VRRPLab.vip)
+            try lab.ipOutput(["-4", "-br", "addr", "show", "dev", "vrrp.51"], host: 1).contains(VRRPHealthLab.vip)
         }
         let during = try lab.snapshot(host: 1)
         #expect(during.nft.contains("table inet baton_vrrp_VI_51"))
@@ -171,7 +171,7 @@ struct VRRPHealthLabTests {
         // macvlan, and takes the table away again before it exits.
         try lab.ip(["link add vrrp.51 type veth peer name other"], host: 1)
         let taken = try lab.snapshot(host: 1)
-        try lab.startBaton(host: 1, ["--vrid", "51", "--vip", "\(VRRPLab.vip)/24", "--vmac", "--nft-admit"])
+        try lab.startBaton(host: 1, ["--vrid", "51", "--vip", "\(VRRPHealthLab.vip)/24", "--vmac", "--nft-admit"])
         try await lab.waitExited("baton-h1")
         #expect(try lab.log("baton-h1").contains("interface vrrp.51 exists and is not a macvlan on eth0"))
         let afterFailure = try lab.snapshot(host: 1)
@@ -208,7 +208,7 @@ struct NamespaceSnapshot: Equatable, CustomStringConvertible {
     }
 }
 
-extension VRRPLab {
+extension VRRPHealthLab {
     /// Runs `ip` in host `i`'s namespace with plain arguments and returns what it printed.
     @discardableResult
     func ipOutput(_ arguments: [String], host i: Int) throws -> String {
@@ -344,7 +344,7 @@ extension VRRPLab {
         throw VRRPLabError("timed out after \(limit) waiting for \(what)\n\(logs())")
     }
 
-    /// keepalived's and VRRPLab's `holdsVIP` look at eth0; with `--vmac` the VIP is elsewhere.
+    /// keepalived's and VRRPHealthLab's `holdsVIP` look at eth0; with `--vmac` the VIP is elsewhere.
     func holdsVIP(_ i: Int, on interface: String) throws -> Bool {
         try ipOutput(["-4", "addr", "show", "dev", interface], host: i).contains("inet \(Self.vip)/")
     }

@@ -80,6 +80,12 @@ struct VRRPSpeakerPartsTests {
         do { try configuration.validate() } catch { #expect(error.message == message) }
     }
 
+    /// keepalived 2.2.7's `notify_script_exec`: `INSTANCE NAME STATE PRIORITY`.
+    @Test(arguments: VRRPInstance.NotifyState.allCases)
+    func notifyArgumentsAreKeepalivedsFour(_ state: VRRPInstance.NotifyState) {
+        #expect(VRRPInstanceRunner.NotifyCall(state: state, priority: 150).arguments(name: "VI_51") == ["INSTANCE", "VI_51", state.rawValue, "150"])
+    }
+
     @Test func advertIntervalInCentiseconds() {
         var configuration = Self.base
         configuration.advertInterval = .milliseconds(350)

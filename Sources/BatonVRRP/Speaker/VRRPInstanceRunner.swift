@@ -35,6 +35,7 @@ final class VRRPInstanceRunner: Sendable {
     /// instance's interface.
     let addressInterface: String
     private let initialVerdict: VRRPHealthMonitor.Verdict?
+    let receiver: VRRPReceiver
     private let inputs: AsyncStream<Input>
     private let inputsIn: AsyncStream<Input>.Continuation
     /// When the reading thread must deliver `.timer`: the earlier of the instance's
@@ -66,6 +67,7 @@ final class VRRPInstanceRunner: Sendable {
             socket.close()
             throw error
         }
+        receiver = VRRPReceiver(configuration)
         (inputs, inputsIn) = AsyncStream.makeStream()
     }
 
@@ -83,7 +85,7 @@ final class VRRPInstanceRunner: Sendable {
         let thread = Thread { [self] in readLoop() }
         thread.name = "vrrp-\(configuration.name)"
         thread.start()
-        let (notifications, notificationsIn) = AsyncStream<VRRPInstance.NotifyState>.makeStream()
+        let (notifications, notificationsIn) = AsyncStream<NotifyCall>.makeStream()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.runNotifyScript(notifications) }
             await instanceLoop(notify: notificationsIn)
@@ -104,7 +106,16 @@ final class VRRPInstanceRunner: Sendable {
 
     // MARK: The instance task
 
-    private func instanceLoop(notify: AsyncStream<VRRPInstance.NotifyState>.Continuation) async {
+    /// A notify script call: the new state and the priority the instance has then.
+    struct NotifyCall: Sendable {
+        var state: VRRPInstance.NotifyState
+        var priority: UInt8
+
+        /// keepalived 2.2.7's generic `notify` arguments: `INSTANCE NAME STATE PRIORITY`.
+        func arguments(name: String) -> [String] { ["INSTANCE", name, state.rawValue, "\(priority)"] }
+    }
+
+    private func instanceLoop(notify: AsyncStream<NotifyCall>.Continuation) async {
         var instance = VRRPInstance(configuration: vrrpConfiguration)
         var announceRepeatAt: BatonInstant? = nil
         logger.info("starting", metadata: [
@@ -136,7 +147,7 @@ final class VRRPInstanceRunner: Sendable {
                     }
                     logger.info("released the virtual addresses")
                 case .notify(let state):
-                    notify.yield(state)
+                    notify.yield(NotifyCall(state: state, priority: instance.priority))
                 }
             }
         }
@@ -169,9 +180,7 @@ final class VRRPInstanceRunner: Sendable {
             switch input {
             case .advertisement(let advertisement, let source):
                 logger.trace("advertisement", metadata: ["from": "\(source)", "priority": "\(advertisement.priority)"])
-                let event = VRRPInstance.Event.advertisementReceived(
-                    priority: advertisement.priority, maxAdvertInterval: advertisement.maxAdvertInterval, source: source)
-                carryOut(instance.handle(event, now: now), now: now)
+                carryOut(instance.handle(VRRPReceiver.event(advertisement, source: source), now: now), now: now)
             case .timer:
                 if let at = announceRepeatAt, now >= at {
                     announceRepeatAt = nil
@@ -226,12 +235,11 @@ final class VRRPInstanceRunner: Sendable {
         }
     }
 
-    private func runNotifyScript(_ states: AsyncStream<VRRPInstance.NotifyState>) async {
-        for await state in states {
+    private func runNotifyScript(_ notifications: AsyncStream<NotifyCall>) async {
+        for await notification in notifications {
             guard let script = configuration.notifyScript else { continue }
-            let arguments = ["INSTANCE", configuration.name, state.rawValue]
-            do { try await host.notify(script: script, arguments: arguments) } catch {
-                logger.warning("notify script failed", metadata: ["state": "\(state.rawValue)", "error": "\(error)"])
+            do { try await host.notify(script: script, arguments: notification.arguments(name: configuration.name)) } catch {
+                logger.warning("notify script failed", metadata: ["state": "\(notification.state.rawValue)", "error": "\(error)"])
             }
         }
     }
@@ -261,40 +269,17 @@ final class VRRPInstanceRunner: Sendable {
         waiter?.resume()
     }
 
-    /// Checks what the codec leaves to the receiver: TTL 255, the vrid, the version, the
-    /// password (VRRPv2), and in unicast mode the peer. Anything refused is logged at debug.
+    /// The receive path (`VRRPReceiver`); a refused packet is logged at debug, another virtual
+    /// router's at trace.
     func accept(_ datagram: VRRPSocket.Datagram) -> Input? {
-        func drop(_ why: @autoclosure () -> String) -> Input? {
-            logger.debug("dropped a packet", metadata: ["from": "\(datagram.source)", "reason": "\(why())"])
-            return nil
+        switch receiver.check(datagram) {
+        case .advertisement(let advertisement, let source):
+            return .advertisement(advertisement, source: source)
+        case .otherVirtualRouter(let vrid):
+            logger.trace("another virtual router", metadata: ["vrid": "\(vrid)"])
+        case .dropped(let reason):
+            logger.debug("dropped a packet", metadata: ["from": "\(datagram.source)", "reason": "\(reason)"])
         }
-        guard datagram.ttl == VRRPWire.requiredTTL else { return drop("ttl \(datagram.ttl) is not 255") }
-        // Another virtual router's traffic on the same LAN is normal: check the vrid byte first.
-        guard datagram.message.count >= 2 else { return drop("length \(datagram.message.count)") }
-        guard datagram.message[1] == configuration.vrid else {
-            logger.trace("another virtual router", metadata: ["vrid": "\(datagram.message[1])"])
-            return nil
-        }
-        let decoded: VRRPAdvertisement.Decoded
-        do { decoded = try VRRPAdvertisement.decode(datagram.message, source: datagram.source, destination: datagram.destination) } catch {
-            return drop(error.message)
-        }
-        let advertisement = decoded.advertisement
-        guard advertisement.version == configuration.version else {
-            return drop("version \(advertisement.version) is not \(configuration.version)")
-        }
-        if configuration.version == .v2 {
-            let expected = configuration.authPassword.map(VRRPAuthentication.password) ?? .none
-            guard advertisement.authentication.wireType == expected.wireType else {
-                return drop("auth type \(advertisement.authentication) is not \(expected)")
-            }
-            if case .password(let theirs) = advertisement.authentication, case .password(let ours) = expected, theirs != ours {
-                return drop("wrong password")
-            }
-        }
-        if !configuration.unicastPeers.isEmpty && !configuration.unicastPeers.contains(datagram.source) {
-            return drop("not a unicast peer")
-        }
-        return .advertisement(advertisement, source: datagram.source)
+        return nil
     }
 }

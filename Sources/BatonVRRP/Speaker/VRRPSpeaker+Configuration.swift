@@ -45,13 +45,15 @@ extension VRRPSpeaker {
         /// 1...255 addresses of one family (IPv4 for VRRPv2), advertised in this order.
         public var virtualAddresses: [VirtualAddress]
         /// When not empty, advertisements go to each peer instead of the group, and only the
-        /// peers' advertisements are accepted (keepalived's `unicast_peer`).
+        /// peers' unicast advertisements are accepted, whatever their TTL (keepalived's
+        /// `unicast_peer`; see `VRRPReceiver`).
         public var unicastPeers: [IPAddress]
         /// VRRPv2's `auth_type PASS` / `auth_pass` (compatibility only: it is sent in clear).
         public var authPassword: VRRPPassword?
         public var preempt: Bool
         public var preemptDelay: Duration
-        /// Run as `SCRIPT INSTANCE NAME STATE` after each transition, as keepalived's `notify`.
+        /// Run as `SCRIPT INSTANCE NAME STATE PRIORITY` after each transition, as keepalived 2.2.7
+        /// runs its `notify` (PRIORITY: the instance's priority then; STOP on shutdown).
         public var notifyScript: String?
         /// The gratuitous ARP / unsolicited NA schedule on becoming Master.
         public var announcements: AnnouncementSchedule
