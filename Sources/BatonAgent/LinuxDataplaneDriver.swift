@@ -93,6 +93,10 @@ public actor LinuxDataplaneDriver: EgressDataplane {
                                       announced: announced.union(adopted ?? []), clusterCIDRs: clusterCIDRs)
         let lease = leaseUntil.map { $0 - ContinuousClock.now }
         let added = try plane.apply(plan, lease: lease)
+        if !plane.conflicts.isEmpty {
+            logger.warning("another machine still answers ARP for these EIPs; bound them anyway", metadata: [
+                "eips": "\(plane.conflicts.map(\.description).sorted())", "waited": "\(plane.config.conflictWait)"])
+        }
         if let old = lastPlan {
             let forget = plan.sourcesToForget(since: old)
             if !forget.isEmpty {

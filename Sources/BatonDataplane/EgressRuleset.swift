@@ -12,6 +12,10 @@ public struct EgressDatapathConfig: Sendable, Hashable {
     public var table = "baton_egress"
     /// The priority of the `fwmark → table` rules (egressgateway uses 99).
     public var rulePriority = 99
+    /// How long one ARP probe of a new EIP listens for another machine answering (`ARPProbe`).
+    public var probeWait: Duration = .milliseconds(15)
+    /// How long a new EIP waits for its previous holder to fall silent before it is bound anyway.
+    public var conflictWait: Duration = .seconds(1)
 
     public init(parent: String) { self.parent = parent }
 

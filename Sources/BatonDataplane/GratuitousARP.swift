@@ -25,20 +25,25 @@ public enum GratuitousARP {
         frame += mac + ipBytes + Array(repeating: 0, count: 6) + ipBytes
         frame += Array(repeating: 0, count: max(0, 60 - frame.count))  // minimum Ethernet payload
 
-        // struct sockaddr_ll (linux/if_packet.h), laid out by hand: family, protocol (network
-        // order), ifindex, hatype, pkttype, halen, addr[8]; 20 bytes.
-        var address = [UInt8](repeating: 0, count: 20)
-        withUnsafeBytes(of: UInt16(AF_PACKET)) { for i in 0..<2 { address[i] = $0[i] } }
-        withUnsafeBytes(of: ethPARP.bigEndian) { for i in 0..<2 { address[2 + i] = $0[i] } }
-        withUnsafeBytes(of: Int32(index)) { for i in 0..<4 { address[4 + i] = $0[i] } }
-        address[11] = 6
-        for i in 0..<6 { address[12 + i] = 0xff }
+        let address = linkAddress(index: index, protocol: ethPARP, destination: [UInt8](repeating: 0xff, count: 6))
         let sent = frame.withUnsafeBytes { buf in
             address.withUnsafeBytes { a in
                 sendto(fd, buf.baseAddress, buf.count, 0, a.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(20))
             }
         }
         guard sent == frame.count else { throw DataplaneCommandError("cannot send gratuitous ARP for \(ip) on \(interface): errno \(errno)") }
+    }
+
+    /// A `struct sockaddr_ll` (linux/if_packet.h), laid out by hand: family, protocol (network
+    /// order), ifindex, hatype, pkttype, halen, addr[8]; 20 bytes.
+    static func linkAddress(index: UInt32, protocol: UInt16, destination: [UInt8]) -> [UInt8] {
+        var address = [UInt8](repeating: 0, count: 20)
+        withUnsafeBytes(of: UInt16(AF_PACKET)) { for i in 0..<2 { address[i] = $0[i] } }
+        withUnsafeBytes(of: `protocol`.bigEndian) { for i in 0..<2 { address[2 + i] = $0[i] } }
+        withUnsafeBytes(of: Int32(index)) { for i in 0..<4 { address[4 + i] = $0[i] } }
+        address[11] = UInt8(destination.count)
+        for (i, b) in destination.prefix(8).enumerated() { address[12 + i] = b }
+        return address
     }
 
     /// The interface's MAC address (SIOCGIFHWADDR).

@@ -15,6 +15,9 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
     private var appliedTunnel: TunnelState?
     /// Renews the fence's `live` timeouts without a fork (every acknowledged heartbeat).
     private let shell = NftShell()
+    /// EIPs the last `apply` bound although another machine still answered ARP for them after
+    /// `config.conflictWait` (a host holding the address by mistake), for the caller to report.
+    public private(set) var conflicts: Set<IPAddress> = []
 
     /// What the tunnel part of a plan consists of; re-applied only when it changes.
     struct TunnelState: Equatable {
@@ -60,6 +63,7 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
             appliedRuleset = ruleset
             appliedFence = fence
         }
+        conflicts = try waitUntilUnanswered(added)
         ip = added.sorted().map { eip in
             "address add \(eip)/32 dev \(config.parent)" + (config.eipLabel.map { " label \($0)" } ?? "")
         }
@@ -67,6 +71,20 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
         lastBound = plan.eips
         for eip in added.sorted() { try? GratuitousARP.send(eip, interface: config.parent) }
         return added
+    }
+
+    /// Probes `eips` with ARP (`ARPProbe`) until no other machine answers for them, for at most
+    /// `config.conflictWait`: the previous holder answers until its fence ends its lease. Returns
+    /// those still answered for when the wait ran out. A probe that cannot be sent waits for nothing.
+    func waitUntilUnanswered(_ eips: Set<IPAddress>) throws -> Set<IPAddress> {
+        var pending = eips.filter { $0.family == .v4 }
+        let giveUp = ContinuousClock.now + config.conflictWait
+        while !pending.isEmpty {
+            guard let answered = try? ARPProbe.answered(pending, interface: config.parent, wait: config.probeWait) else { return [] }
+            if answered.isEmpty || ContinuousClock.now >= giveUp { return answered }
+            pending = answered
+        }
+        return []
     }
 
     /// Extends the kernel lease of `eips` to `timeout` from now (`EgressFence`).

@@ -53,7 +53,7 @@ public enum BatonServerMain {
                 while !Task.isCancelled {
                     do {
                         try await EgressController(store: store, heartbeats: heartbeats, settings: settings, clock: MonotonicClock(),
-                                                   logger: controllerLogger, events: events).run()
+                                                   logger: controllerLogger, events: events, probe: Self.probe(settings)).run()
                         return
                     } catch is CancellationError {
                         return
@@ -77,6 +77,13 @@ public enum BatonServerMain {
         }
         heartbeats.close()
         await store.close()
+    }
+
+    /// The controller's probe of a silent node (`feature.unreachableNodeProbe`).
+    static func probe(_ settings: FeatureSettings) -> (@Sendable (String) async -> Bool)? {
+        guard settings.unreachableNodeProbe else { return nil }
+        let prober = ReachabilityProber()
+        return { address in await prober.reachable(address) }
     }
 }
 

@@ -67,7 +67,8 @@ extension LabCommand {
             let custom = FileManager.default.fileExists(atPath: lab.valuesPath)
             let settings = custom ? try FeatureSettings.parse(yaml: String(contentsOfFile: lab.valuesPath, encoding: .utf8)) : FeatureSettings()
             say("Baton, \(custom ? "settings from \(lab.valuesPath)" : "default settings"): tunnelMonitorPeriod \(settings.tunnelMonitorPeriod) s, "
-                + "tunnelUpdatePeriod \(settings.tunnelUpdatePeriod) s, eipEvictionTimeout \(settings.eipEvictionTimeout) s; \(lab.nodes) nodes, a datagram every 10 ms:")
+                + "tunnelUpdatePeriod \(settings.tunnelUpdatePeriod) s, eipEvictionTimeout \(settings.eipEvictionTimeout) s, "
+                + "unreachableNodeProbe \(settings.unreachableNodeProbe); \(lab.nodes) nodes, a datagram every 10 ms:")
             say("| failure | trials | outage p50 ms | outage p99 ms | outage max ms | eviction p50 ms | wrong-source packets | two nodes answering, max ms |")
             say("|---|---|---|---|---|---|---|---|")
             for r in rows { say(r) }

@@ -99,10 +99,87 @@ import Testing
             try seed.validate()
         }
     }
+
+    // MARK: Probe-confirmed early eviction
+
+    static let suspect = Duration.milliseconds(225)
+    func probing() -> HeartbeatMonitor {
+        HeartbeatMonitor(eipEvictionTimeout: Self.timeout, tunnelMonitorPeriod: Self.period, suspectAfter: Self.suspect)
+    }
+
+    @Test func aSilentNodeThatDoesNotAnswerIsEvictedBeforeTheTimeout() {
+        let clock = ManualClock()
+        var m = probing()
+        m.heartbeatReceived("node1", at: clock.now)
+        #expect(m.evaluate(now: clock.now) == [.markReady(node: "node1")])
+        #expect(m.nextDeadline == clock.now + Self.suspect)
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(225))) == [], "at suspectAfter exactly: not yet")
+        let started = clock.advance(by: .milliseconds(5))
+        #expect(m.evaluate(now: started) == [.probe(node: "node1")])
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(20))) == [], "one probe per silence")
+        #expect(m.nextDeadline == BatonInstant.zero + Self.timeout, "while probing, the timeout is next")
+        m.probeFinished("node1", reachable: false, startedAt: started)
+        #expect(m.nextDeadline == BatonInstant.zero, "an unreachable node is due at once")
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(75))) == [.markUnreachable(node: "node1", silentFor: .milliseconds(325))])
+        #expect(m.phase(of: "node1") == .heartbeatTimeout)
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(400))) == [], "the timeout adds no second decision")
+        #expect(m.nextDeadline == nil)
+        m.heartbeatReceived("node1", at: clock.now)
+        #expect(m.evaluate(now: clock.now) == [.markReady(node: "node1")])
+    }
+
+    @Test func aSilentNodeThatAnswersWaitsForTheTimeout() {
+        let clock = ManualClock()
+        var m = probing()
+        m.heartbeatReceived("node1", at: clock.now)
+        _ = m.evaluate(now: clock.now)
+        let started = clock.advance(by: .milliseconds(230))
+        #expect(m.evaluate(now: started) == [.probe(node: "node1")])
+        m.probeFinished("node1", reachable: true, startedAt: started)
+        for _ in 0..<27 { #expect(m.evaluate(now: clock.advance(by: .milliseconds(10))) == []) }  // up to 500 ms
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(1))) == [.markHeartbeatTimeout(node: "node1", silentFor: .milliseconds(501))])
+    }
+
+    @Test func aHeartbeatDuringTheProbeOutweighsItsResult() {
+        let clock = ManualClock()
+        var m = probing()
+        m.heartbeatReceived("node1", at: clock.now)
+        _ = m.evaluate(now: clock.now)
+        let started = clock.advance(by: .milliseconds(230))
+        #expect(m.evaluate(now: started) == [.probe(node: "node1")])
+        m.heartbeatReceived("node1", at: clock.advance(by: .milliseconds(10)))
+        m.probeFinished("node1", reachable: false, startedAt: started)
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(50))) == [])
+        #expect(m.phase(of: "node1") == .ready)
+        // The next silence gets a probe of its own, counted from the newer heartbeat; a late
+        // result of the old probe is ignored.
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(170))) == [])
+        let second = clock.advance(by: .milliseconds(10))
+        #expect(m.evaluate(now: second) == [.probe(node: "node1")])
+        m.probeFinished("node1", reachable: false, startedAt: started)
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(10))) == [])
+        m.probeFinished("node1", reachable: false, startedAt: second)
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(10))) == [.markUnreachable(node: "node1", silentFor: .milliseconds(250))])
+    }
+
+    @Test func onlyReadyNodesAreProbedAndOnlyWhenConfigured() {
+        let clock = ManualClock()
+        var plain = monitor()
+        plain.heartbeatReceived("node1", at: clock.now)
+        _ = plain.evaluate(now: clock.now)
+        #expect(plain.evaluate(now: clock.advance(by: .milliseconds(400))) == [], "no suspectAfter: no probe")
+        // A tunnel the leader only tracks (never heard by this monitor) is not probed.
+        var m = probing()
+        m.track("node2", phase: .ready, now: clock.now)
+        #expect(m.evaluate(now: clock.advance(by: .milliseconds(300))) == [])
+        // A suspectAfter not below the timeout is ignored.
+        #expect(HeartbeatMonitor(eipEvictionTimeout: Self.timeout, tunnelMonitorPeriod: Self.period, suspectAfter: Self.timeout).suspectAfter == nil)
+    }
 }
 
 @Test func defaultsFromTheValuesFileSatisfyTheCoreRule() throws {
     let settings = EgressFailoverSettings(try FeatureSettings.parse(yaml: ""))
     try settings.validate()
     #expect(settings.eipEvictionTimeout == .milliseconds(700))
+
 }

@@ -209,7 +209,7 @@ struct FailoverProcessTests: EgressProcessSuite {
         // Heartbeats every 0.2 s, eviction after 1.5 s; each delay below stops the agent for 0.3 s,
         // so the longest gap between received heartbeats is about 0.5 s.
         let values = dir + "/values.yaml"
-        try "feature:\n  tunnelMonitorPeriod: 0.1\n  tunnelUpdatePeriod: 0.2\n  eipEvictionTimeout: 1.5\n"
+        try "feature:\n  tunnelMonitorPeriod: 0.1\n  tunnelUpdatePeriod: 0.2\n  eipEvictionTimeout: 1.5\n  unreachableNodeProbe: false\n"
             .write(toFile: values, atomically: true, encoding: .utf8)
         let server = try await ServerProcess(dataDir: dir, extraArguments: ["--config", values])
         defer { server.kill() }

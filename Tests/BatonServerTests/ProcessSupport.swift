@@ -58,7 +58,17 @@ final class ServerProcess: @unchecked Sendable {
         self.dataDir = dataDir
         self.port = port ?? Self.freePort()
         process.executableURL = URL(fileURLWithPath: BatonBinary.path!)
-        process.arguments = ["server", "--data-dir", dataDir, "--listen", "127.0.0.1:\(self.port)", "--log-level", "info"] + extraArguments
+        // The test agents report made-up addresses (10.0.0.x), in no namespace of ours: the server
+        // must not probe them (feature.unreachableNodeProbe), whatever this machine's own subnets.
+        var configuration: [String] = []
+        if !extraArguments.contains("--config") {
+            try? FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+            let values = dataDir + "/no-probe-values.yaml"
+            try "feature:\n  unreachableNodeProbe: false\n".write(toFile: values, atomically: true, encoding: .utf8)
+            configuration = ["--config", values]
+        }
+        process.arguments = ["server", "--data-dir", dataDir, "--listen", "127.0.0.1:\(self.port)", "--log-level", "info"]
+            + configuration + extraArguments
         let logPath = dataDir + "/server-\(self.port)-\(UUID().uuidString.prefix(4)).log"
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)

@@ -25,6 +25,10 @@ public struct FeatureSettings: Sendable, Hashable {
     public var vxlanPort: Int = 7789
     /// First packet mark handed to a tunnel (egressgateway's base, 0x26000000).
     public var markBase: UInt32 = 0x2600_0000
+    /// Baton's own key `feature.unreachableNodeProbe`: when a node's heartbeat is one
+    /// `tunnelUpdatePeriod` (and 25 ms) late, the controller sends ICMP echo to the node's address,
+    /// and evicts at once if nothing answers; otherwise it waits for `eipEvictionTimeout`.
+    public var unreachableNodeProbe: Bool = true
 
     public init() {}
 
@@ -80,6 +84,10 @@ public struct FeatureSettings: Sendable, Hashable {
                         errors.append(.invalid("feature.vxlan.port", JSONPath.scalarText(xv), "must be a UDP port from 1 to 65535")) }
                     default: break  // egressgateway's chart has more vxlan keys (disableChecksumOffload…); none matter here
                     }
+                }
+            case "unreachableNodeProbe":
+                if let b = v.boolValue { s.unreachableNodeProbe = b } else {
+                    errors.append(.invalid("feature.unreachableNodeProbe", JSONPath.scalarText(v), "must be true or false"))
                 }
             case "markBase", "tunnelMarkBase":
                 let text = JSONPath.scalarText(v)

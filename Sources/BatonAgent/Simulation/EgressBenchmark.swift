@@ -100,7 +100,20 @@ public struct EgressBenchmark: Sendable {
         // BATON_BENCH_SERVER_LOG=FILE keeps the server's log (at info level) for a closer look.
         let logPath = ProcessInfo.processInfo.environment["BATON_BENCH_SERVER_LOG"]
         if let logPath { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        // The server takes the same periods as the agents. It must not probe the simulated nodes'
+        // made-up addresses (feature.unreachableNodeProbe), which are not in any namespace.
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let values = dir + "/values.yaml"
+        try """
+            feature:
+              tunnelMonitorPeriod: \(settings.tunnelMonitorPeriod)
+              tunnelUpdatePeriod: \(settings.tunnelUpdatePeriod)
+              eipEvictionTimeout: \(settings.eipEvictionTimeout)
+              unreachableNodeProbe: false
+
+            """.write(toFile: values, atomically: true, encoding: .utf8)
         let server = try BenchProcess(binary: batonBinary, arguments: ["server", "--data-dir", dir, "--listen", "127.0.0.1:\(port)",
+                                                                        "--config", values,
                                                                         "--log-level", logPath == nil ? "warning" : "info"],
                                       output: logPath.flatMap { FileHandle(forWritingAtPath: $0) })
         defer { server.stop() }

@@ -10,11 +10,16 @@ public struct EgressFailoverSettings: Sendable, Hashable {
     public var tunnelUpdatePeriod: Duration
     /// How long after the last received heartbeat a node's EIPs may move away.
     public var eipEvictionTimeout: Duration
+    /// How long after the last received heartbeat the controller probes the node's address, and
+    /// evicts it early if nothing answers (nil: never; see `HeartbeatMonitor`).
+    public var probeSuspectAfter: Duration?
 
-    public init(tunnelMonitorPeriod: Duration, tunnelUpdatePeriod: Duration, eipEvictionTimeout: Duration) {
+    public init(tunnelMonitorPeriod: Duration, tunnelUpdatePeriod: Duration, eipEvictionTimeout: Duration,
+                probeSuspectAfter: Duration? = nil) {
         self.tunnelMonitorPeriod = tunnelMonitorPeriod
         self.tunnelUpdatePeriod = tunnelUpdatePeriod
         self.eipEvictionTimeout = eipEvictionTimeout
+        self.probeSuspectAfter = probeSuspectAfter
     }
 
     /// Refuses non-positive periods and, with egressgateway's message, an eviction timeout that
@@ -35,8 +40,10 @@ extension EgressFailoverSettings {
     /// The timers of a parsed values file (`baton server --config`), which has already refused an
     /// eviction timeout that breaks the rule.
     public init(_ feature: FeatureSettings) {
+        let update = Duration.milliseconds(Int64((feature.tunnelUpdatePeriod * 1000).rounded()))
         self.init(tunnelMonitorPeriod: .milliseconds(Int64((feature.tunnelMonitorPeriod * 1000).rounded())),
-                  tunnelUpdatePeriod: .milliseconds(Int64((feature.tunnelUpdatePeriod * 1000).rounded())),
-                  eipEvictionTimeout: .milliseconds(Int64((feature.eipEvictionTimeout * 1000).rounded())))
+                  tunnelUpdatePeriod: update,
+                  eipEvictionTimeout: .milliseconds(Int64((feature.eipEvictionTimeout * 1000).rounded())),
+                  probeSuspectAfter: feature.unreachableNodeProbe ? update + .milliseconds(25) : nil)
     }
 }

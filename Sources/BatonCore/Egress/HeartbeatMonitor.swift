@@ -8,8 +8,13 @@ import BatonAPI
 /// from it). `lastHeartbeatTime`, which the agent writes from its own clock, is never read here,
 /// so clock skew between machines cannot cause or prevent an eviction.
 ///
-/// A tunnel is evicted when `now - lastReceive > eipEvictionTimeout`, never earlier; that is the
-/// bound `FencingDeadline` relies on. Each transition is reported exactly once. Call `evaluate`
+/// A tunnel is evicted when `now - lastReceive > eipEvictionTimeout`; that is the bound
+/// `FencingDeadline` relies on. With `suspectAfter` set, a tunnel silent for longer than that is
+/// evicted earlier if, and only if, a probe of its node's own address started after its last
+/// heartbeat finds the node unreachable (`probe`, then `probeFinished`): a node whose kernel still
+/// answers (its agent killed, stopped or slow) waits for the full timeout, its own fence having
+/// withdrawn its EIPs by then. The successor's address-conflict probe (`ARPProbe`) keeps the
+/// early path from ever putting two nodes on the EIP (docs/egress-failover.md). Each transition is reported exactly once. Call `evaluate`
 /// every `tunnelMonitorPeriod` (or at `nextDeadline`); it is cheap and idempotent between
 /// transitions. Moving EIPs is not this type's job: feed the phases to `EgressPlacement`.
 public struct HeartbeatMonitor: Sendable {
@@ -19,6 +24,12 @@ public struct HeartbeatMonitor: Sendable {
         case markHeartbeatTimeout(node: String, silentFor: Duration)
         /// Write phase `Ready`: a (new or returning) tunnel heartbeats again. Its EIPs do not come back.
         case markReady(node: String)
+        /// Probe the node's own address, then report with `probeFinished`: it has been silent for
+        /// longer than `suspectAfter`.
+        case probe(node: String)
+        /// Write phase `HeartbeatTimeout` before the timeout: silent for `silentFor` and not
+        /// answering a probe started after its last heartbeat.
+        case markUnreachable(node: String, silentFor: Duration)
     }
 
     private struct Tunnel: Sendable {
@@ -29,19 +40,27 @@ public struct HeartbeatMonitor: Sendable {
         var heard: Bool
         /// The phase this monitor last decided (nil: nothing decided yet).
         var phase: EgressTunnelStatus.Phase?
+        /// When the probe of the current silence started (nil: none yet since the last heartbeat).
+        var probeStarted: BatonInstant?
+        /// A probe of the current silence found the node unreachable.
+        var unreachable = false
     }
 
     public let eipEvictionTimeout: Duration
     public let tunnelMonitorPeriod: Duration
+    /// Silence after which a node is probed (nil: never; eviction waits for the timeout).
+    public let suspectAfter: Duration?
     private var tunnels: [String: Tunnel] = [:]
 
-    public init(eipEvictionTimeout: Duration, tunnelMonitorPeriod: Duration) {
+    public init(eipEvictionTimeout: Duration, tunnelMonitorPeriod: Duration, suspectAfter: Duration? = nil) {
         self.eipEvictionTimeout = eipEvictionTimeout
         self.tunnelMonitorPeriod = tunnelMonitorPeriod
+        self.suspectAfter = suspectAfter.flatMap { $0 < eipEvictionTimeout ? $0 : nil }
     }
 
     public init(settings: EgressFailoverSettings) {
-        self.init(eipEvictionTimeout: settings.eipEvictionTimeout, tunnelMonitorPeriod: settings.tunnelMonitorPeriod)
+        self.init(eipEvictionTimeout: settings.eipEvictionTimeout, tunnelMonitorPeriod: settings.tunnelMonitorPeriod,
+                  suspectAfter: settings.probeSuspectAfter)
     }
 
     /// Starts watching a tunnel the store already holds, in the phase the store shows, with a full
@@ -56,7 +75,11 @@ public struct HeartbeatMonitor: Sendable {
     /// An older receive time than one already recorded is ignored.
     public mutating func heartbeatReceived(_ node: String, at receivedAt: BatonInstant) {
         if var t = tunnels[node] {
-            t.lastReceive = max(t.lastReceive, receivedAt)
+            if receivedAt > t.lastReceive {
+                t.lastReceive = receivedAt
+                t.probeStarted = nil
+                t.unreachable = false
+            }
             t.heard = true
             tunnels[node] = t
         } else {
@@ -75,7 +98,22 @@ public struct HeartbeatMonitor: Sendable {
 
     /// The earliest instant at which a tunnel not yet timed out would be evicted, if any.
     public var nextDeadline: BatonInstant? {
-        tunnels.values.filter { $0.phase != .heartbeatTimeout }.map { $0.lastReceive + eipEvictionTimeout }.min()
+        var next: BatonInstant?
+        for t in tunnels.values where t.phase != .heartbeatTimeout {
+            var due = t.lastReceive + eipEvictionTimeout
+            if let suspectAfter, t.heard, t.probeStarted == nil { due = t.lastReceive + suspectAfter }
+            if t.unreachable { due = t.lastReceive }
+            next = next.map { min($0, due) } ?? due
+        }
+        return next
+    }
+
+    /// The probe `probe(node:)` asked for, started at `startedAt`, has finished. An unreachable
+    /// node is evicted at the next `evaluate` unless a heartbeat newer than the probe arrived.
+    public mutating func probeFinished(_ node: String, reachable: Bool, startedAt: BatonInstant) {
+        guard var t = tunnels[node], let started = t.probeStarted, started == startedAt else { return }
+        t.unreachable = !reachable
+        tunnels[node] = t
     }
 
     /// The transitions due at `now`, sorted by node name. A tunnel is reported once per
@@ -90,7 +128,13 @@ public struct HeartbeatMonitor: Sendable {
                     t.phase = .heartbeatTimeout
                     out.append(.markHeartbeatTimeout(node: node, silentFor: silence))
                 }
-            } else if t.heard, t.phase != .ready {
+            } else if t.unreachable, t.phase != .heartbeatTimeout {
+                t.phase = .heartbeatTimeout
+                out.append(.markUnreachable(node: node, silentFor: silence))
+            } else if let suspectAfter, silence > suspectAfter, t.heard, t.phase == .ready, t.probeStarted == nil {
+                t.probeStarted = now
+                out.append(.probe(node: node))
+            } else if t.heard, t.phase != .ready, !(t.phase == .heartbeatTimeout && t.unreachable) {
                 t.phase = .ready
                 out.append(.markReady(node: node))
             }

@@ -55,6 +55,9 @@ public struct EgressController: Sendable {
     let heartbeatPollInterval: Duration
     /// How often a tunnel's `lastHeartbeatTime` is refreshed while nothing else changes.
     let heartbeatDisplayPeriod: Duration
+    /// Whether a silent node's address answers (`HeartbeatMonitor.suspectAfter`); nil: no probes,
+    /// eviction waits for `eipEvictionTimeout`.
+    let probe: (@Sendable (String) async -> Bool)?
 
     /// What one placement run did and how long it took (real time), for benchmarks and tests.
     public struct PlacementReport: Sendable, Hashable {
@@ -74,14 +77,18 @@ public struct EgressController: Sendable {
     public init(store: any ResourceStore, heartbeats: (any HeartbeatLog)?, settings: FeatureSettings, clock: some BatonClock,
                 logger: Logger, events: EventRecorder, ticks: TickSource = .sleeping, writeConcurrency: Int = 256,
                 heartbeatPollInterval: Duration = .milliseconds(25), heartbeatDisplayPeriod: Duration = .seconds(10),
+                probe: (@Sendable (String) async -> Bool)? = nil,
                 onPlacement: (@Sendable (PlacementReport) -> Void)? = nil) {
         self.placementObserver = onPlacement
+        self.probe = probe
         self.heartbeats = heartbeats
         self.heartbeatPollInterval = heartbeatPollInterval
         self.heartbeatDisplayPeriod = heartbeatDisplayPeriod
         self.store = store
         self.settings = settings
-        self.failover = EgressFailoverSettings(settings)
+        var failover = EgressFailoverSettings(settings)
+        if probe == nil { failover.probeSuspectAfter = nil }
+        self.failover = failover
         self.clock = clock
         self.logger = logger
         self.events = events
@@ -115,6 +122,7 @@ public struct EgressController: Sendable {
             }
             group.addTask {
                 var loop = EgressControllerLoop(controller: self)
+                loop.post = { queue.push($0) }
                 for await _ in queue.signal {
                     if Task.isCancelled { break }
                     let batch = queue.drain()
@@ -160,6 +168,8 @@ enum EgressControllerInput: Sendable {
     case tick
     /// Read the heartbeat log (a tick reads it too).
     case pollHeartbeats
+    /// A probe of a silent node's address (`HeartbeatMonitor.Decision.probe`) finished.
+    case probed(node: String, reachable: Bool, startedAt: BatonInstant)
 }
 
 /// A queue the loop drains in batches, so a burst of changes costs one placement.

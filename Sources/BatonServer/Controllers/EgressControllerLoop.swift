@@ -73,6 +73,8 @@ struct EgressControllerLoop {
 
     let controller: EgressController
     var monitor: HeartbeatMonitor
+    /// Feeds the loop's own queue (probe results).
+    var post: (@Sendable (EgressControllerInput) -> Void)?
     var allocator: EgressTunnelAllocator
     var synced: Set<String> = []
     var tunnels: [String: Resource] = [:]
@@ -119,6 +121,9 @@ struct EgressControllerLoop {
             switch input {
             case .tick: tick = true
             case .pollHeartbeats: poll = true
+            case .probed(let node, let reachable, let startedAt):
+                monitor.probeFinished(node, reachable: reachable, startedAt: startedAt)
+                if !reachable { poll = true }
             case .snapshot(let kind, let items, let at): applySnapshot(kind: kind, items: items, at: at)
             case .event(let event, let at): apply(event, at: at)
             }
@@ -170,6 +175,16 @@ struct EgressControllerLoop {
                                                       message: "update tunnel status to HeartbeatTimeout: no heartbeat for \(silentFor)",
                                                       type: "Warning"))
                 }
+            case .markUnreachable(let node, let silentFor):
+                tunnelWrites[node, default: TunnelWrite()].phase = .heartbeatTimeout
+                logger.notice("update tunnel status to HeartbeatTimeout: node unreachable", metadata: ["tunnel": "\(node)", "silentFor": "\(silentFor)"])
+                if let t = tunnels[node] {
+                    pendingEvents.append(PendingEvent(object: t, reason: "HeartbeatTimeout",
+                                                      message: "update tunnel status to HeartbeatTimeout: no heartbeat for \(silentFor) and the node's address does not answer",
+                                                      type: "Warning"))
+                }
+            case .probe(let node):
+                startProbe(node, at: now)
             case .markReady(let node):
                 tunnelWrites[node, default: TunnelWrite()].phase = .ready
                 displayedAt[node] = nil
@@ -179,7 +194,8 @@ struct EgressControllerLoop {
                 }
             }
             switch decision {
-            case .markHeartbeatTimeout(let node, _), .markReady(let node): markNode(node)
+            case .markHeartbeatTimeout(let node, _), .markUnreachable(let node, _), .markReady(let node): markNode(node)
+            case .probe: break
             }
         }
         for (node, time) in agentTimes where tunnels[node] != nil {
@@ -188,6 +204,17 @@ struct EgressControllerLoop {
             tunnelWrites[node, default: TunnelWrite()].heartbeatTime = time
             displayedAt[node] = now
         }
+    }
+
+    /// Probes `node`'s own address (its tunnel's `parent.ipv4`) off the loop; the result comes
+    /// back as `.probed`. A node with no address, or no probe configured, counts as reachable.
+    func startProbe(_ node: String, at started: BatonInstant) {
+        let address = tunnels[node]?.status?["tunnel"]?["parent"]?["ipv4"]?.stringValue
+        guard let probe = controller.probe, let post, let address else {
+            post?(.probed(node: node, reachable: true, startedAt: started))
+            return
+        }
+        Task { post(.probed(node: node, reachable: await probe(address), startedAt: started)) }
     }
 
     // MARK: - Watch input
