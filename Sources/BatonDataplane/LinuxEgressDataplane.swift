@@ -46,6 +46,9 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
         // process last left bound (the first apply, or a change): a re-apply forks nothing.
         let bound = plan.eips == lastBound ? plan.eips : try boundEIPs()
         let added = plan.eips.subtracting(bound), removed = bound.subtracting(plan.eips)
+        // A new EIP waits until no other machine answers for it, before anything of the new plan
+        // changes: until then the old plan (its traffic tunnelled to the previous holder) stands.
+        conflicts = try waitUntilUnanswered(added)
         var ip: [String] = []
         for eip in removed { ip.append("address del \(eip)/32 dev \(config.parent)") }
         if !ip.isEmpty { try Command.run("ip", ["-batch", "-"], input: ip.joined(separator: "\n") + "\n") }
@@ -63,7 +66,6 @@ public final class LinuxEgressDataplane: @unchecked Sendable {
             appliedRuleset = ruleset
             appliedFence = fence
         }
-        conflicts = try waitUntilUnanswered(added)
         ip = added.sorted().map { eip in
             "address add \(eip)/32 dev \(config.parent)" + (config.eipLabel.map { " label \($0)" } ?? "")
         }

@@ -4,18 +4,18 @@ import BatonAgent
 import Foundation
 
 extension LabCommand {
-    /// Which failures a command runs: one mode, or all three in turn.
+    /// Which failures a command runs: one mode, or all of them in turn.
     enum ModeChoice: String, ExpressibleByArgument, CaseIterable {
-        case link, kill, freeze, all
+        case link, kill, freeze, partition, all
         var modes: [LabFailureMode] { self == .all ? LabFailureMode.allCases : [LabFailureMode(rawValue: rawValue)!] }
     }
 
     struct Failover: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make the EIP's node fail while a pod sends a datagram every 10 ms, and print the timeline (the lab must be up).",
-            discussion: "Modes: link (the node's LAN link is cut), kill (its agent is SIGKILLed), freeze (SIGSTOP on its processes); all runs the three in turn. After each run the node comes back and the EIP stays where it went.")
+            discussion: "Modes: link (the node's LAN link is cut), kill (its agent is SIGKILLed), freeze (SIGSTOP on its processes), partition (cut off from the server only: it keeps the LAN and its EIP until its own fence ends); all runs the four in turn. After each run the node comes back and the EIP stays where it went.")
         @OptionGroup var options: LabOptions
-        @Option(help: "link, kill, freeze or all.") var mode: ModeChoice = .all
+        @Option(help: "link, kill, freeze, partition or all.") var mode: ModeChoice = .all
 
         func run() async throws {
             do { try Lab.checkPrerequisites() } catch let e as LabError { throw ValidationError(e.description) }
@@ -39,7 +39,7 @@ extension LabCommand {
             abstract: "Repeat `baton lab failover` for each kind of failure and print p50/p99/max outage, wrong-source packets and dual-answer time (the lab must be up).")
         @OptionGroup var options: LabOptions
         @Option(help: "Trials per kind of failure.") var trials = 20
-        @Option(help: "link, kill, freeze or all.") var mode: ModeChoice = .all
+        @Option(help: "link, kill, freeze, partition or all.") var mode: ModeChoice = .all
 
         func run() async throws {
             guard (1...1000).contains(trials) else { throw ValidationError("--trials: \(trials) is not between 1 and 1000") }

@@ -14,12 +14,18 @@ public enum LabFailureMode: String, CaseIterable, Sendable {
     case kill
     /// Every process of the node is SIGSTOPped; its kernel keeps forwarding and answering.
     case freeze
+    /// The node is cut off from the server only (an nftables table in the node drops everything
+    /// to and from the server's address); it stays on the LAN with the external host. The server
+    /// evicts it early (it neither heartbeats nor answers the probe) while the node still holds
+    /// the EIP until its own fence ends the lease: the new holder must wait for that.
+    case partition
 
     public var what: String {
         switch self {
         case .link: "LAN link cut"
         case .kill: "agent SIGKILLed"
         case .freeze: "node frozen (SIGSTOP)"
+        case .partition: "cut off from the server only"
         }
     }
 }
@@ -116,6 +122,14 @@ extension Lab {
         case .freeze:
             frozen = try pids(in: node(failed))
             for p in frozen { kill(p, SIGSTOP) }
+        case .partition:
+            _ = try Command.run("ip", ["netns", "exec", node(failed), "nft", "-f", "-"], input: """
+                table inet baton_lab_partition {
+                    chain in { type filter hook input priority -50; policy accept; ip saddr \(Self.serverAddress) drop; }
+                    chain out { type filter hook output priority -50; policy accept; ip daddr \(Self.serverAddress) drop; }
+                }
+
+                """)
         }
 
         // The node comes back; the EIP must stay where it went (no fail-back).
@@ -124,6 +138,7 @@ extension Lab {
             case .link: try ip(["link set n\(failed) up"], netns: lan)
             case .kill: try startAgent(failed)
             case .freeze: for p in frozen { kill(p, SIGCONT) }
+            case .partition: _ = try Command.run("ip", ["netns", "exec", node(failed), "nft", "delete", "table", "inet", "baton_lab_partition"])
             }
         }
         do {
