@@ -29,7 +29,8 @@ public protocol VRRPHost: Sendable {
     func ipv4ConfigurationNames() -> [String]
     /// Runs an nftables script as one transaction (`nft -f -`).
     func applyNftables(_ script: String) throws
-    /// The IPv4 and IPv6 addresses on `interface` now (none when it does not exist).
+    /// The IPv4 and IPv6 addresses on `interface` now, whatever their label (none when it
+    /// does not exist).
     func addresses(interface: String) -> [IPAddress]
 }
 
@@ -122,7 +123,7 @@ public struct LinuxVRRPHost: VRRPHost {
     }
 
     public func addresses(interface: String) -> [IPAddress] {
-        InterfaceAddresses.all(interface: interface)
+        InterfaceAddresses.all(interface: interface, includingLabels: true)
     }
 
     public func applyNftables(_ script: String) throws {
