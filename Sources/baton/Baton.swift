@@ -179,7 +179,7 @@ struct Token: AsyncParsableCommand {
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Issue a token for a node's agent: it may write only its own Node and EgressTunnel, and read the rest.")
+            abstract: "Issue a token for a node's agent: it may write only its own Node and EgressTunnel, its own entry of IPFailover statuses, and events, and read the rest.")
         @OptionGroup var client: ClientOptions
         @Argument var node: String
 
