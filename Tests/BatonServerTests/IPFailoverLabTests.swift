@@ -130,4 +130,57 @@ struct IPFailoverLabTests: EgressProcessSuite {
         let log = try String(contentsOfFile: "\(lab.stateDir)/logs/agent-node\(master).log", encoding: .utf8)
         #expect(log.contains("removing virtual addresses left on the interface by an earlier run"))
     }
+
+    /// A Baton node and a keepalived configured as the ipfailover pod would configure it for the
+    /// same IPFailover (`OPENSHIFT_HA_CONFIG_NAME` = its name: instance `lab_vips_VIP_1`, VRID
+    /// 11, VRRPv2 with `auth_pass lab-vips`) share the election: Baton (243) is Master, the
+    /// VIP goes to keepalived when Baton's agent stops, and comes back when it returns.
+    @Test(.enabled(if: (try? Command.locate("keepalived")) != nil, "needs keepalived (Debian's package)"))
+    func aBatonNodeAndAKeepalivedIPFailoverPodWithTheSameSettingsShareTheElection() async throws {
+        let keepalived = try Command.locate("keepalived")
+        let lab = Lab(prefix: "bq\(getpid() % 100_000)", nodes: 2, binary: BatonBinary.path!)
+        defer { lab.down { _ in } }
+        try await lab.up(startAgents: false) { _ in }
+        // What generate_failover_config writes for node1 (.11, 2 replicas: not its preferred
+        // instance, so a Backup at slot + random), without the check (MONITOR_PORT 0).
+        let conf = """
+            global_defs {
+                router_id node1
+            }
+            vrrp_instance lab_vips_VIP_1 {
+                interface eth0
+                virtual_router_id 11
+                priority 30
+                preempt_delay 300
+                authentication {
+                    auth_type PASS
+                    auth_pass lab-vips
+                }
+                virtual_ipaddress {
+                    \(Self.vip) dev eth0
+                }
+            }
+
+            """
+        let path = lab.stateDir + "/keepalived.conf"
+        try conf.write(toFile: path, atomically: true, encoding: .utf8)
+        try lab.spawn("keepalived-node1", netns: lab.node(1), [keepalived, "-n", "-l", "-D", "-P", "-f", path,
+                                                               "-p", lab.stateDir + "/keepalived.pid", "-r", lab.stateDir + "/vrrp.pid"])
+        _ = try await waitFor("keepalived holding the VIP alone", timeout: .seconds(10)) { try holders(lab) == [1] ? true : nil }
+
+        try lab.startAgent(2)
+        try await apply(lab, Self.manifest())
+        // Baton's instance starts as keepalived's MASTER-start would: it outranks keepalived (243
+        // against 30) and preempts at once; keepalived accepts its adverts (same VRID, password).
+        _ = try await waitFor("Baton taking the VIP over from keepalived", timeout: .seconds(10)) { try holders(lab) == [2] ? true : nil }
+        _ = try await waitFor("node2 master in the status") { try await states(lab) == ["node2": "master"] ? true : nil }
+
+        let stoppedAt = ContinuousClock.now
+        try await stopAgent(lab, 2, SIGTERM)
+        _ = try await waitFor("keepalived taking the VIP back", timeout: .seconds(5)) { try holders(lab) == [1] ? true : nil }
+        #expect(ContinuousClock.now - stoppedAt < .seconds(3), "keepalived heard Baton's priority-0 advert")
+
+        try lab.startAgent(2)
+        _ = try await waitFor("Baton preempting keepalived again", timeout: .seconds(10)) { try holders(lab) == [2] ? true : nil }
+    }
 }
