@@ -45,7 +45,9 @@ struct IPFailoverReconcilerTests {
         var r = R()
         #expect(r.handle(.listed([Self.ipf("a")]), now: .zero).isEmpty)
         #expect(r.handle(.changed(Self.ipf("b")), now: .zero).isEmpty)
+        #expect(!r.isDeciding && r.applying.isEmpty)
         #expect(r.handle(.nodeObserved(labels: Self.web), now: .zero) == [.start(Self.ipf("a")), .start(Self.ipf("b"))])
+        #expect(r.isDeciding && r.applying == ["a", "b"])
 
         var other = R()
         #expect(other.handle(.nodeObserved(labels: Self.web), now: .zero).isEmpty)
@@ -124,7 +126,7 @@ struct IPFailoverReconcilerTests {
         _ = r.handle(.nodeObserved(labels: Self.web), now: clock.now)
         _ = r.handle(.listed([Self.ipf("a")]), now: clock.now)
         #expect(r.handle(.speakerFailed(name: "a"), now: clock.now).isEmpty)
-        #expect(r.running.isEmpty)
+        #expect(r.running.isEmpty && r.applying == ["a"])
         #expect(r.nextDeadline == clock.now + .seconds(1))
         clock.advance(by: .milliseconds(999))
         #expect(r.handle(.timerFired, now: clock.now).isEmpty)

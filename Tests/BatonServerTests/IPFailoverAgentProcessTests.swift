@@ -1,4 +1,5 @@
 import BatonAPI
+@testable import BatonAgent
 import BatonClient
 import Foundation
 import Testing
@@ -91,6 +92,11 @@ struct IPFailoverAgentProcessTests: EgressProcessSuite {
                 ipfailover: db
             """))
 
+        // A stale entry, as a crashed agent of node1 would have left it in an IPFailover that no
+        // longer selects node1: the agent removes it once it has read everything.
+        _ = try await client.mergeStatus(.ipFailover, name: "db", namespace: nil,
+                                         status: ["nodes": ["node1": ["instances": [["vrid": 21, "state": "master"]]]]])
+
         let node1 = try Agent(1, labels: "ipfailover=web", server: server, dir: dir)
         let node2 = try Agent(2, labels: "ipfailover=web", server: server, dir: dir)
 
@@ -108,7 +114,8 @@ struct IPFailoverAgentProcessTests: EgressProcessSuite {
         _ = try await waitFor("node1's journal") { node1.lines.isEmpty ? nil : true }
         #expect(node1.lines.count == 1 && node1.lines[0].hasPrefix("ipfailover-start web web_VIP_1:11:"))
         #expect(node1.lines[0].hasSuffix(":10.0.0.50;web_VIP_2:12:244:10.0.0.51"))
-        // db selects no node: nobody runs it.
+        // db selects no node: nobody runs it, and node1's stale entry is gone.
+        _ = try await waitFor("node1's stale entry of db removed") { try await entry(client, "db", node: "node1") == nil ? true : nil }
         #expect(try await client.get(.ipFailover, name: "db", namespace: nil).decodeStatus(IPFailoverStatus.self)?.nodes?.isEmpty ?? true)
         #expect(!node1.lines.contains { $0.contains(" db") } && !node2.lines.contains { $0.contains(" db") })
 
@@ -182,5 +189,24 @@ struct IPFailoverAgentProcessTests: EgressProcessSuite {
         let stored = try await server.client.get(.ipFailover, name: "web", namespace: nil).decodeStatus(IPFailoverStatus.self)
         #expect(stored?.nodes?.keys.sorted() == ["node1"])
         #expect(stored?.nodes?["node1"]?.instances?.first?.state == "backup")
+    }
+}
+
+/// The status write the agent sends: its own entry, whole (absent fields as null, so the merge
+/// patch replaces the stored entry), or null to remove it.
+@Suite struct IPFailoverStatusPatchTests {
+    @Test func anEntryReplacesTheStoredOneAndNilRemovesIt() throws {
+        let entry = IPFailoverStatus.NodeState(observedGeneration: 2, instances: [.init(name: "web_VIP_1", vrid: 11, state: "master", priority: 243)])
+        let patch = IPFailoverStatusReporter.patch(node: "node1", entry)
+        #expect(patch["nodes"]?["node1"]?["message"] == .null)
+        #expect(patch["nodes"]?["node1"]?["lastTransitionTime"] == .null)
+        #expect(patch["nodes"]?["node1"]?["observedGeneration"] == 2)
+        #expect(patch["nodes"]?["node1"]?["instances"]?.arrayValue?.first?["state"] == "master")
+        #expect(IPFailoverStatusReporter.patch(node: "node1", nil) == ["nodes": ["node1": .null]])
+        // Merged onto an entry that had a message, the message goes.
+        let stored: JSONValue = ["nodes": ["node1": ["message": "the speaker failed", "observedGeneration": 1], "node2": ["observedGeneration": 1]]]
+        let merged = JSONValue.mergePatch(stored, patch)
+        #expect(merged["nodes"]?["node1"]?["message"] == nil)
+        #expect(merged["nodes"]?["node2"]?["observedGeneration"] == 1)
     }
 }

@@ -36,6 +36,8 @@ public final class IPFailoverAgent: Service, Sendable {
     private let timerWakeIn: AsyncStream<Void>.Continuation
     /// This node's status entry of each IPFailover it runs (or refused), as last reported.
     private let entries = Mutex<[String: IPFailoverStatus.NodeState]>([:])
+    /// The last list of IPFailovers, until its stale status entries have been looked for.
+    private let listedSinceCheck = Mutex<[Resource]?>(nil)
 
     public init(client: BatonClient, node: String, speakers: any IPFailoverSpeakerFactory,
                 reconciler: IPFailoverReconciler = IPFailoverReconciler(),
@@ -80,6 +82,7 @@ public final class IPFailoverAgent: Service, Sendable {
             if !decided.isEmpty { actionsIn.yield(decided) }
         }
         timerWakeIn.yield()
+        removeStaleEntries()
     }
 
     // MARK: Inputs
@@ -107,6 +110,7 @@ public final class IPFailoverAgent: Service, Sendable {
         while !Task.isCancelled {
             do {
                 let (items, revision) = try await client.list(.ipFailover, namespace: nil)
+                listedSinceCheck.withLock { $0 = items }
                 decide(.listed(items.compactMap(desired)))
                 for try await event in try await client.watch(.ipFailover, namespace: nil, resourceVersion: revision) {
                     if event.type == "DELETED" {
@@ -120,6 +124,20 @@ public final class IPFailoverAgent: Service, Sendable {
                 logger.debug("IPFailover watch ended; listing again", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(250))
             }
+        }
+    }
+
+    /// Removes this node's status entry from the listed IPFailovers it does not run (left by an
+    /// agent that crashed, or that ran before the node was relabelled while it was down), once
+    /// the reconciler has decided on that list.
+    func removeStaleEntries() {
+        guard let (items, applying) = reconciler.withLock({ r -> ([Resource], Set<String>)? in
+            guard r.isDeciding, let items = listedSinceCheck.withLock({ l in defer { l = nil }; return l }) else { return nil }
+            return (items, r.applying)
+        }) else { return }
+        for item in items where !applying.contains(item.name) && item.status?["nodes"]?[node] != nil {
+            logger.info("removing this node's stale status entry", metadata: ["ipfailover": "\(item.name)"])
+            reporter.set(item.name, nil)
         }
     }
 

@@ -113,6 +113,15 @@ public struct IPFailoverReconciler: Sendable {
         self.maxRetryDelay = maxRetryDelay
     }
 
+    /// Whether the node and the IPFailovers have both been read, so that decisions are made.
+    public var isDeciding: Bool {
+        guard case .some = labels, resources != nil else { return false }
+        return !stopped
+    }
+
+    /// Every IPFailover this node runs or will run again after a failure.
+    public var applying: Set<String> { Set(running.keys).union(failed.keys) }
+
     /// When `handle(.timerFired)` is due: the earliest retry of a failed speaker.
     public var nextDeadline: BatonInstant? { failed.values.map(\.retryAt).min() }
 
