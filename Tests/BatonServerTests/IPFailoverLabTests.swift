@@ -100,6 +100,37 @@ struct IPFailoverLabTests: EgressProcessSuite {
             try holders(lab).isEmpty && vrrpTables(lab, 1).isEmpty && vrrpTables(lab, 2).isEmpty ? true : nil
         }
         for i in 1...2 { #expect(kill(try #require(lab.recordedPIDs()["agent-node\(i)"]), 0) == 0, "agent-node\(i) runs on") }
+
+        // An interface the nodes do not have yet: each speaker fails, the status says so, and
+        // the agent starts it again once the interface is there (its retry schedule).
+        try await apply(lab, """
+            apiVersion: baton.io/v1
+            kind: IPFailover
+            metadata:
+              name: later
+            spec:
+              virtualIPs: 10.99.0.1
+              interface: eth9
+              monitorPort: 0
+              iptablesChain: ""
+            """)
+        func entry(_ node: String) async throws -> IPFailoverStatus.NodeState? {
+            let out = try await lab.runInServer(["get", "ipf", "later", "-o", "json"])
+            return (try? Resource(json: JSONValue.parse(Data(out.utf8))))?.decodeStatus(IPFailoverStatus.self)?.nodes?[node]
+        }
+        for i in 1...2 {
+            let failed = try await waitFor("node\(i) reporting the failed speaker") { () -> String? in
+                try await entry("node\(i)")?.message
+            }
+            #expect(failed.contains("the speaker failed") && failed.contains("eth9"), "\(failed)")
+        }
+        for i in 1...2 { try lab.ip(["link add eth9 type veth peer name eth9p", "link set eth9p up", "link set eth9 up", "address add 10.99.0.\(10 + i)/24 dev eth9"], netns: lab.node(i)) }
+        for i in 1...2 {
+            _ = try await waitFor("node\(i) running it on eth9", timeout: .seconds(40)) { () -> Bool? in
+                let e = try await entry("node\(i)")
+                return e?.message == nil && e?.instances?.first?.state == "master" ? true : nil
+            }
+        }
     }
 
     /// A SIGKILLed agent leaves its speaker's VIP on the node; when it starts again, the

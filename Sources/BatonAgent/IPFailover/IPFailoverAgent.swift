@@ -152,6 +152,8 @@ public final class IPFailoverAgent: Service, Sendable {
     }
 
     /// Delivers `.timerFired` at the reconciler's `nextDeadline` (a failed speaker's retry).
+    /// While a deadline is pending it looks again at least every second, so an earlier
+    /// deadline that appears meanwhile is not missed by more than that.
     func timerLoop() async {
         var wakes = timerWake.makeAsyncIterator()
         while !Task.isCancelled {
@@ -159,8 +161,7 @@ public final class IPFailoverAgent: Service, Sendable {
             if let deadline {
                 let now = clock.now
                 if deadline <= now { decide(.timerFired); continue }
-                try? await Task.sleep(for: deadline - now)
-                decide(.timerFired)
+                try? await Task.sleep(for: min(deadline - now, .seconds(1)))
             } else if await wakes.next() == nil {
                 return
             }
