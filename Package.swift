@@ -59,9 +59,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        // The per-node agent: registration, heartbeats, fencing, and the data plane's orders.
+        // The per-node agent: registration, heartbeats, fencing, the data plane's orders, and
+        // the IPFailovers selecting its node (managed VRRP).
         .target(name: "BatonAgent", dependencies: [
-            "BatonAPI", "BatonCore", "BatonClient", "BatonDataplane",
+            "BatonAPI", "BatonCore", "BatonClient", "BatonDataplane", "BatonVRRP",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -79,7 +80,7 @@ let package = Package(
         .testTarget(name: "BatonVRRPTests", dependencies: ["BatonVRRP", "BatonAPI", "BatonCore", "BatonTesting"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting"]),
         .testTarget(name: "BatonServerTests", dependencies: [
-            "BatonServer", "BatonClient", "BatonTesting", "BatonAgent",
+            "BatonServer", "BatonClient", "BatonTesting", "BatonAgent", "BatonVRRP",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),

@@ -69,11 +69,17 @@ public final class RecordingDataplane: EgressDataplane {
     }
 
     func record(_ what: String, _ eips: Set<String>) {
+        record(what, eips.sorted().joined(separator: ","))
+    }
+
+    /// Appends `NANOS WHAT DETAIL` to the journal, if there is one (the IPFailover speakers of
+    /// `--dataplane none` record what they would run here too).
+    public func record(_ what: String, _ detail: String) {
         guard let journal else { return }
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         let nanos = Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-        journal.write(Data("\(nanos) \(what) \(eips.sorted().joined(separator: ","))\n".utf8))
+        journal.write(Data("\(nanos) \(what) \(detail)\n".utf8))
     }
 }
 

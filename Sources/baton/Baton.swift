@@ -179,7 +179,7 @@ struct Token: AsyncParsableCommand {
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Issue a token for a node's agent: it may write only its own Node and EgressTunnel, and read the rest.")
+            abstract: "Issue a token for a node's agent: it may write only its own Node and EgressTunnel, its own entry of IPFailover statuses, and events, and read the rest.")
         @OptionGroup var client: ClientOptions
         @Argument var node: String
 
@@ -292,7 +292,8 @@ extension CommandLine {
 
 struct Agent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a node's agent: register the node, heartbeat, and announce the EIPs placed on it.")
+        abstract: "Run a node's agent: register the node, heartbeat, announce the EIPs placed on it, and run the IPFailovers that select it.",
+        discussion: "Every IPFailover whose nodeSelector matches this node's Node (its labels, followed as they change) runs here as OpenShift's ipfailover pod would run it, with VRRP (root). With --dataplane none the agent decides and logs what it would run (and appends it to --dataplane-log) without touching the network.")
     @OptionGroup var client: ClientOptions
     @Option(help: "This node's name (its Node and EgressTunnel are named after it).") var node: String
     @Option(help: "Labels to set on the Node, as k=v,k2=v2.") var labels: String?
@@ -306,7 +307,7 @@ struct Agent: AsyncParsableCommand {
             help: "Seconds added to the wall-clock time this agent reports (simulates a machine whose clock is off; write negative values as --clock-skew=-600).")
     var clockSkew: Double = 0
     @Option(name: .customLong("dataplane-log"),
-            help: "With --dataplane none: append each announce and withdraw to this file, stamped with CLOCK_MONOTONIC in ns.")
+            help: "With --dataplane none: append each announce and withdraw, and each IPFailover it would start or stop, to this file, stamped with CLOCK_MONOTONIC in ns.")
     var dataplaneLog: String?
     @Option(help: "The interface towards the LAN: EIPs are bound on it and the VXLAN tunnel rides on it (--dataplane linux).")
     var interface: String = "eth0"
@@ -345,9 +346,15 @@ struct Agent: AsyncParsableCommand {
         if let e = Admission.validateName(node, field: "--node").first { throw ValidationError(e.description) }
         let logger = Logger(label: "baton.agent")
         let plane: any EgressDataplane
+        let nodeAddresses = addresses.compactMap(IPAddress.init)
+        let vrrp: any IPFailoverSpeakerFactory
         switch dataplane {
-        case "none": plane = try RecordingDataplane(logger: logger, journal: dataplaneLog)
+        case "none":
+            let recording = try RecordingDataplane(logger: logger, journal: dataplaneLog)
+            plane = recording
+            vrrp = RecordingIPFailoverSpeakers(addresses: nodeAddresses, journal: { recording.record($0, $1) })
         case "linux":
+            vrrp = LinuxIPFailoverSpeakers(addresses: nodeAddresses)
             var config = EgressDatapathConfig(parent: interface)
             config.vxlanName = vxlanName
             config.vxlanID = vxlanID
@@ -362,7 +369,9 @@ struct Agent: AsyncParsableCommand {
         options.interface = interface
         options.cleanup = cleanup
         let agent = try EgressAgent(client: client.cli.connection.client, options: options, dataplane: plane, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let ipFailovers = IPFailoverAgent(client: client.cli.connection.client, node: node, speakers: vrrp,
+                                          logger: Logger(label: "baton.agent.vrrp"))
+        let group = ServiceGroup(configuration: .init(services: [agent, ipFailovers], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

@@ -19,16 +19,16 @@ struct VRRPCommand: AsyncParsableCommand {
     @Option(help: "The Virtual Router ID, 1-255 (without it: the OPENSHIFT_HA_* environment).") var vrid: Int?
     @Option(help: "This router's priority, 1-255 (255: the address owner).") var priority: Int = 100
     @Option(name: .customLong("advert-interval"), help: "Seconds between advertisements (whole seconds with --version 2, centiseconds with 3).")
-    var advertInterval: Double = 1
+    var advertInterval: String = "1"
     @Option(help: "The VRRP version, 2 or 3.") var version: Int = 3
-    @Option(name: .customLong("vip"), help: "A virtual IP, ADDR[/PREFIX] (repeatable; one family).") var vips: [String] = []
+    @Option(name: .customLong("vip"), help: "A virtual IP, ADDR[/PREFIX] or a range 10.0.0.5-9 (repeatable; one family).") var vips: [String] = []
     @Option(name: .customLong("unicast-peer"), help: "Send to this peer instead of the multicast group (repeatable).")
     var unicastPeers: [String] = []
     @Option(name: .customLong("auth-pass"), help: "keepalived's auth_type PASS password, 1-8 bytes (--version 2 only).")
     var authPass: String?
     @Option(help: "A script run as SCRIPT INSTANCE NAME MASTER|BACKUP|FAULT|STOP PRIORITY on each transition, as keepalived runs its notify.") var notify: String?
-    @Option(name: .customLong("preempt-delay"), help: "Seconds a Backup waits before preempting a lower-priority Master.")
-    var preemptDelay: Double = 0
+    @Option(name: .customLong("preempt-delay"), help: "Seconds a Backup waits before preempting a lower-priority Master (0-1000, fractions allowed).")
+    var preemptDelay: String?
     @Flag(help: "Never preempt a lower-priority Master.") var nopreempt = false
     @Option(name: .customLong("check-script"), help: "A health check command (no shell); exit status 0 is up.")
     var checkScript: String?
@@ -60,95 +60,46 @@ struct VRRPCommand: AsyncParsableCommand {
     }
 
     /// The speaker to run: from the flags, or (no `--vrid`, `OPENSHIFT_HA_VIRTUAL_IPS` set) from
-    /// the environment as OpenShift's ipfailover pod reads it.
+    /// the environment as OpenShift's ipfailover pod reads it. Both go through
+    /// `VRRPSpeakerConfiguration`, which refuses what cannot work; only what needs the file
+    /// system (the scripts exist) is checked here.
     func plan(environment env: [String: String] = ProcessInfo.processInfo.environment) throws -> Plan {
-        guard vrid == nil, env["OPENSHIFT_HA_VIRTUAL_IPS"] != nil else {
-            return Plan(instances: [try instance()], health: try health(), admitChain: nftAdmit ? IPFailoverSpec.defaultIPTablesChain : nil)
-        }
-        let device = env["OPENSHIFT_HA_NETWORK_INTERFACE"].flatMap { $0.isEmpty ? nil : $0 } ?? IPFailoverSpec.defaultInterface
         let configuration: VRRPSpeakerConfiguration
-        do {
-            configuration = try VRRPSpeakerConfiguration.fromEnvironment(
-                env, nodeAddress: InterfaceAddresses.source(family: .v4, interface: device))
-        } catch { throw ValidationError(error.message) }
+        if vrid == nil, env["OPENSHIFT_HA_VIRTUAL_IPS"] != nil {
+            let device = env["OPENSHIFT_HA_NETWORK_INTERFACE"].flatMap { $0.isEmpty ? nil : $0 } ?? IPFailoverSpec.defaultInterface
+            do {
+                configuration = try VRRPSpeakerConfiguration.fromEnvironment(
+                    env, nodeAddress: InterfaceAddresses.source(family: .v4, interface: device))
+            } catch { throw ValidationError(error.message) }
+        } else {
+            configuration = try fromFlags()
+        }
         return Plan(instances: VRRPSpeaker.instances(configuration), health: configuration.health, admitChain: configuration.iptablesChain)
     }
 
-    /// The checks from `--check-*`.
-    func health() throws -> VRRPHealthSettings {
-        let settings: VRRPHealthSettings
-        do {
-            settings = try VRRPHealthSettings.fromFlags(
-                script: checkScript, tcp: checkTCP, http: checkHTTP, interval: checkInterval, timeout: checkTimeout,
-                weight: checkWeight, rise: checkRise, fall: checkFall)
-        } catch { throw ValidationError(error.message) }
-        for check in settings.checks {
-            if let program = check.scriptArguments.first, !FileManager.default.isExecutableFile(atPath: program) {
-                throw ValidationError("--check-script: \(program) is not an executable file")
-            }
-        }
-        return settings
-    }
-
-    func instance() throws -> VRRPSpeaker.InstanceConfiguration {
+    /// One instance from the flags (`VRRPSpeakerConfiguration.fromFlags`).
+    func fromFlags() throws -> VRRPSpeakerConfiguration {
         guard let vrid else {
             throw ValidationError("--vrid: missing (or leave it out and set OPENSHIFT_HA_VIRTUAL_IPS to run from the OPENSHIFT_HA_* environment)")
         }
         guard let interface else { throw ValidationError("--interface: missing") }
-        guard (1...255).contains(vrid) else { throw ValidationError("--vrid: \(vrid) is not in 1...255") }
-        guard (1...255).contains(priority) else { throw ValidationError("--priority: \(priority) is not in 1...255") }
-        guard let protocolVersion = VRRPProtocolVersion(rawValue: UInt8(clamping: version)) else {
-            throw ValidationError("--version: \(version) is not 2 or 3")
-        }
-        guard advertInterval.isFinite, advertInterval > 0 else {
-            throw ValidationError("--advert-interval: \(advertInterval) is not a positive number of seconds")
-        }
-        let centiseconds = (advertInterval * 100).rounded()
-        guard abs(advertInterval * 100 - centiseconds) < 1e-6 else {
-            throw ValidationError("--advert-interval: \(advertInterval) is not whole centiseconds")
-        }
-        switch protocolVersion {
-        case .v2:
-            guard centiseconds.truncatingRemainder(dividingBy: 100) == 0, (100...25_500).contains(centiseconds) else {
-                throw ValidationError("--advert-interval: \(advertInterval) must be whole seconds 1...255 with --version 2")
-            }
-        case .v3:
-            guard (1...4095).contains(centiseconds) else {
-                throw ValidationError("--advert-interval: \(advertInterval) is not in 0.01...40.95 seconds")
+        let configuration: VRRPSpeakerConfiguration
+        do {
+            configuration = try VRRPSpeakerConfiguration.fromFlags(
+                name: name ?? "VI_\(vrid)", vrid: vrid, priority: priority, advertInterval: advertInterval, version: version,
+                interface: interface, vips: vips, unicastPeers: unicastPeers, authPass: authPass, notifyScript: notify,
+                checkScript: checkScript, checkTCP: checkTCP, checkHTTP: checkHTTP, checkInterval: checkInterval,
+                checkTimeout: checkTimeout, checkWeight: checkWeight, checkRise: checkRise, checkFall: checkFall,
+                preemptDelay: preemptDelay, nopreempt: nopreempt, vmac: vmac,
+                iptablesChain: nftAdmit ? IPFailoverSpec.defaultIPTablesChain : nil)
+        } catch { throw ValidationError(error.message) }
+        for check in configuration.health.checks {
+            if let program = check.scriptArguments.first, !FileManager.default.isExecutableFile(atPath: program) {
+                throw ValidationError("--check-script: \(program) is not an executable file")
             }
         }
-        guard !vips.isEmpty else { throw ValidationError("--vip: give at least one virtual IP") }
-        var addresses: [VirtualAddress] = []
-        for text in vips {
-            guard let vip = VirtualAddress(text) else { throw ValidationError("--vip: \"\(text)\" is not ADDR or ADDR/PREFIX") }
-            addresses.append(vip)
-        }
-        var peers: [IPAddress] = []
-        for text in unicastPeers {
-            guard let peer = IPAddress(text) else { throw ValidationError("--unicast-peer: \"\(text)\" is not an IP address") }
-            peers.append(peer)
-        }
-        var password: VRRPPassword? = nil
-        if let authPass {
-            guard protocolVersion == .v2 else { throw ValidationError("--auth-pass needs --version 2 (VRRPv3 has no authentication)") }
-            guard let p = VRRPPassword(authPass) else { throw ValidationError("--auth-pass: must be 1-8 bytes with no NUL") }
-            password = p
-        }
-        guard preemptDelay.isFinite, preemptDelay >= 0 else {
-            throw ValidationError("--preempt-delay: \(preemptDelay) is not a number of seconds ≥ 0")
-        }
-        if nopreempt && preemptDelay > 0 { throw ValidationError("--preempt-delay: cannot be used with --nopreempt") }
         if let notify, !FileManager.default.isExecutableFile(atPath: notify) {
             throw ValidationError("--notify: \(notify) is not an executable file")
-        }
-        let configuration = VRRPSpeaker.InstanceConfiguration(
-            name: name ?? "VI_\(vrid)", version: protocolVersion, vrid: UInt8(vrid), priority: UInt8(priority),
-            advertInterval: .milliseconds(Int64(centiseconds) * 10), interface: interface, virtualAddresses: addresses,
-            unicastPeers: peers, authPassword: password, preempt: !nopreempt,
-            preemptDelay: .milliseconds(Int64((preemptDelay * 1000).rounded())), notifyScript: notify, virtualMAC: vmac)
-        do { try configuration.validate() } catch {
-            let flag = error.message.hasPrefix("interface") ? "--interface" : error.message.contains("unicast") ? "--unicast-peer" : "--vip"
-            throw ValidationError("\(flag): \(error.message)")
         }
         return configuration
     }

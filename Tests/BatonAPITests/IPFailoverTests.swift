@@ -28,10 +28,22 @@ struct IPFailoverTests {
         ("{virtualIPs: \"10.0.0.0-10.0.1.255\", vipGroups: 250, vrrpIDOffset: 10}", "spec.vrrpIDOffset", "250 VIP groups"),
         ("{virtualIPs: \"10.0.0.1\", vrrpIDOffset: 256}", "spec.vrrpIDOffset", "must be between 0 and 255"),
         ("{virtualIPs: \"10.0.0.1\", vrrpIDOffset: -1}", "spec.vrrpIDOffset", "must be between 0 and 255"),
-        ("{virtualIPs: \"10.0.0.1-3\", vipGroups: 4}", "spec.vipGroups", "must not exceed the number of virtual IPs (3)"),
         ("{virtualIPs: \"10.0.0.1-3\", vipGroups: 0}", "spec.vipGroups", "greater than or equal to 1"),
-        ("{virtualIPs: \"10.0.0.0-10.0.15.255\", vipGroups: 16}", "spec.virtualIPs", "holds 4096 addresses; Baton supports at most 1024"),
-        ("{virtualIPs: \"fd00::-fd00::ffff:ffff\", vipGroups: 16}", "spec.virtualIPs", "at most 1024"),
+        // What one advertisement carries: 255 IPv4 or 89 IPv6 addresses per group.
+        ("{virtualIPs: \"10.0.0.0-10.0.15.255\", vipGroups: 16}", "spec.vipGroups",
+         "\"16\": VIP group 1 would hold 256 IPv4 VIPs, more than the 255 one VRRP advertisement carries; use at least 17 groups"),
+        ("{virtualIPs: \"fd00::1-5a\", vipGroups: 1}", "spec.vipGroups", "VIP group 1 would hold 90 IPv6 VIPs, more than the 89"),
+        ("{virtualIPs: \"fd00::-fd00::ffff:ffff\", vipGroups: 16}", "spec.virtualIPs",
+         "holds 4294967296 addresses; Baton handles at most 65025 virtual IPs in one IPFailover (255 VRRP instances × 255 IPv4 addresses; 22695 for IPv6)"),
+        // One family per group.
+        ("{virtualIPs: \"10.0.0.1-3,fd00::1\", vipGroups: 2}", "spec.vipGroups", "VIP group 2 would hold 10.0.0.3 and fd00::1"),
+        // Unicast peers: of the VIPs' families, one for each, and none a VIP.
+        ("{virtualIPs: \"10.0.0.1\", unicastPeers: [fd00::2]}", "spec.unicastPeers[0]", "is IPv6, but every virtual IP is IPv4"),
+        ("{virtualIPs: \"10.0.0.1,fd00::1\", unicastPeers: [10.0.0.11]}", "spec.unicastPeers", "has no IPv6 address for the IPv6 virtual IPs"),
+        ("{virtualIPs: \"10.0.0.1-2\", unicastPeers: [10.0.0.2]}", "spec.unicastPeers[0]", "is one of the virtual IPs"),
+        ("{virtualIPs: \"10.0.0.1\", iptablesChain: \"1INPUT\"}", "spec.iptablesChain", "a letter or '_' first"),
+        ("{virtualIPs: \"10.0.0.1\", checkScript: \"/bin/check\\n/bin/other\"}", "spec.checkScript", "must be one line"),
+        ("{virtualIPs: \"10.0.0.1\", checkInterval: 86401}", "spec.checkInterval", "less than or equal to 86400"),
         ("{virtualIPs: \"10.0.0.1\", monitorPort: 65536}", "spec.monitorPort", "\"65536\": must be between 0 and 65535"),
         ("{virtualIPs: \"10.0.0.1\", monitorPort: -1}", "spec.monitorPort", "must be between 0 and 65535"),
         ("{virtualIPs: \"10.0.0.1\", preemption: preempt_delay}", "spec.preemption", "\"preempt_delay\": must be \"nopreempt\" or \"preempt_delay N\""),
@@ -117,6 +129,34 @@ struct IPFailoverTests {
         #expect(spec.vrids == 1...3)
     }
 
+    @Test("more VIP groups than VIPs is one VIP per group, as OpenShift's min(G, N)")
+    func moreGroupsThanVIPs() throws {
+        let a = try AdmissionProbe.admit(Self.manifest("{virtualIPs: \"10.0.0.1-3\", vipGroups: 4}"))
+        let spec = try a.object.decodeSpec(IPFailoverSpec.self)
+        #expect(spec.instanceCount == 3)
+        #expect(spec.groups.map(\.count) == [1, 1, 1])
+        #expect(spec.vrids == 11...13)
+        // The VRIDs counted for the offset rule are min(G, N) too: offset 252 + 3 instances fits.
+        #expect(AdmissionProbe.causes(Self.manifest("{virtualIPs: \"10.0.0.1-3\", vipGroups: 40, vrrpIDOffset: 252}")).isEmpty)
+    }
+
+    @Test("the size limit is what the speaker handles: 65,025 IPv4 VIPs in 255 groups at offset 0, and not one more")
+    func sizeLimit() throws {
+        #expect(IPFailoverSpec.maxVirtualIPs == 65_025)
+        let atLimit = Self.manifest("{virtualIPs: \"10.0.0.0-10.0.254.0\", vipGroups: 255, vrrpIDOffset: 0}")
+        #expect(AdmissionProbe.causes(atLimit).isEmpty)
+        let spec = try AdmissionProbe.admit(atLimit).object.decodeSpec(IPFailoverSpec.self)
+        #expect(spec.addresses.count == 65_025)
+        #expect(spec.groups.allSatisfy { $0.count == 255 })
+        #expect(spec.vrids == 1...255)
+        #expect(AdmissionProbe.refuses(Self.manifest("{virtualIPs: \"10.0.0.0-10.0.254.1\", vipGroups: 255, vrrpIDOffset: 0}"),
+                                       field: "spec.virtualIPs", fragment: "holds 65026 addresses; Baton handles at most 65025"))
+        // IPv6: 89 per group, 255 × 89 = 22,695.
+        #expect(AdmissionProbe.causes(Self.manifest("{virtualIPs: \"fd00::1-fd00::58a7\", vipGroups: 255, vrrpIDOffset: 0}")).isEmpty)
+        #expect(AdmissionProbe.refuses(Self.manifest("{virtualIPs: \"fd00::1-fd00::58a8\", vipGroups: 255, vrrpIDOffset: 0}"),
+                                       field: "spec.vipGroups", fragment: "would hold 90 IPv6 VIPs"))
+    }
+
     @Test("IPv6 ranges end in a hextet; unicast peers switch adverts to unicast")
     func ipv6() throws {
         let a = try AdmissionProbe.admit(Self.manifest("{virtualIPs: \"fd00::10-1f,fd00::100\", vipGroups: 2, unicastPeers: [\"fd00::1\", \"fd00::2\"]}"))
@@ -139,10 +179,12 @@ struct IPFailoverTests {
     func status() throws {
         var object = try Self.stored("vips", "{virtualIPs: \"10.0.0.1\"}")
         object.status = try JSONValue(encoding: IPFailoverStatus(nodes: [
-            .init(name: "node1", instances: [.init(vrid: 11, state: "master", priority: 100)]),
+            "node1": .init(observedGeneration: 1, instances: [.init(name: "vips_VIP_1", vrid: 11, state: "master", priority: 100)],
+                           lastTransitionTime: "2026-01-02T03:04:05.678Z"),
+            "node2": .init(observedGeneration: 1, message: "IPFailover vips: spec.interface ..."),
         ]))
         try Admission.validateStatus(object, kind: .ipFailover)
-        object.status = try JSONValue(encoding: IPFailoverStatus(nodes: [.init(name: "node1", instances: [.init(vrid: 11, state: "MASTERISH")])]))
+        object.status = try JSONValue(encoding: IPFailoverStatus(nodes: ["node1": .init(instances: [.init(vrid: 11, state: "MASTERISH")])]))
         #expect(throws: APIError.self) { try Admission.validateStatus(object, kind: .ipFailover) }
     }
 

@@ -30,6 +30,13 @@ struct VRRPCommandTests {
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4", "OPENSHIFT_HA_CHECK_INTERVAL": "0"], "OPENSHIFT_HA_CHECK_INTERVAL \"0\""),
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4", "OPENSHIFT_HA_MONITOR_PORT": "70000"], "OPENSHIFT_HA_MONITOR_PORT \"70000\""),
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4", "OPENSHIFT_HA_IPTABLES_CHAIN": "IN PUT"], "OPENSHIFT_HA_IPTABLES_CHAIN \"IN PUT\""),
+        // The flags go through VRRPSpeakerConfiguration.fromFlags, the one path of every rule.
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--nopreempt", "--priority", "255"], [:],
+         "instance VI_5: nopreempt with priority 255: the address owner always preempts"),
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--version", "2", "--advert-interval", "0.5"], [:],
+         "instance VI_5: advert interval 0.5 s is not whole seconds"),
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--preempt-delay", "2", "--nopreempt"], [:],
+         "--preempt-delay 2 and --nopreempt contradict each other"),
     ])
     func refusedConfigurationsNameTheValue(args: [String], env: [String: String], message: String) throws {
         var environment = env

@@ -372,8 +372,8 @@ private func fromEnv(_ env: [String: String], node: String? = "10.0.0.5", random
                 "OPENSHIFT_HA_VRRP_ID_OFFSET \"-1\" is not a number in 0...255"),
         Refusal("excluded VRIDs with commas", env: vips("10.0.0.1", ["HA_EXCLUDED_VRRP_IDS": "12,13"]), .vrid,
                 "HA_EXCLUDED_VRRP_IDS: \"12,13\" is not a VRID in 1...255 (separate VRIDs with spaces)"),
-        Refusal("--vrid 0", .vrid, "instance VI_1: vrid 0 is not in 1...255", build: flags(vrid: 0)),
-        Refusal("--vrid 256", .vrid, "instance VI_1: vrid 256 is not in 1...255", build: flags(vrid: 256)),
+        Refusal("--vrid 0", .vrid, "--vrid: 0 is not in 1...255", build: flags(vrid: 0)),
+        Refusal("--vrid 256", .vrid, "--vrid: 256 is not in 1...255", build: flags(vrid: 256)),
         Refusal("two instances, one VRID", .vrid,
                 "instance b: vrid 5 on eth0 is also the vrid of instance a; a VRID is unique per interface and address family") {
             try VRRPSpeakerConfiguration(instances: [instance("a", vrid: 5, vips: ["10.0.0.1"]), instance("b", vrid: 5, vips: ["10.0.0.2"])])
@@ -444,8 +444,7 @@ private func fromEnv(_ env: [String: String], node: String? = "10.0.0.5", random
         Refusal("--version 4", .version, "--version 4 is not 2 or 3", build: flags(version: 4)),
         Refusal("VRRP 2 with IPv6", .version, "instance VI_1: version 2 is IPv4 only, but vip fd00::1 is IPv6; use version 3",
                 build: flags(version: 2, vips: ["fd00::1"])),
-        Refusal("auth-pass with VRRP 3", .authentication,
-                "instance VI_1: auth-pass is set with version 3, which has no authentication (RFC 9568); drop it or use version 2",
+        Refusal("auth-pass with VRRP 3", .authentication, "--auth-pass needs --version 2 (VRRPv3 has no authentication)",
                 build: flags(version: 3, authPass: "secret")),
         Refusal("auth-pass with IPv6 (version 3 by default)", .authentication,
                 "instance VI_1: auth-pass is set with version 3, which has no authentication (RFC 9568); drop it or use version 2",

@@ -176,10 +176,12 @@ public struct APIServer: Sendable {
             // RFC 7386 merge patch of `status`: each writer (agent, controller) sends only the
             // fields it owns, and the server merges onto the latest stored status.
             guard route.kind.hasStatus else { throw APIError.notFound("\(route.kind.plural) have no status subresource") }
-            try authorize(identity, .update, route, name: name)
             let body = try await readDocument(&request)
             guard case .object(let patch) = body, Set(patch.keys).isSubset(of: ["status", "apiVersion", "kind", "metadata"]) else {
                 throw APIError.badRequest("a status merge patch is an object with a \"status\" member only")
+            }
+            if let reason = Authorizer.checkStatusPatch(identity, kind: route.kind, name: name, patch: patch) {
+                throw APIError.forbidden(reason)
             }
             for _ in 0..<10 {
                 var object = try await store.get(kind: route.kind.kind, namespace: route.namespace, name: name)

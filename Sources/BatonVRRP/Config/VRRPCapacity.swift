@@ -24,6 +24,9 @@ import BatonAPI
 /// assumes) 255 − offset VIPs: 245 at the default offset.
 ///
 /// Baton assumes a 1500-byte MTU: the configuration is checked before any interface is looked at.
+/// The `IPFailover` kind refuses what exceeds the same figures (`IPFailoverSpec.maxVirtualIPs`
+/// and the per-instance limits; a test keeps the two equal), so the agent is never handed an
+/// IPFailover its speaker cannot carry.
 public enum VRRPCapacity {
     /// The link MTU the limits are computed for.
     public static let standardMTU = 1500

@@ -29,7 +29,8 @@ extension VRRPSpeakerConfiguration {
     ///   - checkRise: `--check-rise`, successes in a row that bring a failed check back.
     ///   - checkFall: `--check-fall`, failures in a row that fail a check that was up.
     ///   - preemptDelay: `--preempt-delay` in seconds, 0...1000 (fractions allowed, as keepalived).
-    ///   - nopreempt: `--nopreempt`; not with `--preempt-delay`.
+    ///   - nopreempt: `--nopreempt`; not with `--preempt-delay`, and not with `--priority 255`
+    ///     (keepalived clears it for the address owner with a warning; Baton refuses it).
     ///   - vmac: `--vmac` (keepalived's `use_vmac`).
     ///   - monitorPort: a TCP port to check on 127.0.0.1; 0 (the default) checks nothing.
     ///   - iptablesChain: the chain that gets the rule admitting VRRP; nil adds none.
@@ -58,6 +59,13 @@ extension VRRPSpeakerConfiguration {
         monitorPort: Int = 0,
         iptablesChain: String? = nil
     ) throws(VRRPConfigError) -> VRRPSpeakerConfiguration {
+        // What the flags alone decide is refused naming the flag, as `baton vrrp` prints it.
+        guard (1...255).contains(vrid) else {
+            throw VRRPConfigError(.vrid, "--vrid: \(vrid) is not in 1...255")
+        }
+        if authPass != nil, version == 3 {
+            throw VRRPConfigError(.authentication, "--auth-pass needs --version 2 (VRRPv3 has no authentication)")
+        }
         let vrrpVersion: VRRPVersion?
         switch version {
         case nil: vrrpVersion = nil

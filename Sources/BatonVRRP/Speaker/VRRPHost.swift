@@ -29,6 +29,9 @@ public protocol VRRPHost: Sendable {
     func ipv4ConfigurationNames() -> [String]
     /// Runs an nftables script as one transaction (`nft -f -`).
     func applyNftables(_ script: String) throws
+    /// The IPv4 and IPv6 addresses on `interface` now, whatever their label (none when it
+    /// does not exist).
+    func addresses(interface: String) -> [IPAddress]
 }
 
 /// The host on Linux: one batched `ip -batch -` per change, gratuitous ARP on an `AF_PACKET`
@@ -117,6 +120,10 @@ public struct LinuxVRRPHost: VRRPHost {
 
     public func ipv4ConfigurationNames() -> [String] {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/sys/net/ipv4/conf")) ?? []
+    }
+
+    public func addresses(interface: String) -> [IPAddress] {
+        InterfaceAddresses.all(interface: interface, includingLabels: true)
     }
 
     public func applyNftables(_ script: String) throws {

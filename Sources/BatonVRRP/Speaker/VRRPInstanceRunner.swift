@@ -46,10 +46,14 @@ final class VRRPInstanceRunner: Sendable {
     private let threadExited = Mutex(false)
 
     /// - Parameter initialVerdict: the health verdict to start with; nil waits for `deliver`.
+    let onTransition: (@Sendable (VRRPSpeaker.Transition) -> Void)?
+
     init(configuration: VRRPSpeaker.InstanceConfiguration, virtualMAC: VRRPVirtualMAC? = nil,
          initialVerdict: VRRPHealthMonitor.Verdict? = .healthy,
-         clock: any BatonClock, host: any VRRPHost, logger: Logger) throws {
+         clock: any BatonClock, host: any VRRPHost, logger: Logger,
+         onTransition: (@Sendable (VRRPSpeaker.Transition) -> Void)? = nil) throws {
         self.configuration = configuration
+        self.onTransition = onTransition
         self.virtualMAC = virtualMAC
         self.addressInterface = virtualMAC?.name ?? configuration.interface
         self.initialVerdict = initialVerdict
@@ -148,6 +152,8 @@ final class VRRPInstanceRunner: Sendable {
                     logger.info("released the virtual addresses")
                 case .notify(let state):
                     notify.yield(NotifyCall(state: state, priority: instance.priority))
+                    onTransition?(VRRPSpeaker.Transition(instance: configuration.name, vrid: configuration.vrid,
+                                                         state: state, priority: instance.priority))
                 }
             }
         }

@@ -25,8 +25,24 @@ import ServiceLifecycle
 /// removes its addresses, and every instance's notify script gets STOP before `run` returns.
 /// Then the macvlans, the sysctls changed for them and the nftables table go. `run` removes
 /// them too when it fails after setting them up (a socket that cannot open), so that a stopped
-/// speaker leaves no VIP, rule or macvlan behind.
+/// speaker leaves no VIP, rule or macvlan behind. `requestStop()` leaves the same way without a
+/// `ServiceGroup` shutdown (the agent stops one IPFailover's speaker and keeps the others).
+///
+/// At start, before any instance runs, it removes the instances' VIPs that it finds already on
+/// their interface (left by a speaker that was SIGKILLed), as keepalived does: a new instance
+/// starts as Backup and must not answer for them until it is elected.
 public final class VRRPSpeaker: Service, Sendable {
+    /// One instance's new state, as its notify script receives it.
+    public struct Transition: Sendable, Hashable {
+        /// The instance's name (the notify script's `$2`).
+        public var instance: String
+        public var vrid: UInt8
+        /// MASTER, BACKUP, FAULT, or STOP when the instance leaves.
+        public var state: VRRPInstance.NotifyState
+        /// The instance's priority then.
+        public var priority: UInt8
+    }
+
     public let instances: [InstanceConfiguration]
     public let health: VRRPHealthSettings
     /// The chain of the nftables table admitting VRRP; nil adds no table.
@@ -34,6 +50,11 @@ public final class VRRPSpeaker: Service, Sendable {
     let clock: any BatonClock
     let host: any VRRPHost
     let logger: Logger
+    /// Told each transition, in order per instance, as the notify script is (cheap: it runs on
+    /// the instance's task).
+    let onTransition: (@Sendable (Transition) -> Void)?
+    private let stops: AsyncStream<Void>
+    private let stopsIn: AsyncStream<Void>.Continuation
 
     /// - Parameters:
     ///   - health: the checks every instance tracks; `.none` starts them at once.
@@ -42,9 +63,11 @@ public final class VRRPSpeaker: Service, Sendable {
     ///   - clock: the instances' time line; `MonotonicClock` in production.
     ///   - host: adds and removes the addresses, announces them and runs notify scripts;
     ///     `LinuxVRRPHost` in production.
+    ///   - onTransition: told every transition of every instance (the agent reports them).
     public init(instances: [InstanceConfiguration], health: VRRPHealthSettings = .none, admitChain: String? = nil,
                 clock: any BatonClock = MonotonicClock(),
-                host: any VRRPHost = LinuxVRRPHost(), logger: Logger) throws(ConfigurationError) {
+                host: any VRRPHost = LinuxVRRPHost(), logger: Logger,
+                onTransition: (@Sendable (Transition) -> Void)? = nil) throws(ConfigurationError) {
         for instance in instances { try instance.validate() }
         var seen: [String: String] = [:]
         for instance in instances {
@@ -63,12 +86,47 @@ public final class VRRPSpeaker: Service, Sendable {
         self.clock = clock
         self.host = host
         self.logger = logger
+        self.onTransition = onTransition
+        (stops, stopsIn) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Asks `run` to leave as on a graceful shutdown: every instance sends its priority-0
+    /// advertisement and drops its addresses, then the macvlans and the table go. Idempotent;
+    /// `run` returns once it is done.
+    public func requestStop() {
+        stopsIn.yield()
+    }
+
+    /// The configured VIPs that are already on their interface, per interface, in the
+    /// instances' order: what a speaker killed before it could leave left behind. Only
+    /// addresses this speaker's instances configure count, and only on their own interface
+    /// (a `--vmac` instance's macvlan is created again, so it has none).
+    static func leftovers(_ instances: [InstanceConfiguration], present: (String) -> [IPAddress]) -> [(interface: String, addresses: [VirtualAddress])] {
+        var out: [(interface: String, addresses: [VirtualAddress])] = []
+        var cache: [String: Set<IPAddress>] = [:]
+        for instance in instances where !instance.virtualMAC {
+            let here = cache[instance.interface] ?? Set(present(instance.interface))
+            cache[instance.interface] = here
+            let found = instance.virtualAddresses.filter { here.contains($0.address) }
+            guard !found.isEmpty else { continue }
+            if let i = out.firstIndex(where: { $0.interface == instance.interface }) {
+                out[i].addresses += found
+            } else {
+                out.append((instance.interface, found))
+            }
+        }
+        return out
     }
 
     public func run() async throws {
         var resources = Resources(instances: instances, admitChain: admitChain, host: host, logger: logger)
         defer { resources.tearDown() }
         try resources.setUp()
+        for (interface, addresses) in Self.leftovers(instances, present: host.addresses(interface:)) {
+            logger.notice("removing virtual addresses left on the interface by an earlier run", metadata: [
+                "interface": "\(interface)", "vips": "\(addresses.map(\.description).joined(separator: ","))"])
+            try host.removeAddresses(addresses, interface: interface)
+        }
         // Open every socket first: a missing interface or CAP_NET_RAW fails the whole speaker.
         let initial: VRRPHealthMonitor.Verdict? = health.checks.isEmpty ? .healthy : nil
         var runners: [VRRPInstanceRunner] = []
@@ -76,7 +134,8 @@ public final class VRRPSpeaker: Service, Sendable {
             var logger = logger
             logger[metadataKey: "instance"] = "\(configuration.name)"
             runners.append(try VRRPInstanceRunner(configuration: configuration, virtualMAC: resources.virtualMACs[configuration.name],
-                                                  initialVerdict: initial, clock: clock, host: host, logger: logger))
+                                                  initialVerdict: initial, clock: clock, host: host, logger: logger,
+                                                  onTransition: onTransition))
         }
         let checks: VRRPHealthRunner? = health.checks.isEmpty ? nil : VRRPHealthRunner(
             settings: health, clock: clock, logger: logger,
@@ -84,7 +143,13 @@ public final class VRRPSpeaker: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             for runner in runners { group.addTask { await runner.run() } }
             if let checks { group.addTask { await checks.run() } }
-            try? await gracefulShutdown()
+            // A graceful shutdown of the service group, or `requestStop()`.
+            await withTaskGroup(of: Void.self) { wait in
+                wait.addTask { try? await gracefulShutdown() }
+                wait.addTask { [stops] in for await _ in stops { return } }
+                await wait.next()
+                wait.cancelAll()
+            }
             logger.notice("shutting down: leaving every virtual router")
             checks?.requestStop()
             for runner in runners { runner.requestShutdown() }

@@ -378,8 +378,10 @@ public enum InterfaceAddresses {
         }
     }
 
-    /// Every IPv4 and IPv6 address on `interface`, in the kernel's order.
-    public static func all(interface: String) -> [IPAddress] {
+    /// Every IPv4 and IPv6 address on `interface`, in the kernel's order. getifaddrs names an
+    /// IPv4 address by its label: `includingLabels` also takes those labelled `INTERFACE:…`
+    /// (Baton adds its VIPs as `eth0:vrrp`).
+    public static func all(interface: String, includingLabels: Bool = false) -> [IPAddress] {
         var list: UnsafeMutablePointer<ifaddrs>? = nil
         guard getifaddrs(&list) == 0, let first = list else { return [] }
         defer { freeifaddrs(list) }
@@ -387,8 +389,9 @@ public enum InterfaceAddresses {
         var cursor: UnsafeMutablePointer<ifaddrs>? = first
         while let entry = cursor {
             defer { cursor = entry.pointee.ifa_next }
-            guard let name = entry.pointee.ifa_name, String(cString: name) == interface,
-                  let address = entry.pointee.ifa_addr else { continue }
+            guard let cName = entry.pointee.ifa_name, let address = entry.pointee.ifa_addr else { continue }
+            let name = String(cString: cName)
+            guard name == interface || (includingLabels && name.hasPrefix(interface + ":")) else { continue }
             switch Int32(address.pointee.sa_family) {
             case AF_INET:
                 let v4 = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }

@@ -44,9 +44,26 @@ public struct IPFailoverSpec: Sendable, Hashable, Codable {
     public static let defaultIPTablesChain = "INPUT"
     public static let defaultCheckInterval: Int64 = 2
     public static let defaultPreemption = "preempt_delay 300"
-    /// The most addresses one IPFailover may hold. OpenShift stops at 254 without groups (one
-    /// VRID each); with groups, Baton allows this many, spread over at most 255 instances.
-    public static let maxVirtualIPs = 1024
+    /// The most VRRP instances (VRIDs 1...255) one IPFailover has: `vrrpIDOffset + instances`
+    /// stays within 255.
+    public static let maxInstances = 255
+    /// The most IPv4 VIPs one instance carries: an advertisement's address count is 8 bits. At a
+    /// 1500-byte MTU the frame has room for more, so the count is the limit.
+    public static let maxIPv4AddressesPerInstance = 255
+    /// The most IPv6 VIPs one instance carries at a 1500-byte MTU, counted as keepalived 2.2.7
+    /// counts them (it sends more as unadvertised "eVIPs" that a peer does not check): (1500 −
+    /// 14 Ethernet − 40 IPv6 − 8 VRRP) / 16 = 89.
+    public static let maxIPv6AddressesPerInstance = 89
+    /// The most addresses one IPFailover may hold: 255 instances × 255 IPv4 addresses = 65,025
+    /// (offset 0, `vipGroups` 255); for IPv6, 255 × 89 = 22,695. This is what Baton's VRRP
+    /// speaker handles (`VRRPCapacity` in BatonVRRP computes the same numbers). OpenShift
+    /// stops at 254 VIPs without groups (one VRID each).
+    public static let maxVirtualIPs = maxInstances * maxIPv4AddressesPerInstance
+
+    /// The most VIPs of `family` one instance carries.
+    public static func maxAddressesPerInstance(_ family: IPAddress.Family) -> Int {
+        family == .v4 ? maxIPv4AddressesPerInstance : maxIPv6AddressesPerInstance
+    }
 
     public var effectiveInterface: String { interface ?? Self.defaultInterface }
     public var effectiveMonitorPort: Int64 { monitorPort ?? Self.defaultMonitorPort }
@@ -71,8 +88,13 @@ public struct IPFailoverSpec: Sendable, Hashable, Codable {
         }
     }
 
-    /// How many VRRP instances: `vipGroups`, or one per address.
-    public var instanceCount: Int { vipGroups.map(Int.init) ?? addresses.count }
+    /// How many VRRP instances: one per address, or with `vipGroups` G and N addresses,
+    /// min(G, N), as OpenShift's `generate_failover_config` cuts them.
+    public var instanceCount: Int {
+        let n = addresses.count
+        guard let g = vipGroups, g > 0 else { return n }
+        return Int(min(g, Int64(n)))
+    }
 
     /// The VRIDs the instances use, `offset+1 ... offset+instances`.
     public var vrids: ClosedRange<Int64>? {
@@ -112,29 +134,45 @@ public struct IPFailoverSpec: Sendable, Hashable, Codable {
     }
 }
 
-/// Each node's VRRP state, as its agent reports it.
+/// Each node's VRRP state, as its agent reports it: `nodes` maps a node's name to its entry.
+/// Each agent writes only its own entry (a merge patch of `status.nodes.NODE`), so agents never
+/// contend for the object, and removes it when the node stops running the IPFailover.
 public struct IPFailoverStatus: Sendable, Hashable, Codable {
     public struct NodeState: Sendable, Hashable, Codable {
-        public var name: String
+        /// The spec generation the node runs.
+        public var observedGeneration: Int64?
         public var instances: [InstanceState]?
+        /// When an instance of this node last changed state.
         public var lastTransitionTime: String?
-        public init(name: String, instances: [InstanceState]? = nil, lastTransitionTime: String? = nil) {
-            self.name = name
+        /// Why the node does not run the IPFailover as written (the speaker refused it or
+        /// cannot start); absent when it runs.
+        public var message: String?
+        public init(observedGeneration: Int64? = nil, instances: [InstanceState]? = nil,
+                    lastTransitionTime: String? = nil, message: String? = nil) {
+            self.observedGeneration = observedGeneration
             self.instances = instances
             self.lastTransitionTime = lastTransitionTime
+            self.message = message
         }
     }
     /// One VRRP instance on one node.
     public struct InstanceState: Sendable, Hashable, Codable {
+        /// keepalived's instance name, `<name>_VIP_<n>`: the notify script's `$2`.
+        public var name: String?
         public var vrid: Int64
-        /// `init`, `backup`, `master` or `fault`: the words keepalived passes to the notify script.
+        /// `init`, `backup`, `master` or `fault`: the words keepalived passes to the notify
+        /// script. `init`: configured, not (yet) speaking VRRP.
         public var state: String
         public var priority: Int64?
-        public init(vrid: Int64, state: String, priority: Int64? = nil) { self.vrid = vrid; self.state = state; self.priority = priority }
+        public init(name: String? = nil, vrid: Int64, state: String, priority: Int64? = nil) {
+            self.name = name
+            self.vrid = vrid
+            self.state = state
+            self.priority = priority
+        }
     }
-    public var nodes: [NodeState]?
-    public var observedGeneration: Int64?
-    public init(nodes: [NodeState]? = nil) { self.nodes = nodes }
+    public var nodes: [String: NodeState]?
+    public init(nodes: [String: NodeState]? = nil) { self.nodes = nodes }
 }
 
 extension KindInfo {
@@ -149,26 +187,27 @@ extension KindInfo {
                 "interface": .string("OPENSHIFT_HA_NETWORK_INTERFACE (eth0)."),
                 "monitorPort": .integer("OPENSHIFT_HA_MONITOR_PORT (80); 0 disables the TCP check."),
                 "nodeSelector": LabelSelector.schema,
-                "replicas": .integer("OPENSHIFT_HA_REPLICA_COUNT (2).", minimum: 0),
+                "replicas": .integer("OPENSHIFT_HA_REPLICA_COUNT (2): steers each node's priorities; 0 stops the IPFailover on every node.", minimum: 0, maximum: 1_000_000),
                 "vrrpIDOffset": .integer("OPENSHIFT_HA_VRRP_ID_OFFSET (10), 0-255."),
                 "iptablesChain": .string("OPENSHIFT_HA_IPTABLES_CHAIN (INPUT): the chain of the rule admitting VRRP; empty adds none."),
                 "checkScript": .string("OPENSHIFT_HA_CHECK_SCRIPT: absolute path."),
-                "checkInterval": .integer("OPENSHIFT_HA_CHECK_INTERVAL (2), seconds.", minimum: 1),
+                "checkInterval": .integer("OPENSHIFT_HA_CHECK_INTERVAL (2), seconds.", minimum: 1, maximum: 86_400),
                 "notifyScript": .string("OPENSHIFT_HA_NOTIFY_SCRIPT: absolute path."),
                 "preemption": .string("OPENSHIFT_HA_PREEMPTION (preempt_delay 300): preempt_delay N or nopreempt."),
                 "unicastPeers": .array(.string(), description: "OPENSHIFT_HA_UNICAST_PEERS: node addresses; set means unicast."),
             ], required: ["virtualIPs"]),
             "status": .object([
-                "nodes": .array(.object([
-                    "name": .string(),
+                "nodes": .map(.object([
+                    "observedGeneration": .integer(),
                     "instances": .array(.object([
+                        "name": .string(),
                         "vrid": .integer(minimum: 1, maximum: 255),
                         "state": .string(enum: vrrpStates),
                         "priority": .integer(minimum: 0, maximum: 255),
                     ], required: ["vrid", "state"])),
                     "lastTransitionTime": .string(format: "date-time"),
-                ], required: ["name"])),
-                "observedGeneration": .integer(),
+                    "message": .string(),
+                ]), description: "Each node's VRRP instances, by node name; each node's agent writes its own entry."),
             ]),
         ], required: ["spec"]),
         columns: [
@@ -216,25 +255,49 @@ enum IPFailoverValidation {
                 errors.append(.duplicate("spec.virtualIPs", r.description, "overlaps \(ranges[j]) earlier in the list"))
             }
         }
-        let tooMany = total > UInt128(IPFailoverSpec.maxVirtualIPs)
+        let most = IPFailoverSpec.maxVirtualIPs
+        let tooMany = total > UInt128(most)
         if tooMany {
             errors.append(.invalid("spec.virtualIPs", spec.virtualIPs,
-                                   "holds \(total) addresses; Baton supports at most \(IPFailoverSpec.maxVirtualIPs) virtual IPs in one IPFailover"))
+                                   "holds \(total) addresses; Baton handles at most \(most) virtual IPs in one IPFailover (\(IPFailoverSpec.maxInstances) VRRP instances × \(IPFailoverSpec.maxIPv4AddressesPerInstance) IPv4 addresses; \(IPFailoverSpec.maxInstances * IPFailoverSpec.maxIPv6AddressesPerInstance) for IPv6)"))
         }
 
-        if let g = spec.vipGroups, !tooMany, !ranges.isEmpty, g > Int64(total) {
-            errors.append(.invalid("spec.vipGroups", String(g), "must not exceed the number of virtual IPs (\(total))"))
-        }
+        // VIP groups: min(G, N) instances, as OpenShift cuts them (more groups than VIPs is
+        // one VIP per instance).
         let offset = spec.effectiveVRRPIDOffset
+        let canCount = !tooMany && !ranges.isEmpty && errors.isEmpty
+        let instances = canCount ? Int64(spec.instanceCount) : 0
         if !(0...255).contains(offset) {
             errors.append(.invalid("spec.vrrpIDOffset", String(offset), "must be between 0 and 255, inclusive"))
-        } else if !tooMany, !ranges.isEmpty {
-            let instances = spec.vipGroups ?? Int64(total)
-            if offset + instances > 255 {
-                let what = spec.vipGroups == nil ? "\(instances) virtual IPs (one VRRP instance each)" : "\(instances) VIP groups"
-                errors.append(.invalid("spec.vrrpIDOffset", String(offset),
-                                       "VRID \(offset + instances) is above 255: offset \(offset) + \(what) must be at most 255; lower the offset or set vipGroups"))
+        } else if canCount, offset + instances > 255 {
+            let what = spec.vipGroups == nil ? "\(instances) virtual IPs (one VRRP instance each)" : "\(instances) VIP groups"
+            errors.append(.invalid("spec.vrrpIDOffset", String(offset),
+                                   "VRID \(offset + instances) is above 255: offset \(offset) + \(what) must be at most 255; lower the offset or set vipGroups"))
+        }
+
+        // What each instance carries: one family, and no more than one advertisement holds.
+        var families: Set<IPAddress.Family> = []
+        var vipSet: Set<IPAddress> = []
+        if canCount {
+            let groups = spec.groups
+            for (n, group) in groups.enumerated() {
+                guard let first = group.first else { continue }
+                families.insert(first.family)
+                if let other = group.first(where: { $0.family != first.family }) {
+                    errors.append(.invalid("spec.vipGroups", String(spec.vipGroups ?? 0),
+                                           "VIP group \(n + 1) would hold \(first) and \(other): VRRP carries one address family per instance, so order virtualIPs and choose the groups so that none holds both"))
+                    break
+                }
+                let limit = IPFailoverSpec.maxAddressesPerInstance(first.family)
+                if group.count > limit {
+                    let family = first.family == .v4 ? "IPv4" : "IPv6"
+                    let needed = (Int(total) + limit - 1) / limit
+                    errors.append(.invalid("spec.vipGroups", spec.vipGroups.map(String.init) ?? "",
+                                           "VIP group \(n + 1) would hold \(group.count) \(family) VIPs, more than the \(limit) one VRRP advertisement carries; use at least \(needed) groups"))
+                    break
+                }
             }
+            vipSet = Set(groups.joined())
         }
         if let p = spec.monitorPort, !(0...65535).contains(p) {
             errors.append(.invalid("spec.monitorPort", String(p), "must be between 0 and 65535, inclusive (0 disables the check)"))
@@ -245,12 +308,14 @@ enum IPFailoverValidation {
         if let i = spec.interface, !isInterfaceName(i) {
             errors.append(.invalid("spec.interface", i, "must be a network interface name: 1-15 characters, no '/', ':' or whitespace"))
         }
-        if let c = spec.iptablesChain, c.contains(where: { $0.isWhitespace || $0 == ";" || $0 == "\"" }) || c.count > 64 {
-            errors.append(.invalid("spec.iptablesChain", c, "must be a chain name: up to 64 characters, no whitespace, ';' or quotes"))
+        if let c = spec.iptablesChain, !c.isEmpty, !isChainName(c) {
+            errors.append(.invalid("spec.iptablesChain", c, "must be a chain name: up to 64 characters, a letter or '_' first, then letters, digits, '_', '-', '.' or '/' (empty adds no rule)"))
         }
         for (field, path) in [("spec.checkScript", spec.checkScript), ("spec.notifyScript", spec.notifyScript)] {
             if let path, !path.hasPrefix("/") {
                 errors.append(.invalid(field, path, "must be an absolute path"))
+            } else if let path, path.contains(where: { $0 == "\0" || $0.isNewline }) {
+                errors.append(.invalid(field, path, "must be one line"))
             }
         }
         var peers: [IPAddress: Int] = [:]
@@ -262,7 +327,18 @@ enum IPFailoverValidation {
             if let first = peers[a] {
                 errors.append(.duplicate("spec.unicastPeers[\(i)]", p, "the same peer as spec.unicastPeers[\(first)]"))
             }
+            if vipSet.contains(a) {
+                errors.append(.invalid("spec.unicastPeers[\(i)]", p, "is one of the virtual IPs; a peer is another node's own address"))
+            }
+            if !families.isEmpty, !families.contains(a.family) {
+                errors.append(.invalid("spec.unicastPeers[\(i)]", p, "is \(a.family == .v4 ? "IPv4" : "IPv6"), but every virtual IP is \(a.family == .v4 ? "IPv6" : "IPv4"); each instance sends to the peers of its own family"))
+            }
             peers[a] = i
+        }
+        if !peers.isEmpty, let lonely = families.sorted(by: { $0 == .v4 && $1 == .v6 }).first(where: { f in !peers.keys.contains { $0.family == f } }) {
+            let family = lonely == .v4 ? "IPv4" : "IPv6"
+            errors.append(.invalid("spec.unicastPeers", (spec.unicastPeers ?? []).joined(separator: ","),
+                                   "has no \(family) address for the \(family) virtual IPs; each instance sends to the peers of its own family"))
         }
         if let s = spec.nodeSelector { errors += s.validate(field: "spec.nodeSelector") }
 
@@ -285,6 +361,16 @@ enum IPFailoverValidation {
             }
         }
         return errors
+    }
+
+    /// An nftables identifier, as Baton's table names its chain: 1-64 characters, an ASCII
+    /// letter or `_` first, then ASCII letters, digits, `_`, `-`, `.` or `/`.
+    static func isChainName(_ c: String) -> Bool {
+        guard let first = c.unicodeScalars.first, c.unicodeScalars.count <= 64,
+              first.isASCII, first.properties.isAlphabetic || first == "_" else { return false }
+        return c.unicodeScalars.allSatisfy { s in
+            s.isASCII && (s.properties.isAlphabetic || ("0"..."9").contains(s) || "_-./".unicodeScalars.contains(s))
+        }
     }
 
     static func isInterfaceName(_ n: String) -> Bool {
