@@ -29,7 +29,7 @@ final class EtcdWatchHub: Sendable {
         var dedicated: [Int: (WatchSubscriber, Task<Void, Never>)] = [:]
         var nextID = 0
         var closed = false
-        var starting: Task<Int64, any Error>?
+        var starting: Task<EtcdWatch, any Error>?
         var upstream: Task<Void, Never>?
 
         var recentCount: Int { recent.count - recentStart }
@@ -163,37 +163,45 @@ final class EtcdWatchHub: Sendable {
 
     // MARK: - The shared watch
 
-    /// Starts the shared watch from etcd's current revision, once.
+    /// Starts the shared watch from etcd's current revision, once. The etcd watch is created
+    /// before any subscriber is taken, so history the subscriber relies on cannot be compacted
+    /// away before the watch holds it.
     private func ensureStarted() async throws {
-        let task = state.withLock { s -> Task<Int64, any Error>? in
+        let task = state.withLock { s -> Task<EtcdWatch, any Error>? in
             guard s.complete == nil, !s.closed else { return nil }
             if let t = s.starting { return t }
-            let client = self.client
-            let t = Task { try await client.currentRevision() }
+            let (client, key, outage) = (self.client, keys.objects, configuration.watchOutageLimit)
+            let t = Task {
+                let watch = EtcdWatch(client: client, key: key, rangeEnd: EtcdJSON.prefixEnd(key),
+                                      after: try await client.currentRevision(), outageLimit: outage)
+                try await watch.start()
+                return watch
+            }
             s.starting = t
             return t
         }
         guard let task else { return }
-        let revision: Int64
+        let watch: EtcdWatch
         do {
-            revision = try await task.value
+            watch = try await task.value
         } catch {
             state.withLock { s in if s.starting == task { s.starting = nil } }
             throw error
         }
         state.withLock { s in
             guard s.complete == nil, !s.closed else { return }
-            s.complete = revision
+            s.complete = watch.lastRevision
             s.starting = nil
-            s.upstream = Task { [self] in await runUpstream(from: revision) }
+            s.upstream = Task { [self] in await runUpstream(watch) }
         }
     }
 
-    private func runUpstream(from start: Int64) async {
-        var after = start
+    private func runUpstream(_ first: EtcdWatch) async {
+        var next: EtcdWatch? = first
         while !Task.isCancelled {
-            let watch = EtcdWatch(client: client, key: keys.objects, rangeEnd: EtcdJSON.prefixEnd(keys.objects), after: after,
-                                  outageLimit: configuration.watchOutageLimit)
+            let watch = next ?? EtcdWatch(client: client, key: keys.objects, rangeEnd: EtcdJSON.prefixEnd(keys.objects),
+                                          after: state.withLock { $0.complete ?? 0 }, outageLimit: configuration.watchOutageLimit)
+            next = nil
             while !Task.isCancelled {
                 do {
                     let events = try await watch.next()
@@ -205,7 +213,6 @@ final class EtcdWatchHub: Sendable {
                     // list again) and start over from etcd's current revision.
                     let restart = (try? await client.currentRevision()) ?? watch.lastRevision
                     failAll(Self.watchError(error), restartingAt: restart)
-                    after = restart
                     if (error as? EtcdError)?.code != .compacted { try? await Task.sleep(for: .milliseconds(200)) }
                     break
                 }
