@@ -39,10 +39,18 @@ func finish(_ code: Int32) throws {
 }
 
 struct Server: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the API server on the embedded store.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the API server on the embedded store, or on etcd with --store.",
+        discussion: """
+            Several servers may share one etcd cluster (--store etcd://h1:2379,h2:2379,h3:2379): every one serves \
+            the API and accepts every token; one at a time, under an etcd lease, runs the controllers.
+            """)
 
-    @Option(name: .customLong("data-dir"), help: "Directory for the store and admin.token.")
+    @Option(name: .customLong("data-dir"), help: "Directory for the store (sqlite) and admin.token.")
     var dataDir: String = ProcessInfo.processInfo.environment["BATON_DATA_DIR"] ?? Connection.defaultDataDir
+    @Option(help: ArgumentHelp("sqlite (the embedded store in --data-dir) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (etcd v3 members; keys under /PREFIX/, default /baton/).",
+                               valueName: "store"))
+    var store: String = "sqlite"
     @Option(help: "HOST:PORT to listen on.")
     var listen: String = "127.0.0.1:7070"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
@@ -69,7 +77,9 @@ struct Server: AsyncParsableCommand {
         }
         var host = String(listen[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        try await BatonServerMain.run(options: ServerOptions(dataDir: dataDir, host: host, port: port, settings: settings),
+        let location: StoreLocation
+        do { location = try StoreLocation.parse(store) } catch { throw ValidationError(error.message) }
+        try await BatonServerMain.run(options: ServerOptions(dataDir: dataDir, host: host, port: port, settings: settings, store: location),
                                       metrics: registry, logger: Logger(label: "baton.server"))
     }
 }
