@@ -70,15 +70,16 @@ let package = Package(
         ]),
         // The per-node agent: registration, heartbeats, fencing, and the data plane's orders.
         .target(name: "BatonAgent", dependencies: [
-            "BatonAPI", "BatonCore", "BatonClient", "BatonDataplane",
+            "BatonAPI", "BatonCore", "BatonClient", "BatonDataplane", "BatonEtcd",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // Shared test helpers: in-memory store, manual clock, a local etcd on loopback.
         .target(name: "BatonTesting", dependencies: ["BatonAPI", "BatonCore", "BatonStore", "BatonEtcd"]),
         .executableTarget(name: "baton", dependencies: [
-            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient", "BatonAgent", "BatonDataplane", "BatonVRRP",
+            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient", "BatonAgent", "BatonDataplane", "BatonVRRP", "BatonEtcd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),

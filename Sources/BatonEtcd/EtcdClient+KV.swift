@@ -1,5 +1,8 @@
+import AsyncHTTPClient
 import BatonAPI
 import Foundation
+import NIOCore
+import NIOFoundationCompat
 
 /// One key as etcd returns it. Revisions are etcd's: `modRevision` is the revision of the
 /// key's last write, `createRevision` that of its creation (0: the key does not exist).
@@ -169,6 +172,27 @@ public enum EtcdJSON {
     }
 
     public static func revision(_ response: JSONValue) -> Int64 { int(response["header"]?["revision"]) }
+
+    /// One put on `http`, without `EtcdClient`'s failover: for benchmarks that drive etcd as a peer.
+    public static func put(_ http: HTTPClient, _ base: String, key: String, value: String) async throws -> JSONValue {
+        try await post(http, base + "/v3/kv/put", ["key": .string(b64(key)), "value": .string(b64(value))])
+    }
+
+    /// One call on `http` (GET when `body` is nil), without `EtcdClient`'s failover: for
+    /// benchmarks that drive etcd as a peer.
+    public static func post(_ http: HTTPClient, _ url: String, _ body: JSONValue?) async throws -> JSONValue {
+        var request = HTTPClientRequest(url: url)
+        if let body {
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(data: body.jsonData()))
+        }
+        let response = try await http.execute(request, timeout: .seconds(60))
+        let data = Data(buffer: try await response.body.collect(upTo: 512 << 20))
+        guard response.status.code == 200 else {
+            throw EtcdError(.failed, "etcd \(url): HTTP \(response.status.code) \(String(decoding: data.prefix(200), as: UTF8.self))")
+        }
+        return try JSONValue.parse(data)
+    }
 
     static func bytes(_ value: JSONValue?) -> Data? {
         value?.stringValue.flatMap { Data(base64Encoded: $0) }
