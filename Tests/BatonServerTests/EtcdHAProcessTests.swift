@@ -220,9 +220,11 @@ struct EtcdHAProcessTests: EgressProcessSuite {
             #expect(await world.leader() != nil)
 
             // The watch: every policy's latest version arrived, once, in order.
-            let current = try await leaderClient.list(.egressPolicy, namespace: nil).items
+            // (Listed again each time: the controllers may still be writing status.)
+            var current: [Resource] = []
             do {
                 _ = try await waitFor("the watch to catch up") { () -> Bool? in
+                    current = try await leaderClient.list(.egressPolicy, namespace: nil).items
                     let last = events.lastVersion
                     let changed = current.filter { $0.metadata.revision > Int64(start.revision) ?? 0 }
                     return changed.allSatisfy { last[$0.name] == $0.metadata.resourceVersion } ? true : nil
