@@ -27,9 +27,18 @@ let package = Package(
         ]),
         // Decisions as values, driven by an injected clock.
         .target(name: "BatonCore", dependencies: ["BatonAPI"]),
-        // ResourceStore protocol, SQLiteStore (GRDB), LeaseLock.
+        // A client for etcd v3's JSON gateway (`/v3/...`) that fails over between endpoints.
+        .target(name: "BatonEtcd", dependencies: [
+            "BatonAPI",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOFoundationCompat", package: "swift-nio"),
+        ]),
+        // ResourceStore protocol, SQLiteStore (GRDB), EtcdStore, LeaseLock.
         .target(name: "BatonStore", dependencies: [
-            "BatonAPI", "BatonCore",
+            "BatonAPI", "BatonCore", "BatonEtcd",
             .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -45,7 +54,7 @@ let package = Package(
         ]),
         // HTTP client for the API, used by the CLI and (later) the agent.
         .target(name: "BatonClient", dependencies: [
-            "BatonAPI",
+            "BatonAPI", "BatonEtcd",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOFoundationCompat", package: "swift-nio"),
@@ -62,15 +71,16 @@ let package = Package(
         // The per-node agent: registration, heartbeats, fencing, the data plane's orders, and
         // the IPFailovers selecting its node (managed VRRP).
         .target(name: "BatonAgent", dependencies: [
-            "BatonAPI", "BatonCore", "BatonClient", "BatonDataplane", "BatonVRRP",
+            "BatonAPI", "BatonCore", "BatonClient", "BatonDataplane", "BatonVRRP", "BatonEtcd",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
-        // Shared test helpers: in-memory store, manual clock.
-        .target(name: "BatonTesting", dependencies: ["BatonAPI", "BatonCore", "BatonStore"]),
+        // Shared test helpers: in-memory store, manual clock, a local etcd on loopback.
+        .target(name: "BatonTesting", dependencies: ["BatonAPI", "BatonCore", "BatonStore", "BatonEtcd"]),
         .executableTarget(name: "baton", dependencies: [
-            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient", "BatonAgent", "BatonDataplane", "BatonVRRP",
+            "BatonAPI", "BatonCore", "BatonStore", "BatonServer", "BatonClient", "BatonAgent", "BatonDataplane", "BatonVRRP", "BatonEtcd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -78,9 +88,9 @@ let package = Package(
         .testTarget(name: "BatonCoreTests", dependencies: ["BatonCore", "BatonAPI", "BatonTesting"]),
         .testTarget(name: "BatonDataplaneTests", dependencies: ["BatonDataplane", "BatonCore", "BatonAPI"]),
         .testTarget(name: "BatonVRRPTests", dependencies: ["BatonVRRP", "BatonAPI", "BatonCore", "BatonTesting"]),
-        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting"]),
+        .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting", "BatonEtcd"]),
         .testTarget(name: "BatonServerTests", dependencies: [
-            "BatonServer", "BatonClient", "BatonTesting", "BatonAgent", "BatonVRRP",
+            "BatonServer", "BatonClient", "BatonTesting", "BatonAgent", "BatonVRRP", "BatonEtcd",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),

@@ -56,6 +56,11 @@ public protocol LeaseLock: Sendable {
     /// The lease's name (the `Lease` object's name in the store).
     var name: String { get }
 
+    /// Who judges that a holder's lease has expired: the replicas, from when they last saw it
+    /// change (`StoreLeaseLock`), or the store, which deletes the lease of a holder that stopped
+    /// renewing (`EtcdLeaseLock`: an etcd lease's TTL). Defaults to `.observed`.
+    var expiry: LeaderLease.Expiry { get }
+
     /// The stored lease, or nil when there is none.
     func get() async throws -> LeaseLockRecord?
 
@@ -70,6 +75,10 @@ public protocol LeaseLock: Sendable {
     /// Deletes the lease if the stored version is still `version` (nil: any version). Deleting
     /// a lease that is gone is not an error.
     func delete(version: String?) async throws
+}
+
+extension LeaseLock {
+    public var expiry: LeaderLease.Expiry { .observed }
 }
 
 /// A `LeaseLock` kept as a `Lease` object (`coordination.baton.io/v1`, cluster-scoped) in any

@@ -1,9 +1,12 @@
 import ArgumentParser
+import AsyncHTTPClient
 import BatonAPI
+import BatonEtcd
 import BatonAgent
 import BatonDataplane
 import BatonClient
 import BatonServer
+import BatonStore
 import Foundation
 import Logging
 import Metrics
@@ -39,10 +42,18 @@ func finish(_ code: Int32) throws {
 }
 
 struct Server: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the API server on the embedded store.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the API server on the embedded store, or on etcd with --store.",
+        discussion: """
+            Several servers may share one etcd cluster (--store etcd://h1:2379,h2:2379,h3:2379): every one serves \
+            the API and accepts every token; one at a time, under an etcd lease, runs the controllers.
+            """)
 
-    @Option(name: .customLong("data-dir"), help: "Directory for the store and admin.token.")
+    @Option(name: .customLong("data-dir"), help: "Directory for the store (sqlite) and admin.token.")
     var dataDir: String = ProcessInfo.processInfo.environment["BATON_DATA_DIR"] ?? Connection.defaultDataDir
+    @Option(help: ArgumentHelp("sqlite (the embedded store in --data-dir) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX] (etcd v3 members; keys under /PREFIX/, default /baton/).",
+                               valueName: "store"))
+    var store: String = "sqlite"
     @Option(help: "HOST:PORT to listen on.")
     var listen: String = "127.0.0.1:7070"
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
@@ -69,7 +80,9 @@ struct Server: AsyncParsableCommand {
         }
         var host = String(listen[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        try await BatonServerMain.run(options: ServerOptions(dataDir: dataDir, host: host, port: port, settings: settings),
+        let location: StoreLocation
+        do { location = try StoreLocation.parse(store) } catch { throw ValidationError(error.message) }
+        try await BatonServerMain.run(options: ServerOptions(dataDir: dataDir, host: host, port: port, settings: settings, store: location),
                                       metrics: registry, logger: Logger(label: "baton.server"))
     }
 }
@@ -225,7 +238,7 @@ struct OpenAPI: ParsableCommand {
 
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Benchmarks that print Baton's figures beside a real peer's.",
-                                                    subcommands: [API.self, Egress.self])
+                                                    subcommands: [API.self, Egress.self, Store.self])
 
     struct API: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -271,6 +284,70 @@ struct Bench: AsyncParsableCommand {
                 do { bench.settings = try FeatureSettings.parse(yaml: text) } catch { throw ValidationError("\(config): \(error.message)") }
             }
             try await bench.run { print($0) }
+        }
+    }
+}
+
+extension Bench {
+    struct Store: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "store",
+            abstract: "The stores themselves, in this process: create throughput and p99, heartbeat throughput and p99, SQLite beside etcd.")
+        @Option(help: "How many objects to create.") var objects = 2_000
+        @Option(help: "Concurrent writers of objects.") var concurrency = 16
+        @Option(help: "How many nodes heartbeat.") var nodes = 1_000
+        @Option(help: "Heartbeats in flight at once.") var inFlight = 256
+        @Option(help: "Seconds of heartbeats to measure.") var seconds = 5.0
+        @Option(help: "The etcd binary (default: etcd on PATH; none to skip).") var etcd: String?
+
+        func run() async throws {
+            var bench = StoreBenchmark()
+            bench.objects = objects
+            bench.concurrency = concurrency
+            bench.nodes = nodes
+            bench.heartbeatConcurrency = inFlight
+            bench.heartbeatSeconds = seconds
+            let out: @Sendable (String) -> Void = { print($0) }
+            var results: [StoreBenchmark.Result] = []
+
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("baton-bench-store-\(UUID().uuidString.prefix(8))").path
+            BenchProcess.removeOnInterrupt(dir)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let sqlite = try SQLiteStore(directory: dir)
+            let sqliteHeartbeats = try SQLiteHeartbeatLog(directory: dir)
+            do {
+                results.append(try await bench.measure(name: "SQLite", store: sqlite, heartbeats: sqliteHeartbeats, print: out))
+            } catch {
+                sqliteHeartbeats.close()
+                await sqlite.close()
+                throw error
+            }
+            sqliteHeartbeats.close()
+            await sqlite.close()
+
+            if let binary = etcd == "none" ? nil : (etcd ?? findOnPath("etcd")) {
+                let http = HTTPClient(eventLoopGroupProvider: .singleton)
+                let instance = try await EtcdInstance(binary: binary, http: http)
+                let version = await instance.version(http)
+                try? await http.shutdown()
+                let client = try EtcdClient(endpoints: [instance.base])
+                do {
+                    let store = try EtcdStore(client: client)
+                    results.append(try await bench.measure(name: "etcd \(version)", store: store,
+                                                           heartbeats: EtcdHeartbeatLog(client: client), print: out))
+                    await store.close()
+                } catch {
+                    await client.shutdown()
+                    instance.stop()
+                    throw error
+                }
+                await client.shutdown()
+                instance.stop()
+            } else {
+                print("etcd not run (--etcd none, or no etcd on PATH: apt-get install etcd-server)")
+            }
+            print("")
+            print(StoreBenchmark.table(results))
         }
     }
 }

@@ -39,6 +39,21 @@ import Testing
         #expect(m.evaluate(now: clock.advance(by: Self.period)) == [])
     }
 
+    @Test func graceGivesEveryLiveTunnelAFullTimeoutButLeavesTimedOutOnesAlone() {
+        var m = monitor()
+        m.heartbeatReceived("a", at: .zero)
+        m.heartbeatReceived("b", at: .zero)
+        _ = m.evaluate(now: .zero)
+        m.heartbeatReceived("b", at: .zero + .milliseconds(400))
+        #expect(m.evaluate(now: .zero + .milliseconds(600)) == [.markHeartbeatTimeout(node: "a", silentFor: .milliseconds(600))])
+        // b's silence from 0.4 s to 0.8 s says nothing: grace from 0.8 s.
+        m.grantGrace(now: .zero + .milliseconds(800))
+        #expect(m.nextDeadline == .zero + .milliseconds(1300))
+        #expect(m.evaluate(now: .zero + .milliseconds(1300)) == [])
+        #expect(m.evaluate(now: .zero + .milliseconds(1301)) == [.markHeartbeatTimeout(node: "b", silentFor: .milliseconds(501))])
+        #expect(m.phase(of: "a") == .heartbeatTimeout)
+    }
+
     @Test func hundredDelaysShorterThanTimeoutCauseNoEviction() {
         let clock = ManualClock()
         var m = monitor()

@@ -61,6 +61,24 @@ import Testing
         #expect(b.handle(.renewed, now: clock.now) == [.becameLeader])
     }
 
+    /// With an etcd lease the store expires the holder: a follower waits for the lease to be
+    /// gone, however long it stays unchanged (keep-alives do not change the record).
+    @Test func whenTheStoreExpiresLeasesAFollowerWaitsForTheLeaseToGo() {
+        let clock = ManualClock()
+        var b = LeaderLease(identity: "b", configuration: Self.config, expiry: .store)
+        let held = LeaderLease.Record(holderIdentity: "a", leaseDuration: .seconds(15), leaderTransitions: 1, renewCount: 1)
+        _ = b.handle(.observed(held), now: clock.now)
+        clock.advance(by: .seconds(60))
+        _ = b.handle(.observed(held), now: clock.now)
+        #expect(b.handle(.tick, now: clock.now) == [.standBy(holder: "a", until: .zero + .seconds(15))])
+        #expect(b.role == .follower)
+        // etcd expired a's lease and deleted the key: b acquires at its next tick.
+        _ = b.handle(.observed(nil), now: clock.now)
+        #expect(b.handle(.tick, now: clock.now) == [.tryAcquire(.init(holderIdentity: "b", leaseDuration: .seconds(15),
+                                                                     leaderTransitions: 1, renewCount: 1))])
+        #expect(b.handle(.renewed, now: clock.now) == [.becameLeader])
+    }
+
     @Test func failedAcquireStaysFollowerAndLeaderSeeingAnotherHolderStops() {
         let clock = ManualClock()
         var a = LeaderLease(identity: "a", configuration: Self.config)

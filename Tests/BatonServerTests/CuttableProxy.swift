@@ -5,17 +5,24 @@ import Glibc
 /// while cut, bytes in both directions are dropped and new connections are accepted but go
 /// nowhere; nothing is closed. `heal()` drops the connections that lived through the cut (their
 /// streams lost bytes, as TCP connections that timed out would be) and forwards again.
+///
+/// With several upstreams it is also a failover load balancer, as a VIP in front of several
+/// `baton server` replicas would be: each new connection goes to the first upstream that accepts it.
 final class CuttableProxy: @unchecked Sendable {
     let port: Int
-    private let upstreamPort: Int
+    private let upstreamPorts: [Int]
     private let listener: Int32
     private let lock = NSLock()
     private var isCut = false
     private var isClosed = false
     private var open: Set<Int32> = []
 
-    init(upstreamPort: Int) throws {
-        self.upstreamPort = upstreamPort
+    convenience init(upstreamPort: Int) throws {
+        try self.init(upstreamPorts: [upstreamPort])
+    }
+
+    init(upstreamPorts: [Int]) throws {
+        self.upstreamPorts = upstreamPorts
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
         setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -65,24 +72,32 @@ final class CuttableProxy: @unchecked Sendable {
         while true {
             let client = accept(listener, nil, nil)
             if client < 0 { return }
-            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var addr = Self.loopback(port: upstreamPort)
-            let connected = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            } == 0
+            var upstream: Int32 = -1
+            var connected = false
+            for upstreamPort in upstreamPorts {
+                upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var addr = Self.loopback(port: upstreamPort)
+                connected = withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                } == 0
+                if connected { break }
+                Glibc.close(upstream)
+                upstream = -1
+            }
             let closed = lock.withLock { () -> Bool in
-                if !isClosed { open.formUnion([client, upstream]) }
+                if !isClosed, connected { open.formUnion([client, upstream]) }
                 return isClosed
             }
             if closed || !connected {
                 Glibc.close(client)
-                Glibc.close(upstream)
+                if upstream >= 0 { Glibc.close(upstream) }
                 if closed { return }
                 continue
             }
-            let pair = Pair(client, upstream)
-            Thread.detachNewThread { [self] in pump(from: client, to: upstream); pair.finished(by: self) }
-            Thread.detachNewThread { [self] in pump(from: upstream, to: client); pair.finished(by: self) }
+            let server = upstream
+            let pair = Pair(client, server)
+            Thread.detachNewThread { [self] in pump(from: client, to: server); pair.finished(by: self) }
+            Thread.detachNewThread { [self] in pump(from: server, to: client); pair.finished(by: self) }
         }
     }
 

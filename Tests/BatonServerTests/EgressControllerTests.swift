@@ -133,6 +133,32 @@ import Testing
         }
     }
 
+    /// The heartbeat log cannot be read for longer than eipEvictionTimeout (etcd lost quorum, so
+    /// heartbeats could not be recorded either): nobody is evicted meanwhile, and afterwards every
+    /// tunnel gets a full eipEvictionTimeout before a silent one is.
+    @Test func anUnreadableHeartbeatLogEvictsNobody() async throws {
+        let failing = UnreadableHeartbeatLog.Switch()
+        try await EgressWorld.with(nodes: ["node1", "node2", "node3"], policies: 3,
+                                   controllerHeartbeats: { UnreadableHeartbeatLog(inner: $0, failing: failing) }) { w in
+            try await w.drive(until: "every policy placed") { try await w.placedPolicies().count == 3 }
+            let placed = try await w.placedPolicies()
+            failing.on.store(true, ordering: .relaxed)
+            w.live = ["node2", "node3"]  // node1 also goes silent
+            for _ in 0..<15 { try await w.step() }  // 1.5 s, twice the timeout
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(try await w.tunnels().values.allSatisfy { $0.phase == .ready })
+            #expect(try await w.placedPolicies() == placed)
+            #expect(w.logs.count("cannot read heartbeats; nobody is evicted until they can be read again") == 1)
+
+            failing.on.store(false, ordering: .relaxed)
+            let readable = w.clock.now
+            try await w.drive(until: "node1 evicted") { try await w.tunnels()["node1"]?.phase == .heartbeatTimeout }
+            #expect(w.clock.now - readable > .milliseconds(700), "node1 got a full eipEvictionTimeout after the log came back")
+            #expect(try await w.tunnels()["node2"]?.phase == .ready)
+            #expect(w.logs.count("heartbeats readable again; every tunnel gets a full eipEvictionTimeout") == 1)
+        }
+    }
+
     @Test func deletedTunnelLosesItsEIPs() async throws {
         try await EgressWorld.with(nodes: ["node1", "node2", "node3"], policies: 6) { w in
             try await w.drive(until: "every policy placed") { try await w.placedPolicies().count == 6 }
@@ -283,6 +309,7 @@ final class EgressWorld: @unchecked Sendable {
     static func with(nodes: [String], egressNodes: [String]? = nil, policies: Int, gatewayName: String = "egw1",
                      onPlacement: (@Sendable (EgressController.PlacementReport) -> Void)? = nil, writeConcurrency: Int = 256,
                      controllerStore: (@Sendable (SQLiteStore) -> any ResourceStore)? = nil,
+                     controllerHeartbeats: (@Sendable (SQLiteHeartbeatLog) -> any HeartbeatLog)? = nil,
                      _ body: (EgressWorld) async throws -> Void) async throws {
         let w = try EgressWorld(nodes: nodes)
         let egress = Set(egressNodes ?? nodes)
@@ -294,7 +321,8 @@ final class EgressWorld: @unchecked Sendable {
             var logger = Logger(label: "egress-test") { _ in w.logs }
             logger.logLevel = .info
             let events = EventRecorder(store: w.store, component: "egress-controller", logger: logger)
-            return EgressController(store: controllerStore?(w.store) ?? w.store, heartbeats: w.heartbeats, settings: FeatureSettings(),
+            return EgressController(store: controllerStore?(w.store) ?? w.store,
+                                    heartbeats: controllerHeartbeats?(w.heartbeats) ?? w.heartbeats, settings: FeatureSettings(),
                                     clock: w.clock, logger: logger,
                                     events: events, ticks: .stream(w.newTickStream()), writeConcurrency: writeConcurrency,
                                     onPlacement: onPlacement)
@@ -473,7 +501,27 @@ final class LogCapture: LogHandler, @unchecked Sendable {
         lines.withLock { $0.append(Line(level: event.level, message: event.message.description, metadata: event.metadata ?? [:])) }
     }
 
+    /// How many lines at any level carry exactly `message`.
+    func count(_ message: String) -> Int {
+        lines.withLock { $0.filter { $0.message == message }.count }
+    }
+
     func count(_ message: String, tunnel: String) -> Int {
         lines.withLock { $0.filter { $0.level == .notice && $0.message == message && $0.metadata["tunnel"]?.description == tunnel }.count }
+    }
+}
+
+/// A heartbeat log whose reads fail while `failing` is set.
+struct UnreadableHeartbeatLog: HeartbeatLog {
+    final class Switch: Sendable {
+        let on = Atomic<Bool>(false)
+    }
+
+    let inner: SQLiteHeartbeatLog
+    let failing: Switch
+    func record(node: String, agentTime: String?) async throws { try await inner.record(node: node, agentTime: agentTime) }
+    func read(after cursor: Int64?) async throws -> (records: [HeartbeatRecord], cursor: Int64) {
+        if failing.on.load(ordering: .relaxed) { throw APIError.unavailable("etcd is unavailable (test)") }
+        return try await inner.read(after: cursor)
     }
 }

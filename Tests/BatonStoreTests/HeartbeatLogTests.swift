@@ -1,4 +1,6 @@
+import BatonEtcd
 import BatonStore
+import BatonTesting
 import Foundation
 import Testing
 
@@ -51,5 +53,61 @@ import Testing
         a.close()
         b.close()
         await #expect(throws: (any Error).self) { try await a.record(node: "z", agentTime: nil) }
+    }
+}
+
+/// `EtcdHeartbeatLog`: the same contract as the SQLite log, on the shared etcd, one prefix per test.
+@Suite(.enabled(if: LocalEtcdCluster.binary != nil, Comment(rawValue: LocalEtcdCluster.missingMessage)))
+struct EtcdHeartbeatLogTests {
+    func withLogs(_ count: Int, _ body: ([EtcdHeartbeatLog]) async throws -> Void) async throws {
+        let cluster = try await SharedEtcd.cluster()
+        let prefix = "/hb-\(UUID().uuidString.prefix(8))/"
+        let clients = try (0..<count).map { _ in try EtcdClient(endpoints: cluster.endpoints) }
+        let logs = clients.map { EtcdHeartbeatLog(client: $0, prefix: prefix) }
+        do { try await body(logs) } catch {
+            for c in clients { await c.shutdown() }
+            throw error
+        }
+        for c in clients { await c.shutdown() }
+    }
+
+    @Test func readerSeesEachNodeThatBeatSinceItsCursorOnce() async throws {
+        try await withLogs(1) { logs in
+            let log = logs[0]
+            let (none, c0) = try await log.read(after: nil)
+            #expect(none.isEmpty)
+            try await log.record(node: "a", agentTime: "t1")
+            try await log.record(node: "b", agentTime: nil)
+            let (r1, c1) = try await log.read(after: c0)
+            #expect(Set(r1) == [HeartbeatRecord(node: "a", agentTime: "t1"), HeartbeatRecord(node: "b", agentTime: nil)])
+            #expect(c1 > c0)
+            let (r2, c2) = try await log.read(after: c1)
+            #expect(r2.isEmpty)
+            #expect(c2 >= c1)
+            try await log.record(node: "a", agentTime: "t2")
+            try await log.record(node: "a", agentTime: "t3")
+            let (r3, _) = try await log.read(after: c2)
+            #expect(r3 == [HeartbeatRecord(node: "a", agentTime: "t3")])
+        }
+    }
+
+    /// 500 concurrent heartbeats through one replica, batched into a few txns, all read by another.
+    @Test func concurrentHeartbeatsAllLandAndAnotherReplicaReadsThem() async throws {
+        try await withLogs(2) { logs in
+            let (_, c0) = try await logs[1].read(after: nil)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<500 { group.addTask { try await logs[0].record(node: "n\(i)", agentTime: nil) } }
+                try await group.waitForAll()
+            }
+            let (records, _) = try await logs[1].read(after: c0)
+            #expect(Set(records.map(\.node)) == Set((0..<500).map { "n\($0)" }))
+            // Batched: the keys carry far fewer distinct revisions (one per txn) than heartbeats.
+            let keys = try await logs[0].client.rangePrefix(logs[0].keyPrefix)
+            let txns = Set(keys.kvs.map(\.modRevision)).count
+            #expect(keys.kvs.count == 500)
+            #expect(txns <= 100, "\(txns) txns for 500 heartbeats")
+            logs[0].close()
+            await #expect(throws: (any Error).self) { try await logs[0].record(node: "z", agentTime: nil) }
+        }
     }
 }

@@ -1,5 +1,7 @@
 import BatonAPI
+import BatonEtcd
 import BatonStore
+import BatonTesting
 import Foundation
 import Synchronization
 import Testing
@@ -14,7 +16,10 @@ struct StoreFactory: Sendable, CustomTestStringConvertible {
     }
 
     var name: String
-    var make: @Sendable (_ now: @escaping @Sendable () -> Date) throws -> Instance
+    /// Whether each write takes exactly the next revision (SQLite). etcd's revisions only go up:
+    /// other writers to the same etcd (here, the other tests sharing it) take revisions too.
+    var consecutiveRevisions = true
+    var make: @Sendable (_ now: @escaping @Sendable () -> Date) async throws -> Instance
 
     var testDescription: String { name }
 
@@ -34,12 +39,38 @@ struct StoreFactory: Sendable, CustomTestStringConvertible {
         })
     }
 
-    static let all: [StoreFactory] = [.sqliteInMemory, .sqliteFile]
+    /// An `EtcdStore` on the test process's shared single-member etcd, under a key prefix of
+    /// its own: a fresh, empty store per test without a fresh etcd per test.
+    static let etcd = StoreFactory(name: "EtcdStore", consecutiveRevisions: false) { now in
+        let cluster = try await SharedEtcd.cluster()
+        let client = try EtcdClient(endpoints: cluster.endpoints)
+        var config = EtcdStore.Configuration()
+        config.prefix = "/test-\(UUID().uuidString.prefix(8))/"
+        let store = try EtcdStore(client: client, configuration: config, now: now)
+        let prefix = config.prefix
+        return Instance(store: store, tearDown: {
+            await store.close()
+            _ = try? await client.txn(compare: [], success: [
+                ["request_delete_range": ["key": .string(EtcdJSON.b64(prefix)),
+                                          "range_end": .string(EtcdJSON.b64(EtcdJSON.prefixEnd(prefix)))]],
+            ])
+            await client.shutdown()
+        })
+    }
+
+    /// Every store the conformance suite runs against; etcd only where it is installed (the
+    /// etcd suites say so when they skip).
+    static let all: [StoreFactory] = [.sqliteInMemory, .sqliteFile] + (LocalEtcdCluster.binary != nil ? [.etcd] : [])
+
+    /// `revision` is the one right after `previous`: exactly (consecutive revisions), or later.
+    func isNext(_ revision: Int64, after previous: Int64) -> Bool {
+        consecutiveRevisions ? revision == previous + 1 : revision > previous
+    }
 
     /// Runs `body` with a fresh store and tears it down, even when `body` throws.
     func with<T>(now: @escaping @Sendable () -> Date = TestClock.epoch.callAsFunction,
                  _ body: (any ResourceStore) async throws -> T) async throws -> T {
-        let instance = try make(now)
+        let instance = try await make(now)
         do {
             let result = try await body(instance.store)
             await instance.tearDown()
@@ -147,5 +178,21 @@ func expectAPIError(_ code: Int, _ message: String? = nil, sourceLocation: Sourc
         if let message { #expect(error.message == message, sourceLocation: sourceLocation) }
     } catch {
         Issue.record("expected an APIError \(code), got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+/// The single-member etcd that every etcd-backed test in this process shares, started on first
+/// use and stopped by PID when the process exits.
+enum SharedEtcd {
+    private static let starting = Mutex<Task<LocalEtcdCluster, any Error>?>(nil)
+
+    static func cluster() async throws -> LocalEtcdCluster {
+        let task = starting.withLock { t in
+            if let t { return t }
+            let made = Task { try await LocalEtcdCluster(size: 1) }
+            t = made
+            return made
+        }
+        return try await task.value
     }
 }

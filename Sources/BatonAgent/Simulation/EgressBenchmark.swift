@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BatonAPI
+import BatonEtcd
 import BatonClient
 import Foundation
 import Logging

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BatonAPI
+import BatonEtcd
 import Foundation
 import NIOCore
 import NIOFoundationCompat
@@ -229,34 +230,6 @@ public struct APIBenchmark: Sendable {
             FanoutBoard.number(after: "\"mod_revision\":\"", in: line)
         }
         return result
-    }
-}
-
-/// etcd's v3 JSON gateway.
-package enum EtcdJSON {
-    package static func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
-    static func prefixEnd(_ s: String) -> String {
-        var bytes = Array(s.utf8)
-        bytes[bytes.count - 1] += 1
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    package static func put(_ http: HTTPClient, _ base: String, key: String, value: String) async throws -> JSONValue {
-        try await post(http, base + "/v3/kv/put", ["key": .string(b64(key)), "value": .string(b64(value))])
-    }
-
-    package static func post(_ http: HTTPClient, _ url: String, _ body: JSONValue?) async throws -> JSONValue {
-        var request = HTTPClientRequest(url: url)
-        if let body {
-            request.method = .POST
-            request.body = .bytes(ByteBuffer(data: body.jsonData()))
-        }
-        let response = try await http.execute(request, timeout: .seconds(60))
-        let data = Data(buffer: try await response.body.collect(upTo: 512 << 20))
-        guard response.status.code == 200 else {
-            throw APIError.internalError("etcd \(url): HTTP \(response.status.code) \(String(decoding: data.prefix(200), as: UTF8.self))")
-        }
-        return try JSONValue.parse(data)
     }
 }
 

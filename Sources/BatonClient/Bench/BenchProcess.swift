@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BatonAPI
+import BatonEtcd
 import Foundation
 import Synchronization
 #if canImport(Glibc)

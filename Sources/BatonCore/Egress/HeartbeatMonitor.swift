@@ -87,6 +87,17 @@ public struct HeartbeatMonitor: Sendable {
         }
     }
 
+    /// Gives every tunnel not timed out a full `eipEvictionTimeout` from `now`, as `track` gives a
+    /// controller that has just become leader: for when the heartbeat log could not be read for
+    /// a while, so that silence says nothing about the nodes (their heartbeats could not be
+    /// recorded either). It only ever delays an eviction, which the fencing argument allows.
+    public mutating func grantGrace(now: BatonInstant) {
+        for (node, var t) in tunnels where t.phase != .heartbeatTimeout {
+            t.lastReceive = max(t.lastReceive, now)
+            tunnels[node] = t
+        }
+    }
+
     /// Stops watching a tunnel whose object was deleted (its EIPs leave through placement).
     public mutating func forget(_ node: String) { tunnels[node] = nil }
 

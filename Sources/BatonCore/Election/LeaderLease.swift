@@ -88,8 +88,19 @@ public struct LeaderLease: Sendable {
 
     public enum Role: Sendable, Hashable { case follower, leader }
 
+    /// Who decides that another replica's lease has expired.
+    public enum Expiry: Sendable, Hashable {
+        /// This replica, from when it last saw the record change (client-go's way; any store).
+        case observed
+        /// The store, which deletes a lease whose holder stopped renewing it (an etcd lease's
+        /// TTL). A follower never takes a lease another replica holds, however long it has gone
+        /// unchanged (renewals need not change it); it acquires once the lease is gone.
+        case store
+    }
+
     public let identity: String
     public let configuration: Configuration
+    public let expiry: Expiry
     public private(set) var role: Role = .follower
     /// The newest record seen, and when (this replica's clock) it was first seen in that form.
     public private(set) var observed: Record?
@@ -98,9 +109,10 @@ public struct LeaderLease: Sendable {
     public private(set) var lastRenewal: BatonInstant?
     private var pending: (record: Record, startedAt: BatonInstant)?
 
-    public init(identity: String, configuration: Configuration) {
+    public init(identity: String, configuration: Configuration, expiry: Expiry = .observed) {
         self.identity = identity
         self.configuration = configuration
+        self.expiry = expiry
     }
 
     public mutating func handle(_ event: Event, now: BatonInstant) -> [Action] {
@@ -127,7 +139,7 @@ public struct LeaderLease: Sendable {
             }
             guard pending == nil else { return [] }
             if let current = observed, let holder = current.holderIdentity, !holder.isEmpty, holder != identity,
-               let seen = observedAt, now < seen + current.leaseDuration {
+               let seen = observedAt, expiry == .store || now < seen + current.leaseDuration {
                 return [.standBy(holder: holder, until: seen + current.leaseDuration)]
             }
             let previousHolder = observed?.holderIdentity

@@ -1,6 +1,7 @@
 import BatonAPI
 import BatonStore
 import Foundation
+import Logging
 import Synchronization
 
 /// Who a request acts as.
@@ -52,6 +53,44 @@ public final class TokenAuthority: Sendable {
         guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8),
                                              attributes: [.posixPermissions: 0o600]) else {
             throw APIError.internalError("cannot write \(path)")
+        }
+        return token
+    }
+
+    static let adminTokenKind = "AdminToken"
+    static let adminTokenName = "admin"
+
+    /// The cluster's admin token, kept in the store (an `AdminToken` object, not served by the
+    /// API) so that every replica sharing the store accepts the same one: the first replica to
+    /// start creates it (create-if-absent; a replica that loses the race reads the winner's).
+    /// Each replica writes it to its own `DATA_DIR/admin.token` (0600) for the CLI, replacing a
+    /// token left there from another cluster.
+    public static func loadOrCreateClusterAdminToken(store: any ResourceStore, dataDir: String, logger: Logger) async throws -> String {
+        let token: String
+        var meta = ObjectMeta(name: adminTokenName)
+        meta.labels = ["baton.io/token": "admin"]
+        let object = Resource(apiVersion: tokenAPIVersion, kind: adminTokenKind, metadata: meta,
+                              body: ["spec": ["token": .string(randomToken())]])
+        do {
+            token = try await store.create(object).spec?["token"]?.stringValue ?? ""
+            logger.notice("created the cluster's admin token")
+        } catch let error as APIError where error.code == 409 {
+            let stored = try await store.get(kind: adminTokenKind, namespace: nil, name: adminTokenName)
+            guard let existing = stored.spec?["token"]?.stringValue, !existing.isEmpty else {
+                throw APIError.internalError("the stored AdminToken \"\(adminTokenName)\" has no spec.token")
+            }
+            token = existing
+        }
+        let path = (dataDir as NSString).appendingPathComponent("admin.token")
+        let onDisk = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if onDisk != token {
+            if let onDisk, !onDisk.isEmpty { logger.notice("replacing \(path) with the cluster's admin token") }
+            try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+            try? FileManager.default.removeItem(atPath: path)
+            guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8),
+                                                 attributes: [.posixPermissions: 0o600]) else {
+                throw APIError.internalError("cannot write \(path)")
+            }
         }
         return token
     }

@@ -80,6 +80,9 @@ struct EgressControllerLoop {
     var tunnels: [String: Resource] = [:]
     /// The heartbeat log's cursor (nil until the first read).
     var heartbeatCursor: Int64?
+    /// Since when reading the heartbeat log has failed (nil: the last read worked). While it
+    /// fails nobody is evicted, and when it works again every tunnel gets a full grace period.
+    var heartbeatsUnreadableSince: BatonInstant?
     /// Each node's newest reported agent time, and when the controller last wrote one to the tunnel.
     var agentTimes: [String: String] = [:]
     var displayedAt: [String: BatonInstant] = [:]
@@ -130,9 +133,10 @@ struct EgressControllerLoop {
         }
         if tick || poll { await readHeartbeats() }
         // A tunnel whose eviction deadline has passed is judged at the next heartbeat read (every
-        // 25 ms), not up to a tunnelMonitorPeriod later at the next tick.
+        // 25 ms), not up to a tunnelMonitorPeriod later at the next tick. Never on a failed read:
+        // the silence would be the log's, not the nodes'.
         let due = poll && (monitor.nextDeadline.map { $0 < controller.clock.now } ?? false)
-        if tick || due, synced.contains("EgressTunnel") { evaluate() }
+        if tick || due, synced.contains("EgressTunnel"), heartbeatsUnreadableSince == nil { evaluate() }
         if !tunnelWrites.isEmpty { await writeTunnels() }
         if dirty, synced.count == EgressController.watchedKinds.count {
             let scope: Set<String>? = placeAll ? nil : dirtyGateways
@@ -152,12 +156,23 @@ struct EgressControllerLoop {
             heartbeatCursor = cursor
             // Only tunnels the controller knows: a heartbeat racing its tunnel's deletion must not
             // bring the tunnel back into the monitor (an early one for a new tunnel is just skipped).
+            if let since = heartbeatsUnreadableSince {
+                // Heartbeats sent meanwhile could not be recorded: judge nobody on that silence.
+                heartbeatsUnreadableSince = nil
+                monitor.grantGrace(now: now)
+                logger.notice("heartbeats readable again; every tunnel gets a full eipEvictionTimeout",
+                              metadata: ["unreadableFor": "\(now - since)"])
+            }
             for r in records where tunnels[r.node] != nil {
                 monitor.heartbeatReceived(r.node, at: now)
                 if let t = r.agentTime { agentTimes[r.node] = t }
             }
         } catch {
-            logger.warning("cannot read heartbeats", metadata: ["error": "\(error)"])
+            if heartbeatsUnreadableSince == nil {
+                heartbeatsUnreadableSince = controller.clock.now
+                logger.warning("cannot read heartbeats; nobody is evicted until they can be read again",
+                               metadata: ["error": "\(error)"])
+            }
         }
     }
 

@@ -92,7 +92,7 @@ public final class LeaderElection: Service, Sendable {
         logger[metadataKey: "identity"] = "\(identity)"
         logger[metadataKey: "lease"] = "\(lock.name)"
         self.logger = logger
-        self.state = Mutex(State(lease: LeaderLease(identity: identity, configuration: configuration)))
+        self.state = Mutex(State(lease: LeaderLease(identity: identity, configuration: configuration, expiry: lock.expiry)))
     }
 
     /// Whether this replica leads now (its body is running or about to).

@@ -180,6 +180,6 @@ enum ChangeLog {
     }
 
     static func tooOld(_ revision: Int64, compacted: Int64) -> APIError {
-        APIError.gone("too old resource version: \(revision) (\(compacted))")
+        StoreSemantics.tooOld(revision, compacted: compacted)
     }
 }

@@ -212,11 +212,7 @@ public final class SQLiteStore: ResourceStore, Sendable {
     // MARK: - Writes
 
     public func create(_ object: Resource) async throws -> Resource {
-        var prepared = object
-        prepared.metadata.uid = UUID().uuidString.lowercased()
-        prepared.metadata.creationTimestamp = now().formatted(.iso8601)
-        prepared.metadata.generation = 1
-        prepared.metadata.resourceVersion = nil
+        let prepared = StoreSemantics.created(object, now: now())
         let key = ObjectKey(prepared)
         let config = configuration
         let candidate = prepared
@@ -239,13 +235,7 @@ public final class SQLiteStore: ResourceStore, Sendable {
         let config = configuration
         return try await write("update") { db in
             let stored = try Self.load(db, key, expecting: object.metadata.resourceVersion)
-            var next = object
-            next.metadata.namespace = stored.object.metadata.namespace
-            next.metadata.uid = stored.object.metadata.uid
-            next.metadata.creationTimestamp = stored.object.metadata.creationTimestamp
-            next.body["status"] = stored.object.body["status"]
-            let generation = stored.object.metadata.generation ?? 1
-            next.metadata.generation = Self.sameSpec(next, stored.object) ? generation : generation + 1
+            let next = StoreSemantics.updated(object, over: stored.object)
             return try Self.replace(db, key, stored: stored, with: next, configuration: config)
         }
     }
@@ -255,8 +245,7 @@ public final class SQLiteStore: ResourceStore, Sendable {
         let config = configuration
         return try await write("status update") { db in
             let stored = try Self.load(db, key, expecting: object.metadata.resourceVersion)
-            var next = stored.object
-            next.body["status"] = object.body["status"]
+            let next = StoreSemantics.statusUpdated(object, over: stored.object)
             return try Self.replace(db, key, stored: stored, with: next, configuration: config)
         }
     }
@@ -300,9 +289,8 @@ public final class SQLiteStore: ResourceStore, Sendable {
         guard let row = try ObjectRow.fetch(db, key) else {
             throw APIError.notFound(kind: key.kind, name: key.name)
         }
-        if let resourceVersion, !resourceVersion.isEmpty, Int64(resourceVersion) != row.revision {
-            throw APIError.conflict(kind: key.kind, name: key.name,
-                                    "the object has been modified; please apply your changes to the latest version and try again")
+        if StoreSemantics.isStale(resourceVersion, stored: row.revision) {
+            throw StoreSemantics.modified(kind: key.kind, name: key.name)
         }
         return StoredObject(revision: row.revision, json: row.json, object: try row.decode())
     }
@@ -310,26 +298,14 @@ public final class SQLiteStore: ResourceStore, Sendable {
     /// Writes `next` over `stored` at a new revision, or nothing when it would store the same JSON.
     static func replace(_ db: Database, _ key: ObjectKey, stored: StoredObject, with next: Resource,
                         configuration: Configuration) throws -> Resource {
+        if StoreSemantics.unchanged(next, stored.object) { return stored.object }
         var next = next
-        next.metadata.resourceVersion = stored.object.metadata.resourceVersion
-        if next == stored.object { return stored.object }
         let revision = try ChangeLog.nextRevision(db)
         next.metadata.resourceVersion = String(revision)
         let json = next.json.jsonString()
         try ObjectRow.update(db, key, revision: revision, json: json)
         try ChangeLog.append(db, revision: revision, type: .modified, key: key, json: json, configuration: configuration)
         return next
-    }
-
-    /// Whether everything that counts for `generation` (the body without `status`) is the same.
-    /// Values that differ only in how a number is held (`50` and `50.0`) are the same, as
-    /// their JSON is.
-    static func sameSpec(_ a: Resource, _ b: Resource) -> Bool {
-        var x = a.body
-        var y = b.body
-        x["status"] = nil
-        y["status"] = nil
-        return x == y || JSONValue.object(x).jsonString() == JSONValue.object(y).jsonString()
     }
 
     func checkOpen() throws(APIError) {

@@ -241,6 +241,9 @@ final class WatchSubscriber: Sendable {
         }
     }
 
+    /// Whether the subscription has ended (its queue may still hold changes).
+    var isEnded: Bool { state.withLock { $0.ending != nil || $0.cancelled } }
+
     func end(_ ending: Ending) {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             if s.ending == nil { s.ending = ending }
