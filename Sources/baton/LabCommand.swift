@@ -8,7 +8,7 @@ struct LabCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lab",
         abstract: "A testbed in network namespaces on this machine (root): a LAN, nodes with pods, an external echo host, a server and agents.",
-        subcommands: [Up.self, Down.self, Status.self, Failover.self, Bench.self, Echo.self, Probe.self, Watch.self, Send.self])
+        subcommands: [Up.self, Down.self, Status.self, Failover.self, Bench.self, Echo.self, Probe.self, Watch.self, Send.self, Spin.self])
 
     struct LabOptions: ParsableArguments {
         @Option(help: "Prefix of the lab's namespaces (PREFIX-lan, PREFIX-node1, ...).") var prefix = "blab"
@@ -81,10 +81,13 @@ struct LabCommand: AsyncParsableCommand {
     struct Echo: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "UDP echo that answers each datagram with the source address it saw (the lab's external host).", shouldDisplay: false)
         @Option(help: "HOST:PORT") var listen = "0.0.0.0:9000"
+        @Option(name: .customLong("answer-as"), help: "Answer with this address instead of the source seen (tells a client which host answered).")
+        var answerAs: String?
+        @Flag(help: "Do not log the datagrams.") var quiet = false
 
         func run() throws {
             let (host, port) = try Self.split(listen)
-            try LabEcho.serve(host: host, port: port)
+            try LabEcho.serve(host: host, port: port, answerAs: answerAs, quiet: quiet)
         }
 
         static func split(_ text: String) throws -> (String, UInt16) {
@@ -98,11 +101,28 @@ struct LabCommand: AsyncParsableCommand {
     struct Probe: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Send one datagram to an echo service and print the source address it saw.", shouldDisplay: false)
         @Option(help: "HOST:PORT") var to = "\(Lab.externalAddress):\(Lab.echoPort)"
+        @Option(name: .customLong("timeout-ms"), help: "How long to wait for the answer, in milliseconds.") var timeoutMs = 1000
+
+        func validate() throws {
+            guard (1...60_000).contains(timeoutMs) else { throw ValidationError("--timeout-ms: \(timeoutMs) is not between 1 and 60000") }
+        }
 
         func run() throws {
             let (host, port) = try Echo.split(to)
-            guard let seen = try LabEcho.probe(host: host, port: port) else { throw ExitCode(1) }
+            guard let seen = try LabEcho.probe(host: host, port: port, timeout: .milliseconds(timeoutMs)) else { throw ExitCode(1) }
             print(seen)
         }
+    }
+
+    struct Spin: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Keep one core busy (a loop, no I/O) for a while, or until the parent process is gone.", shouldDisplay: false)
+        @Option(help: "How long, in seconds.") var seconds: Int
+
+        func validate() throws {
+            guard (1...86_400).contains(seconds) else { throw ValidationError("--seconds: \(seconds) is not between 1 and 86400") }
+        }
+
+        func run() { LabLoad.spin(for: .seconds(seconds)) }
     }
 }

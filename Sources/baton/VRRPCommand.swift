@@ -18,8 +18,8 @@ struct VRRPCommand: AsyncParsableCommand {
     @Option(help: "The interface to speak VRRP on and add the virtual IPs to.") var interface: String?
     @Option(help: "The Virtual Router ID, 1-255 (without it: the OPENSHIFT_HA_* environment).") var vrid: Int?
     @Option(help: "This router's priority, 1-255 (255: the address owner).") var priority: Int = 100
-    @Option(name: .customLong("advert-interval"), help: "Seconds between advertisements (whole seconds with --version 2, centiseconds with 3).")
-    var advertInterval: String = "1"
+    @Option(name: .customLong("advert-interval"), help: "Seconds between advertisements (whole seconds with --version 2, centiseconds with 3; default 0.01 with 3, 1 with 2).")
+    var advertInterval: String?
     @Option(help: "The VRRP version, 2 or 3.") var version: Int = 3
     @Option(name: .customLong("vip"), help: "A virtual IP, ADDR[/PREFIX] or a range 10.0.0.5-9 (repeatable; one family).") var vips: [String] = []
     @Option(name: .customLong("unicast-peer"), help: "Send to this peer instead of the multicast group (repeatable).")
@@ -51,6 +51,17 @@ struct VRRPCommand: AsyncParsableCommand {
     var nftAdmit = false
     @Option(help: "The instance name (the notify script's $2).") var name: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String = "info"
+    @Option(name: .customLong("realtime-priority"), help: "Run under SCHED_RR at this priority, 1-99, as keepalived's vrrp_rt_priority (needs CAP_SYS_NICE; without it the speaker warns and runs normally).")
+    var realtimePriority: Int = Self.defaultRealtimePriority
+    @Flag(name: .customLong("no-realtime"), help: "Run under the normal scheduler.") var noRealtime = false
+
+    /// The flags mode's advert interval with VRRPv3, in centiseconds: 10 ms. A Backup at
+    /// priority 100 takes over 36 ms after the last advertisement (`Master_Down_Interval`), which
+    /// `baton lab bench vrrp` measured as its p99 failover (README, BENCH-VRRP). VRRPv2 counts
+    /// whole seconds: 1. The OpenShift mode keeps keepalived's timing (its peers are keepalived).
+    static let defaultAdvertIntervalCentiseconds = 1
+    /// SCHED_RR priority by default (keepalived leaves `vrrp_rt_priority` unset).
+    static let defaultRealtimePriority = 10
 
     /// What the speaker runs: its instances, the checks they track and the chain admitting VRRP.
     struct Plan {
@@ -86,7 +97,9 @@ struct VRRPCommand: AsyncParsableCommand {
         let configuration: VRRPSpeakerConfiguration
         do {
             configuration = try VRRPSpeakerConfiguration.fromFlags(
-                name: name ?? "VI_\(vrid)", vrid: vrid, priority: priority, advertInterval: advertInterval, version: version,
+                name: name ?? "VI_\(vrid)", vrid: vrid, priority: priority,
+                advertInterval: advertInterval ?? (version == 2 ? "1" : String(format: "%.2f", Double(Self.defaultAdvertIntervalCentiseconds) / 100)),
+                version: version,
                 interface: interface, vips: vips, unicastPeers: unicastPeers, authPass: authPass, notifyScript: notify,
                 checkScript: checkScript, checkTCP: checkTCP, checkHTTP: checkHTTP, checkInterval: checkInterval,
                 checkTimeout: checkTimeout, checkWeight: checkWeight, checkRise: checkRise, checkFall: checkFall,
@@ -109,12 +122,21 @@ struct VRRPCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: \"\(logLevel)\" is not trace, debug, info, notice, warning, error or critical")
         }
+        guard (1...99).contains(realtimePriority) else { throw ValidationError("--realtime-priority: \(realtimePriority) is not in 1...99") }
     }
 
     func run() async throws {
         bootstrapLogging(logLevel)
         let logger = Logger(label: "baton.vrrp")
         let plan = try plan()
+        if !noRealtime {
+            do {
+                try RealtimeScheduling.apply(priority: Int32(realtimePriority))
+                logger.info("real-time scheduling", metadata: ["policy": "SCHED_RR", "priority": "\(realtimePriority)"])
+            } catch {
+                logger.warning("running without real-time scheduling", metadata: ["error": "\(error)"])
+            }
+        }
         let speaker = try VRRPSpeaker(instances: plan.instances, health: plan.health, admitChain: plan.admitChain, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [speaker], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

@@ -204,14 +204,23 @@ public struct Lab: Sendable {
         log("stopped \(pids.count) processes, removed \(namespaces.count) namespaces")
     }
 
-    func waitGone(_ pid: Int32) -> Bool {
-        for _ in 0..<100 {
-            if kill(pid, 0) != 0 { return true }
+    /// Polls every 10 ms, reaping `pid` if it is a child, until it is gone or `limit` passed. A
+    /// zombie whose parent is not this process counts as gone (it runs no more).
+    func waitGone(_ pid: Int32, within limit: Duration = .seconds(1)) -> Bool {
+        for _ in 0..<max(1, Int(limit.milliseconds / 10)) {
+            if kill(pid, 0) != 0 || Self.isZombie(pid) { return true }
             var status: Int32 = 0
             _ = waitpid(pid, &status, WNOHANG)
             usleep(10_000)
         }
         return false
+    }
+
+    static func isZombie(_ pid: Int32) -> Bool {
+        // /proc/PID/stat: "PID (COMM) STATE ..."; COMM may hold spaces and parentheses.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
     }
 
     public func existingNamespaces() -> [String] {
@@ -226,7 +235,8 @@ public struct Lab: Sendable {
 
     /// Starts `argv` inside `netns` (it outlives `baton lab up`), with
     /// its output in `logs/NAME.log`, and records its PID.
-    public func spawn(_ name: String, netns: String, _ argv: [String]) throws {
+    @discardableResult
+    public func spawn(_ name: String, netns: String, _ argv: [String]) throws -> Process {
         let process = Process()
         // `ip netns exec` execs the command, so the recorded PID is the process's own.
         process.executableURL = URL(fileURLWithPath: try Command.locate("ip"))
@@ -241,6 +251,7 @@ public struct Lab: Sendable {
         var pids = recordedPIDs()
         pids[name] = process.processIdentifier
         try pids.map { "\($0.key) \($0.value)" }.sorted().joined(separator: "\n").write(toFile: stateDir + "/pids", atomically: true, encoding: .utf8)
+        return process
     }
 
     public func recordedPIDs() -> [String: Int32] {

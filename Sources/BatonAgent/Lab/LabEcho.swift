@@ -8,8 +8,11 @@ import Glibc
 public enum LabEcho {
     /// Serves forever: answers each datagram with `SOURCE_IP PAYLOAD` (the payload trimmed, so
     /// `LabSender` can match the reply to its datagram) and prints `NANOS SOURCE_IP PAYLOAD`
-    /// (CLOCK_MONOTONIC) for the failover timeline.
-    public static func serve(host: String, port: UInt16) throws -> Never {
+    /// (CLOCK_MONOTONIC) for the failover timeline, unless `quiet`.
+    ///
+    /// With `answerAs`, the reply carries that address instead of the source it saw: a VIP's
+    /// holders each answer with their own address, so the client sees which one answered.
+    public static func serve(host: String, port: UInt16, answerAs: String? = nil, quiet: Bool = false) throws -> Never {
         let fd = try bound(host: host, port: port)
         var buffer = [UInt8](repeating: 0, count: 2048)
         while true {
@@ -21,11 +24,11 @@ public enum LabEcho {
             guard n >= 0 else { continue }
             let source = address(from)
             let payload = String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            let reply = Array("\(source) \(payload)\n".utf8)
+            let reply = Array("\(answerAs ?? source) \(payload)\n".utf8)
             _ = withUnsafePointer(to: &from) { p in
                 p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, reply, reply.count, 0, $0, len) }
             }
-            FileHandle.standardOutput.write(Data("\(monotonicNanos()) \(source) \(payload)\n".utf8))
+            if !quiet { FileHandle.standardOutput.write(Data("\(monotonicNanos()) \(source) \(payload)\n".utf8)) }
         }
     }
 

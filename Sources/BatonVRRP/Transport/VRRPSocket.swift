@@ -195,16 +195,20 @@ public final class VRRPSocket: Sendable {
     // MARK: Receiving
 
     /// Waits up to `timeout` (nil: until a datagram or ``wake()``) and reads one datagram. The
-    /// timeout is rounded up to the millisecond (`poll`'s unit), so it never ends early.
+    /// timeout is rounded up to the microsecond and kept to the nanosecond by `ppoll` (at a
+    /// 10 ms advertisement interval, `poll`'s millisecond would be a tenth of it).
     public func receive(timeout: Duration?) -> Reception {
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
-        var milliseconds: Int32 = -1
+        let ready: Int32
         if let timeout {
             let (seconds, attoseconds) = max(timeout, .zero).components
-            let total = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-            milliseconds = Int32(clamping: total)
+            let microseconds = (attoseconds + 999_999_999_999) / 1_000_000_000_000
+            var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int(microseconds * 1000))
+            if ts.tv_nsec >= 1_000_000_000 { ts.tv_sec += 1; ts.tv_nsec -= 1_000_000_000 }
+            ready = Self.ppoll(&fds, 2, &ts, nil)
+        } else {
+            ready = Self.ppoll(&fds, 2, nil, nil)
         }
-        let ready = poll(&fds, 2, milliseconds)
         if ready == 0 { return .timedOut }
         if ready < 0 { return .woken }   // EINTR
         if fds[1].revents != 0 {
@@ -214,6 +218,14 @@ public final class VRRPSocket: Sendable {
         guard fds[0].revents & Int16(POLLIN) != 0 else { return .woken }
         return readDatagram().map(Reception.datagram) ?? .woken
     }
+
+    typealias PPoll = @convention(c) (UnsafeMutablePointer<pollfd>?, nfds_t, UnsafePointer<timespec>?, UnsafeRawPointer?) -> Int32
+
+    /// glibc's `ppoll`, which Swift's Glibc module hides behind `_GNU_SOURCE`: looked up once.
+    static let ppoll: PPoll = {
+        guard let symbol = dlsym(nil, "ppoll") else { fatalError("glibc has no ppoll") }
+        return unsafeBitCast(symbol, to: PPoll.self)
+    }()
 
     /// Interrupts a ``receive(timeout:)`` in progress (or the next one).
     public func wake() {

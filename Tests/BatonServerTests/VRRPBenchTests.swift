@@ -1,0 +1,164 @@
+@testable import BatonAgent
+import Testing
+
+/// `baton lab bench vrrp`'s arithmetic: the outage and takeover of one failover from the
+/// client's send log, false failovers from a notify log, percentiles, the tables and the
+/// keepalived configuration. No sockets.
+@Suite struct VRRPBenchTests {
+    static let master = "192.168.88.11", backup = "192.168.88.12"
+    static let interval: UInt64 = 5_000_000, start: UInt64 = 9_000_000_000
+
+    /// 40 probes every 5 ms; `answer(seq)` says who answered (nil: nobody).
+    static func log(_ answer: (Int) -> String?) -> [SenderRecord] {
+        (0..<40).map { seq in
+            let sent = start + UInt64(seq) * interval
+            return answer(seq).map { SenderRecord(seq: seq, sent: sent, received: sent + 200_000, source: $0) } ?? SenderRecord(seq: seq, sent: sent)
+        }
+    }
+
+    static func at(_ seq: Int) -> UInt64 { start + UInt64(seq) * interval }
+
+    /// A link cut: the master answers up to probe 9, nobody from 10 to 17, the backup from 18.
+    @Test func aLinkCutIsAnOutageAndATakeover() {
+        let records = Self.log { $0 < 10 ? Self.master : $0 < 18 ? nil : Self.backup }
+        let failure = Self.at(10) - 1_000_000   // between probe 9 and probe 10
+        let trial = VRRPBenchTrial(records: records.reversed(), failureAt: failure, backup: Self.backup)
+        #expect(trial.outage == .milliseconds(40))       // probes 10...17 unanswered: from 10's sending to 18's
+        #expect(trial.takeover == .milliseconds(41))     // from the failure to probe 18's sending
+        #expect(trial.lost == 8)
+    }
+
+    /// A killed or frozen speaker: its host still answers until the backup's gratuitous ARP
+    /// moves the client, so no probe is lost but the takeover still counts.
+    @Test func aMasterWhoseHostStillAnswersHasNoOutageButATakeover() {
+        let records = Self.log { $0 < 16 ? Self.master : Self.backup }
+        let trial = VRRPBenchTrial(records: records, failureAt: Self.at(10), backup: Self.backup)
+        #expect(trial.outage == .zero)
+        #expect(trial.takeover == .milliseconds(30))
+        #expect(trial.lost == 0)
+    }
+
+    /// Losses before the failure (the client still resolving the VIP, say) are not the failover's,
+    /// even when longer; a later, shorter run is.
+    @Test func lossesBeforeTheFailureDoNotCount() {
+        let records = Self.log { seq in
+            switch seq {
+            case 0..<6: nil
+            case 6..<20: Self.master
+            case 20..<22: nil
+            default: Self.backup
+            }
+        }
+        let trial = VRRPBenchTrial(records: records, failureAt: Self.at(20), backup: Self.backup)
+        #expect(trial.outage == .milliseconds(10))
+        #expect(trial.takeover == .milliseconds(10))
+        #expect(trial.lost == 8)
+    }
+
+    /// Answers that come back after the outage from the old master (a freeze ends) are answers; a
+    /// backup that never answers leaves no takeover, and the outage runs to the last probe.
+    @Test func aBackupThatNeverAnswersHasNoTakeover() {
+        let records = Self.log { $0 < 10 ? Self.master : nil }
+        let trial = VRRPBenchTrial(records: records, failureAt: Self.at(10) - 1, backup: Self.backup)
+        #expect(trial.takeover == nil)
+        #expect(trial.outage == .milliseconds(145))      // probe 10 to probe 39
+        #expect(trial.lost == 30)
+
+        let back = Self.log { $0 < 10 || $0 >= 30 ? Self.master : nil }
+        let frozen = VRRPBenchTrial(records: back, failureAt: Self.at(10) - 1, backup: Self.backup)
+        #expect(frozen.takeover == nil)
+        #expect(frozen.outage == .milliseconds(100))
+    }
+
+    @Test func notifyLogsCountTransitions() {
+        let log = NotifyLog("BACKUP\nMASTER\n\nBACKUP\n MASTER \nFAULT\n")
+        #expect(log.states == ["BACKUP", "MASTER", "BACKUP", "MASTER", "FAULT"])
+        #expect(log.count("MASTER") == 2)
+        #expect(log.count("STOP") == 0)
+        #expect(NotifyLog("").states.isEmpty)
+    }
+
+    /// Nearest rank, as `Samples` (baton bench api) computes it.
+    @Test func percentilesAreNearestRank() {
+        let figures = DurationFigures((1...20).reversed().map { Duration.milliseconds($0) })
+        #expect(figures.percentile(50) == 10)
+        #expect(figures.percentile(99) == 20)
+        #expect(figures.percentile(5) == 1)
+        #expect(DurationFigures([]).percentile(50) == nil)
+        let one = DurationFigures([.microseconds(36_500)])
+        #expect(one.percentile(50) == 36.5 && one.percentile(99) == 36.5)
+    }
+
+    @Test(arguments: [(1, 36_093), (2, 72_187), (10, 360_937), (100, 3_609_375)])
+    func masterDownIntervalOfTheBackup(centiseconds: Int, microseconds: Int64) {
+        #expect(VRRPBench.masterDownInterval(centiseconds) == .microseconds(microseconds))
+    }
+
+    static func results() -> VRRPBenchResults {
+        var r = VRRPBenchResults(intervals: [2, 1], batonDefault: 1, modes: [.link, .kill])
+        let fast = (1...20).map { VRRPBenchTrial(outage: .milliseconds(30 + $0 % 3), takeover: .milliseconds(35 + $0 % 5), lost: 6) }
+        let slow = (1...20).map { VRRPBenchTrial(outage: .milliseconds(60 + $0), takeover: .milliseconds(70 + $0), lost: 12) }
+        r.trials[.init(.baton, 1)] = [.link: fast, .kill: fast]
+        r.trials[.init(.keepalived, 1)] = [.link: slow, .kill: slow + [VRRPBenchTrial(outage: .zero, takeover: nil, lost: 0)]]
+        r.trials[.init(.baton, 2)] = [.link: slow]
+        r.trials[.init(.keepalived, 2)] = [.link: fast]
+        r.falseFailovers = [.init(.baton, 1): 0, .init(.keepalived, 1): 3, .init(.baton, 2): 0]
+        r.staleClientARP = [.init(.baton, 2): 2]
+        return r
+    }
+
+    @Test func theTablesPutBothSpeakersSideBySide() {
+        let r = Self.results()
+        #expect(r.failoverTable == [
+            "| failure | advert interval | trials | keepalived outage p50 / p99 ms | Baton outage p50 / p99 ms | keepalived takeover p50 / p99 ms | Baton takeover p50 / p99 ms |",
+            "|---|---|---|---|---|---|---|",
+            "| master's link cut | 0.02 s | 20 | 31 / 32 | 70 / 80 | 37 / 39 | 80 / 90 |",
+            "| master's link cut | 0.01 s (Baton's default) | 20 | 70 / 80 | 31 / 32 | 80 / 90 | 37 / 39 |",
+            "| master SIGKILLed | 0.02 s | 0 | - | - | - | - |",
+            "| master SIGKILLed | 0.01 s (Baton's default) | 21 | 70 / 80 | 31 / 32 | 80 / 90 (1 never) | 37 / 39 |",
+        ])
+        #expect(r.loadTable == [
+            "| advert interval | keepalived false failovers | Baton false failovers |",
+            "|---|---|---|",
+            "| 0.02 s | - | 0 |",
+            "| 0.01 s (Baton's default) | 3 | 0 |",
+        ])
+    }
+
+    @Test func theVerdictChecksTheGoals() {
+        var r = Self.results()
+        #expect(r.verdict == [
+            "Baton's default: p99 takeover 39 ms over every failure (goal ≤ 50 ms): met",
+            "Baton's default: 0 false failovers under load (goal 0): met",
+            "slower than keepalived: master's link cut at 0.02 s, p99 takeover 90 ms against 39 ms",
+            "Baton at 0.02 s: 2 fail-backs left the client on the backup's MAC (the bench flushed its ARP entry)",
+        ])
+        r.trials[.init(.baton, 1)]?[.kill]?.append(VRRPBenchTrial(outage: .milliseconds(80), takeover: nil, lost: 16))
+        r.falseFailovers[.init(.baton, 1)] = 1
+        #expect(r.verdict.prefix(2) == [
+            "Baton's default: p99 takeover 3600000 ms over every failure (goal ≤ 50 ms): NOT met",
+            "Baton's default: 1 false failovers under load (goal 0): NOT met",
+        ])
+    }
+
+    @Test func keepalivedGetsRealtimeSchedulingOnlyWhenBatonDoes() {
+        let on = VRRPBench.keepalivedConfiguration(router: "bvr-r1", vrid: 51, priority: 200, advertCentiseconds: 2,
+                                                   vip: "192.168.88.101", notify: "/tmp/n.sh", realtimePriority: 10)
+        #expect(on.contains("    vrrp_rt_priority 10\n"))
+        #expect(on.contains("advert_int 0.02\n"))
+        #expect(on.contains("virtual_router_id 51\n") && on.contains("priority 200\n") && on.contains("state BACKUP\n"))
+        #expect(on.contains("192.168.88.101/24 dev eth0") && on.contains("notify /tmp/n.sh") && on.contains("vrrp_version 3"))
+        let off = VRRPBench.keepalivedConfiguration(router: "bvr-r1", vrid: 51, priority: 200, advertCentiseconds: 100,
+                                                    vip: "192.168.88.101", notify: "/tmp/n.sh", realtimePriority: nil)
+        #expect(!off.contains("rt_priority"))
+        #expect(off.contains("advert_int 1.00\n"))
+    }
+
+    @Test func cpuTimesFromProcStat() throws {
+        let before = try #require(CPUTimes(procStat: "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\n"))
+        #expect(before == CPUTimes(busy: 150, total: 1000))
+        let after = try #require(CPUTimes(procStat: "cpu  280 10 60 810 50 0 0 0 0 0\n"))
+        #expect(after.busyFraction(since: before) == 200.0 / 210.0)
+        #expect(CPUTimes(procStat: "intr 1 2 3\n") == nil)
+    }
+}
