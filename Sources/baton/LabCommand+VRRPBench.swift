@@ -36,6 +36,8 @@ extension LabCommand {
         var realtimePriority = VRRPCommand.defaultRealtimePriority
         @Flag(name: .customLong("no-realtime"), help: "Run both speakers without real-time scheduling.") var noRealtime = false
         @Option(help: "The keepalived binary.") var keepalived = "keepalived"
+        @Option(name: .customLong("keep-logs"), help: "Copy the speakers' logs and notify logs to this directory before tearing down.")
+        var keepLogs: String?
 
         func validate() throws {
             guard !prefix.isEmpty, prefix.count <= 8, prefix.allSatisfy({ $0.isLetter || $0.isNumber }) else {
@@ -70,10 +72,11 @@ extension LabCommand {
             do { try Lab.checkPrerequisites(); _ = try Command.locate(keepalived) } catch {
                 throw ValidationError("\(error)")
             }
-            let bench = VRRPBench(prefix: prefix, stateDir: stateDir, binary: CommandLine.executablePath, intervals: try intervals(),
+            var bench = VRRPBench(prefix: prefix, stateDir: stateDir, binary: CommandLine.executablePath, intervals: try intervals(),
                                   batonDefault: VRRPCommand.defaultAdvertIntervalCentiseconds, trials: trials, modes: mode.modes,
                                   loadSeconds: loadSeconds, loadProcesses: loadProcesses ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
                                   realtimePriority: noRealtime ? nil : realtimePriority, keepalived: keepalived)
+            bench.keepLogs = keepLogs
             let signals = Self.tearDownOnSignals(bench.lab)
             defer { for source in signals { source.cancel() } }
             let results: VRRPBenchResults

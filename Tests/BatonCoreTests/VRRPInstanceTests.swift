@@ -385,12 +385,15 @@ private func startedMaster(_ cfg: VRRPInstance.Configuration, clock: ManualClock
         #expect(vrrp.nextDeadline == at(.milliseconds(1_400)))
     }
 
-    @Test func masterSendsAnAdvertAtOnceToALowerPriorityRouterAndKeepsItsSchedule() {
+    /// The lower-priority router may have held the addresses (this Master was frozen, or cut
+    /// off): announcing them again takes the LAN's neighbour caches back, as keepalived's default
+    /// `vrrp_garp_lower_prio_repeat` does.
+    @Test func masterSendsAnAdvertAtOnceToALowerPriorityRouterAnnouncesAgainAndKeepsItsSchedule() {
         let clock = ManualClock()
         var vrrp = startedMaster(config(priority: 100), clock: clock)
         let scheduled = vrrp.nextDeadline
         clock.advance(by: .milliseconds(300))
-        #expect(vrrp.handle(advert(99), now: clock.now) == [.sendAdvertisement(priority: 100)])
+        #expect(vrrp.handle(advert(99), now: clock.now) == [.sendAdvertisement(priority: 100), .announceAddresses])
         #expect(vrrp.state == .master)
         #expect(vrrp.nextDeadline == scheduled)
     }
@@ -440,7 +443,7 @@ private func startedMaster(_ cfg: VRRPInstance.Configuration, clock: ManualClock
             #expect(actions == [.releaseAddresses, .becameBackup, .notify(.backup)])
             #expect(vrrp.state == .backup)
         } else {
-            #expect(actions == [.sendAdvertisement(priority: 100)])
+            #expect(actions == [.sendAdvertisement(priority: 100), .announceAddresses])
             #expect(vrrp.state == .master)
         }
     }
@@ -639,7 +642,7 @@ private struct LAN {
         entries {
             switch $0 {
             case .becameMaster, .becameBackup, .becameFault, .releaseAddresses: true
-            case .sendAdvertisement, .notify: false
+            case .sendAdvertisement, .announceAddresses, .notify: false
             }
         }
     }

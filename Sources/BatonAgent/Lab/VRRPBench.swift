@@ -32,6 +32,8 @@ public struct VRRPBench: Sendable {
     public var loadSeconds: Int
     /// Busy loops during the load run (one per core).
     public var loadProcesses: Int
+    /// Where to copy the speakers' logs and notify logs before the lab is removed; nil: nowhere.
+    public var keepLogs: String?
     /// SCHED_RR priority for both speakers (Baton's `--realtime-priority`, keepalived's
     /// `vrrp_rt_priority`); nil runs both without real-time scheduling.
     public var realtimePriority: Int?
@@ -104,12 +106,29 @@ public struct VRRPBench: Sendable {
             }
             if loadSeconds > 0 { try await runLoad(into: &results, log: log) }
         } catch {
-            log("bench failed: \(error); logs were in \(lab.stateDir)/logs; tearing down")
+            log("bench failed: \(error); tearing down")
+            saveLogs(log: log)
             lab.down { _ in }
             throw error
         }
+        saveLogs(log: log)
         lab.down { _ in }
         return results
+    }
+
+    /// Copies the lab's logs and notify logs to `keepLogs`.
+    func saveLogs(log: (String) -> Void) {
+        guard let keepLogs else { return }
+        let fm = FileManager.default
+        try? fm.createDirectory(atPath: keepLogs, withIntermediateDirectories: true)
+        let files = ((try? fm.contentsOfDirectory(atPath: lab.stateDir + "/logs")) ?? []).map { lab.stateDir + "/logs/" + $0 }
+            + ((try? fm.contentsOfDirectory(atPath: lab.stateDir)) ?? []).filter { $0.hasSuffix(".log") || $0.hasSuffix(".conf") }.map { lab.stateDir + "/" + $0 }
+        for file in files {
+            let target = keepLogs + "/" + (file as NSString).lastPathComponent
+            try? fm.removeItem(atPath: target)
+            try? fm.copyItem(atPath: file, toPath: target)
+        }
+        log("logs kept in \(keepLogs)")
     }
 
     var ownerPath: String { lab.stateDir + "/owner" }
@@ -152,7 +171,7 @@ public struct VRRPBench: Sendable {
     func runTrials(_ key: VRRPBenchResults.Key, into results: inout VRRPBenchResults, log: (String) -> Void) async throws {
         let p = pair(key)
         let label = "\(key.speaker.title) at \(VRRPBenchResults.seconds(key.advertCentiseconds))"
-        try startPair(key)
+        try await startPair(key)
         _ = try await settle(key)
         log("\(label): \(router(master(p))) is master of VRID \(Self.vrid(p)) (\(Self.vip(p))), \(router(backup(p))) backup")
         for mode in modes {
@@ -264,7 +283,7 @@ public struct VRRPBench: Sendable {
     /// Every setting at once, each pair settled, then one busy loop per core for `loadSeconds`;
     /// counts the times each backup became Master (its notify script's MASTER lines).
     func runLoad(into results: inout VRRPBenchResults, log: (String) -> Void) async throws {
-        for key in settings { try startPair(key) }
+        for key in settings { try await startPair(key) }
         for key in settings { _ = try await settle(key) }
         let offsets = Dictionary(uniqueKeysWithValues: routers.map { ($0, notifications($0).states.count) })
         let cpuBefore = try CPUTimes.read()
@@ -299,10 +318,20 @@ public struct VRRPBench: Sendable {
     func notifications(_ i: Int) -> NotifyLog { NotifyLog((try? String(contentsOfFile: notifyLog(i), encoding: .utf8)) ?? "") }
     func keepalivedPIDFile(_ i: Int, vrrp: Bool) -> String { "\(lab.stateDir)/keepalived-r\(i)\(vrrp ? "-vrrp" : "").pid" }
 
-    func startPair(_ key: VRRPBenchResults.Key) throws {
+    /// The master first, and the backup once the master holds the VIP, so the backup never
+    /// passes through Master at startup (its notify log then holds only what the test caused).
+    func startPair(_ key: VRRPBenchResults.Key) async throws {
         let p = pair(key)
-        try startSpeaker(key, router: backup(p))
         try startSpeaker(key, router: master(p))
+        let limit = Duration.seconds(5) + Self.masterDownInterval(key.advertCentiseconds) * 2
+        let start = ContinuousClock.now
+        while try !holdsVIP(master(p)) {
+            guard ContinuousClock.now - start < limit else {
+                throw LabError("\(key.speaker.title) on \(router(master(p))) did not take \(Self.vip(p)) within \(limit); see \(lab.stateDir)/logs")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try startSpeaker(key, router: backup(p))
     }
 
     /// Stops both speakers of a setting (SIGTERM: they leave gracefully) and clears their VIPs.

@@ -53,6 +53,11 @@ extension VRRPInstance {
         case becameFault(reason: String)
         /// Remove the virtual addresses (and stop announcing them): this router is leaving Master.
         case releaseAddresses
+        /// Announce the virtual addresses again (a burst of gratuitous ARP / unsolicited NA), the
+        /// state unchanged: a Master that hears a lower priority (a frozen or cut-off Master
+        /// back, say) takes the LAN's neighbour caches back from the router that stood in for
+        /// it, as keepalived does by default (`vrrp_garp_lower_prio_repeat`).
+        case announceAddresses
         /// Run the notify script with this state (keepalived's `$3`), after the transition.
         case notify(NotifyState)
     }

@@ -28,7 +28,8 @@ import BatonAPI
 ///   - higher priority, or equal priority from a higher primary address: release the addresses,
 ///     learn the interval (VRRPv3), set the master-down timer and become Backup;
 ///   - otherwise: discard it and send an advertisement at once to assert Master (RFC 9568 added
-///     this; RFC 5798 only discarded). The advertisement timer keeps its schedule.
+///     this; RFC 5798 only discarded), then announce the addresses again, as keepalived does by
+///     default (the other router may have held them). The advertisement timer keeps its schedule.
 /// - Shutdown: a Master sends a priority-0 advertisement and releases the addresses; a Backup or
 ///   a faulted instance sends nothing. All notify STOP, as keepalived does.
 /// - Fault (keepalived; the RFC has none): a Master sends a priority-0 advertisement and releases
@@ -211,7 +212,7 @@ public struct VRRPInstance: Sendable {
             return [.sendAdvertisement(priority: priority)]
         }
         guard advertised > priority || (advertised == priority && source > configuration.primaryAddress) else {
-            return [.sendAdvertisement(priority: priority)]
+            return [.sendAdvertisement(priority: priority), .announceAddresses]
         }
         leave(to: .backup)
         if configuration.version == .v3 { masterAdverInterval = interval }

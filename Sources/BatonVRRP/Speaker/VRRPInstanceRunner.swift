@@ -150,6 +150,9 @@ final class VRRPInstanceRunner: Sendable {
                         logger.error("cannot remove the virtual addresses", metadata: ["error": "\(error)"])
                     }
                     logger.info("released the virtual addresses")
+                case .announceAddresses:
+                    logger.info("announcing the virtual addresses again: a lower priority is advertising")
+                    announce(count: configuration.announcements.burst)
                 case .notify(let state):
                     notify.yield(NotifyCall(state: state, priority: instance.priority))
                     onTransition?(VRRPSpeaker.Transition(instance: configuration.name, vrid: configuration.vrid,
