@@ -99,11 +99,11 @@ final class BenchRun: @unchecked Sendable {
         process.standardOutput = out
         process.standardError = err
         process.standardInput = FileHandle.nullDevice
-        out.fileHandleForReading.readabilityHandler = { [output] h in
+        out.fileHandleForReading.readabilityHandler = { [self] h in
             let data = h.availableData
             output.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
-        err.fileHandleForReading.readabilityHandler = { [errors] h in
+        err.fileHandleForReading.readabilityHandler = { [self] h in
             let data = h.availableData
             errors.withLock { $0 += String(decoding: data, as: UTF8.self) }
         }
