@@ -80,10 +80,10 @@ extension LabCommand {
             let signals = Self.tearDownOnSignals(bench.lab)
             defer { for source in signals { source.cancel() } }
             let results: VRRPBenchResults
-            do { results = try await bench.run { say($0) } } catch let e as LabError { throw ValidationError(e.description) }
+            results = try await bench.run { say($0) }
 
             let scheduling = noRealtime ? "no real-time scheduling for either"
-                : "SCHED_RR priority \(realtimePriority) for both (Baton --realtime-priority \(realtimePriority), keepalived vrrp_rt_priority \(realtimePriority))"
+                : "SCHED_RR priority \(realtimePriority) for both (Baton --realtime-priority \(realtimePriority); keepalived vrrp_rt_priority \(realtimePriority), vrrp_rlimit_rttime \(VRRPBench.keepalivedRTTimeLimit))"
             let version = (try? Command.run(try Command.locate(keepalived), ["--version"]))?.split(separator: "\n").first.map(String.init) ?? "keepalived"
             say("")
             say("\(version) and Baton, VRRPv3, master priority \(VRRPBench.masterPriority), backup \(VRRPBench.backupPriority); \(scheduling); a UDP probe to the VIP every 5 ms:")

@@ -144,7 +144,7 @@ import Testing
     @Test func keepalivedGetsRealtimeSchedulingOnlyWhenBatonDoes() {
         let on = VRRPBench.keepalivedConfiguration(router: "bvr-r1", vrid: 51, priority: 200, advertCentiseconds: 2,
                                                    vip: "192.168.88.101", notify: "/tmp/n.sh", realtimePriority: 10)
-        #expect(on.contains("    vrrp_rt_priority 10\n"))
+        #expect(on.contains("    vrrp_rt_priority 10\n    vrrp_rlimit_rttime 10000000\n}"))
         #expect(on.contains("advert_int 0.02\n"))
         #expect(on.contains("virtual_router_id 51\n") && on.contains("priority 200\n") && on.contains("state BACKUP\n"))
         #expect(on.contains("192.168.88.101/24 dev eth0") && on.contains("notify /tmp/n.sh") && on.contains("vrrp_version 3"))
@@ -152,6 +152,20 @@ import Testing
                                                     vip: "192.168.88.101", notify: "/tmp/n.sh", realtimePriority: nil)
         #expect(!off.contains("rt_priority"))
         #expect(off.contains("advert_int 1.00\n"))
+    }
+
+    @Test func udpCountersFromProcNetSNMP() throws {
+        let text = """
+            Ip: Forwarding DefaultTTL
+            Ip: 2 64
+            Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors IgnoredMulti MemErrors
+            Udp: 81630 0 0 81635 0 0 0 0 0
+            UdpLite: InDatagrams NoPorts
+            UdpLite: 7 0
+            """
+        #expect(UDPCounters(snmp: text)?.inDatagrams == 81630)
+        #expect(UDPCounters(snmp: "Udp: InDatagrams NoPorts\n") == nil)
+        #expect(UDPCounters(snmp: "") == nil)
     }
 
     @Test func cpuTimesFromProcStat() throws {

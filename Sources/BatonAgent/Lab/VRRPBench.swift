@@ -43,9 +43,14 @@ public struct VRRPBench: Sendable {
     public static let lanPrefix = "192.168.88"
     public static let clientAddress = "192.168.88.2"
     public static let echoPort = 9000
+    /// keepalived's `vrrp_rlimit_rttime` under real-time scheduling, in microseconds: 10 s.
+    public static let keepalivedRTTimeLimit = 10_000_000
     public static let masterPriority = 200
     public static let backupPriority = 100
     public static let probeInterval = Duration.milliseconds(5)
+    /// The sender sends this long before the failure at most (it is made as soon as the master
+    /// has answered 100 ms of probes), on top of the time it watches the failover.
+    static let senderStartLimit = Duration.seconds(1)
 
     public init(prefix: String = "bvr", stateDir: String? = nil, binary: String, intervals: [Int], batonDefault: Int,
                 trials: Int = 20, modes: [LabFailureMode] = LabFailureMode.allCases, loadSeconds: Int = 600,
@@ -177,7 +182,14 @@ public struct VRRPBench: Sendable {
         for mode in modes {
             var done: [VRRPBenchTrial] = []
             for t in 1...trials {
-                let (trial, stale) = try await runTrial(key, mode: mode)
+                var attempt: (VRRPBenchTrial, staleClientARP: Bool)? = nil
+                for _ in 1...3 where attempt == nil {
+                    attempt = try await runTrial(key, mode: mode)
+                    if attempt == nil { _ = try await settle(key) }
+                }
+                guard let (trial, stale) = attempt else {
+                    throw LabError("\(label): the master answered too few probes three times in a row; see \(lab.stateDir)/logs")
+                }
                 done.append(trial)
                 if stale { results.staleClientARP[key, default: 0] += 1 }
                 let takeover = trial.takeover.map { String(format: "%.0f ms", $0.milliseconds) } ?? "never"
@@ -191,15 +203,27 @@ public struct VRRPBench: Sendable {
 
     /// One failure of the master while the client probes the VIP; then the master comes back
     /// (link up, a new speaker, SIGCONT) and the pair settles as before, so trials are independent.
-    func runTrial(_ key: VRRPBenchResults.Key, mode: LabFailureMode) async throws -> (VRRPBenchTrial, staleClientARP: Bool) {
+    /// Nil when the master answered too few probes before the failure was due (a busy machine):
+    /// then nothing was made to fail.
+    func runTrial(_ key: VRRPBenchResults.Key, mode: LabFailureMode) async throws -> (VRRPBenchTrial, staleClientARP: Bool)? {
         let p = pair(key)
-        let before = Duration.milliseconds(400)
         let after = max(Duration.milliseconds(500), Self.masterDownInterval(key.advertCentiseconds) * 4)
         let path = lab.stateDir + "/send.log"
+        // The failure comes once the master's echo has answered 20 probes (100 ms): a sender slow
+        // to start on a busy machine must not turn into a trial without a "before".
+        guard let echo = lab.recordedPIDs()["echo-r\(master(p))"] else { throw LabError("no echo recorded on \(router(master(p)))") }
+        let received = try UDPCounters.read(pid: echo).inDatagrams
         let sender = try lab.child(netns: client, [lab.binary, "lab", "send", "--to", "\(Self.vip(p)):\(Self.echoPort)",
                                                    "--interval-ms", "\(Int(Self.probeInterval.milliseconds))",
-                                                   "--duration-ms", "\(Int((before + after).milliseconds))"], output: path)
-        try await Task.sleep(for: before)
+                                                   "--duration-ms", "\(Int((Self.senderStartLimit + after).milliseconds))"], output: path)
+        let start = ContinuousClock.now
+        while try UDPCounters.read(pid: echo).inDatagrams < received + 20 {
+            guard ContinuousClock.now - start < Self.senderStartLimit - .milliseconds(200) else {
+                await waitExit(sender, within: .zero)
+                return nil   // nothing failed: the caller may try again
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
         let failureAt = LabEcho.monotonicNanos()
         let frozen = try fail(key, mode: mode)
         await waitExit(sender)
@@ -376,7 +400,9 @@ public struct VRRPBench: Sendable {
 
     /// keepalived 2.2.7 for one router: VRRPv3, both routers start as BACKUP (as `baton vrrp`
     /// always does) and the higher priority preempts; `vrrp_rt_priority` when the bench gives
-    /// real-time scheduling to both speakers. Everything else is keepalived's default.
+    /// real-time scheduling to both speakers, with `vrrp_rlimit_rttime` raised from its 10 ms
+    /// (on a busy machine the kernel SIGKILLed keepalived's VRRP process at that limit, which
+    /// Baton does not set). Everything else is keepalived's default.
     public static func keepalivedConfiguration(router: String, vrid: Int, priority: Int, advertCentiseconds: Int, vip: String,
                                                notify: String, realtimePriority: Int?) -> String {
         """
@@ -384,7 +410,7 @@ public struct VRRPBench: Sendable {
             router_id \(router)
             vrrp_version 3
             script_user root
-        \(realtimePriority.map { "    vrrp_rt_priority \($0)\n" } ?? "")}
+        \(realtimePriority.map { "    vrrp_rt_priority \($0)\n    vrrp_rlimit_rttime \(Self.keepalivedRTTimeLimit)\n" } ?? "")}
         vrrp_instance VI_\(vrid) {
             state BACKUP
             interface eth0
@@ -449,6 +475,26 @@ public struct VRRPBench: Sendable {
             if let limit, ContinuousClock.now - start > limit { kill(process.processIdentifier, SIGKILL) }
             try? await Task.sleep(for: .milliseconds(10))
         }
+    }
+}
+
+/// A network namespace's UDP counters, from `/proc/PID/net/snmp` of a process inside it.
+public struct UDPCounters: Sendable, Equatable {
+    public var inDatagrams: UInt64
+
+    /// Parses the two `Udp:` lines (names, then values).
+    public init?(snmp text: String) {
+        let lines = text.split(separator: "\n").filter { $0.hasPrefix("Udp:") }.map { $0.split(separator: " ").dropFirst().map(String.init) }
+        guard lines.count >= 2, let i = lines[0].firstIndex(of: "InDatagrams"), lines[1].indices.contains(i),
+              let value = UInt64(lines[1][i]) else { return nil }
+        inDatagrams = value
+    }
+
+    static func read(pid: Int32) throws -> UDPCounters {
+        guard let counters = UDPCounters(snmp: (try? String(contentsOfFile: "/proc/\(pid)/net/snmp", encoding: .utf8)) ?? "") else {
+            throw LabError("cannot read the UDP counters of process \(pid)")
+        }
+        return counters
     }
 }
 
