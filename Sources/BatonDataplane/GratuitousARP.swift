@@ -1,4 +1,5 @@
 import BatonAPI
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,7 +7,24 @@ import Glibc
 /// Gratuitous ARP, sent from Swift on an `AF_PACKET` socket (no fork of `arping`): a broadcast
 /// ARP request whose sender and target are both the EIP, with the interface's MAC, so every
 /// host on the LAN updates its ARP cache to the new holder at once.
+///
+/// One packet socket serves the whole process, opened at the first send and kept: closing a
+/// packet socket waits for an RCU grace period (`synchronize_net`, milliseconds), which a VRRP
+/// Master that announces on every lower-priority advertisement cannot afford.
 public enum GratuitousARP {
+    private static let shared = Mutex<Int32?>(nil)
+
+    /// The process's ARP packet socket (unbound: each send names its interface).
+    static func packetSocket() throws -> Int32 {
+        try shared.withLock { fd in
+            if let fd { return fd }
+            let opened = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard opened >= 0 else { throw DataplaneCommandError("cannot open a packet socket (needs CAP_NET_RAW): errno \(errno)") }
+            fd = opened
+            return opened
+        }
+    }
+
     /// Sends one gratuitous ARP for `ip` on `interface`. Needs CAP_NET_RAW.
     public static func send(_ ip: IPAddress, interface: String) throws {
         guard ip.family == .v4 else { return }  // IPv6 announces with unsolicited NA (not built yet)
@@ -14,9 +32,7 @@ public enum GratuitousARP {
         guard index != 0 else { throw DataplaneCommandError("no interface \(interface)") }
         let mac = try hardwareAddress(interface)
         let ethPARP: UInt16 = 0x0806
-        let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue), Int32(ethPARP.bigEndian))
-        guard fd >= 0 else { throw DataplaneCommandError("cannot open a packet socket (needs CAP_NET_RAW): errno \(errno)") }
-        defer { close(fd) }
+        let fd = try packetSocket()
 
         let v4 = UInt32(truncatingIfNeeded: ip.value)
         let ipBytes: [UInt8] = [UInt8(v4 >> 24), UInt8((v4 >> 16) & 0xff), UInt8((v4 >> 8) & 0xff), UInt8(v4 & 0xff)]

@@ -100,10 +100,13 @@ public struct VRRPBenchResults: Sendable {
         for cs in intervals {
             for mode in modes {
                 guard let k = trials[Key(.keepalived, cs)]?[mode], let b = trials[Key(.baton, cs)]?[mode] else { continue }
-                let kp = DurationFigures(k.map { $0.takeover ?? .seconds(3600) }).percentile(99) ?? 0
-                let bp = DurationFigures(b.map { $0.takeover ?? .seconds(3600) }).percentile(99) ?? 0
+                // Compared as printed: whole milliseconds.
+                let kp = (DurationFigures(k.map { $0.takeover ?? .seconds(3600) }).percentile(99) ?? 0).rounded()
+                let bp = (DurationFigures(b.map { $0.takeover ?? .seconds(3600) }).percentile(99) ?? 0).rounded()
                 if bp > kp {
-                    lines.append(String(format: "slower than keepalived: %@ at %@, p99 takeover %.0f ms against %.0f ms", Self.what(mode), Self.seconds(cs), bp, kp))
+                    let resolution = Int(VRRPBench.probeInterval.milliseconds)
+                    lines.append(String(format: "slower than keepalived: %@ at %@, p99 takeover %.0f ms against %.0f ms (%@ the %ld ms between probes)",
+                                        Self.what(mode), Self.seconds(cs), bp, kp, bp - kp <= Double(resolution) ? "within" : "more than", resolution))
                 }
             }
         }
