@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "BatonAPITests", dependencies: ["BatonAPI", "BatonTesting"]),
         .testTarget(name: "BatonCoreTests", dependencies: ["BatonCore", "BatonAPI", "BatonTesting"]),
         .testTarget(name: "BatonDataplaneTests", dependencies: ["BatonDataplane", "BatonCore", "BatonAPI"]),
-        .testTarget(name: "BatonVRRPTests", dependencies: ["BatonVRRP", "BatonAPI", "BatonCore", "BatonTesting"]),
+        .testTarget(name: "BatonVRRPTests", dependencies: ["BatonVRRP", "BatonAPI", "BatonCore", "BatonDataplane", "BatonTesting"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting", "BatonEtcd"]),
         .testTarget(name: "BatonServerTests", dependencies: [
             "BatonServer", "BatonClient", "BatonTesting", "BatonAgent", "BatonVRRP", "BatonEtcd",

@@ -1,9 +1,10 @@
 import BatonAPI
+import BatonDataplane
 import BatonCore
 @testable import BatonVRRP
 import Testing
 
-/// The speaker's pieces that need no socket: virtual address syntax, the `ip -batch` lines,
+/// The speaker's pieces that need no socket: virtual address syntax, the address changes,
 /// the unsolicited NA's bytes, control-message framing, and the configuration's refusals.
 struct VRRPSpeakerPartsTests {
     @Test(arguments: [
@@ -21,17 +22,18 @@ struct VRRPSpeakerPartsTests {
         #expect(VirtualAddress(text) == nil)
     }
 
-    @Test func addressesChangeInOneBatchWithALabelForIPv4AndNoDADForIPv6() {
+    @Test func addressesChangeWithALabelForIPv4AndNoDADForIPv6() {
         let vips = [VirtualAddress("192.168.1.10/24")!, VirtualAddress("fd00::10/64")!]
-        #expect(LinuxVRRPHost.addCommands(vips, interface: "eth0") == [
-            "address replace 192.168.1.10/24 dev eth0 label eth0:vrrp",
-            "address replace fd00::10/64 dev eth0 nodad",
+        let v4 = IPAddress("192.168.1.10")!, v6 = IPAddress("fd00::10")!
+        #expect(LinuxVRRPHost.addRequests(vips, interface: "eth0") == [
+            NetlinkAddress.Request(.replace, v4, prefixLength: 24, label: "eth0:vrrp"),
+            NetlinkAddress.Request(.replace, v6, prefixLength: 64, noDAD: true),
         ])
-        #expect(LinuxVRRPHost.removeCommands(vips, interface: "eth0") == [
-            "address del 192.168.1.10/24 dev eth0", "address del fd00::10/64 dev eth0",
+        #expect(LinuxVRRPHost.removeRequests(vips) == [
+            NetlinkAddress.Request(.delete, v4, prefixLength: 24), NetlinkAddress.Request(.delete, v6, prefixLength: 64),
         ])
         #expect(LinuxVRRPHost.label("enp0s31f6.1234") == nil)
-        #expect(LinuxVRRPHost.addCommands([vips[0]], interface: "enp0s31f6.1234") == ["address replace 192.168.1.10/24 dev enp0s31f6.1234"])
+        #expect(LinuxVRRPHost.addRequests([vips[0]], interface: "enp0s31f6.1234") == [NetlinkAddress.Request(.replace, v4, prefixLength: 24)])
     }
 
     @Test func unsolicitedNeighborAdvertisementHasTheOverrideFlagAndTheTargetsMAC() throws {

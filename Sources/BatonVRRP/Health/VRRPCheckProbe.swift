@@ -131,9 +131,10 @@ enum VRRPCheckProbe {
     }
 }
 
-/// A check script run: the command started in a process group of its own (so that a timeout
-/// stops whatever it started), standard streams on /dev/null, the signals reset, and its exit
-/// status waited for in the calling thread.
+/// A check or notify script run: the command started in a process group of its own (so that a
+/// timeout stops whatever it started), standard streams on /dev/null, the signals reset, the
+/// normal scheduler (SCHED_OTHER, even when the speaker runs real-time), and its exit status
+/// waited for in the calling thread.
 final class VRRPScriptRun: Sendable {
     let arguments: [String]
     /// The child's PID while it has not been reaped (0 before it starts and after), and whether
@@ -206,7 +207,12 @@ final class VRRPScriptRun: Sendable {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         posix_spawnattr_setsigmask(&attributes, &mask)
         posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        // Under `--realtime-priority` the speaker's threads are SCHED_RR; a script must not be
+        // (keepalived resets its scripts the same way, with SCHED_RESET_ON_FORK).
+        var normal = sched_param(sched_priority: 0)
+        posix_spawnattr_setschedpolicy(&attributes, SCHED_OTHER)
+        posix_spawnattr_setschedparam(&attributes, &normal)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSCHEDULER))
 
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         argv.append(nil)

@@ -34,27 +34,11 @@ public protocol VRRPHost: Sendable {
     func addresses(interface: String) -> [IPAddress]
 }
 
-/// The host on Linux: one batched `ip -batch -` per change, gratuitous ARP on an `AF_PACKET`
-/// socket, unsolicited NA on a raw ICMPv6 socket, and the notify script as a child process.
+/// The host on Linux: the virtual addresses over rtnetlink (as `ip address replace|del` would
+/// change them, without the fork), gratuitous ARP on an `AF_PACKET` socket, unsolicited NA on a
+/// raw ICMPv6 socket, and the notify script as a child process.
 public struct LinuxVRRPHost: VRRPHost {
     public init() {}
-
-    /// The `ip -batch` lines that add the addresses: IPv4 with the label `IF:vrrp` (so `ip addr`
-    /// shows who added them), IPv6 with `nodad` (a VIP moving between routers must not wait
-    /// for duplicate address detection).
-    public static func addCommands(_ addresses: [VirtualAddress], interface: String) -> [String] {
-        addresses.map { vip in
-            switch (vip.address.family, label(interface)) {
-            case (.v4, let label?): "address replace \(vip) dev \(interface) label \(label)"
-            case (.v4, nil): "address replace \(vip) dev \(interface)"
-            case (.v6, _): "address replace \(vip) dev \(interface) nodad"
-            }
-        }
-    }
-
-    public static func removeCommands(_ addresses: [VirtualAddress], interface: String) -> [String] {
-        addresses.map { "address del \($0) dev \(interface)" }
-    }
 
     /// `IF:vrrp`; nil when that is longer than the 15 characters a label may have (a label
     /// must start with the interface's name, so it cannot be shortened).
@@ -63,22 +47,29 @@ public struct LinuxVRRPHost: VRRPHost {
         return label.utf8.count <= 15 ? label : nil
     }
 
+    /// What adds the addresses, as `ip address replace ADDR/PREFIX dev IF label IF:vrrp` for IPv4
+    /// (so `ip addr` shows who added them) and `... nodad` for IPv6 (a VIP moving between routers
+    /// must not wait for duplicate address detection), sent over rtnetlink without forking `ip`.
+    public static func addRequests(_ addresses: [VirtualAddress], interface: String) -> [NetlinkAddress.Request] {
+        addresses.map { vip in
+            NetlinkAddress.Request(.replace, vip.address, prefixLength: vip.prefixLength,
+                                   label: vip.address.family == .v4 ? label(interface) : nil, noDAD: vip.address.family == .v6)
+        }
+    }
+
+    /// What removes them, as `ip address del ADDR/PREFIX dev IF`.
+    public static func removeRequests(_ addresses: [VirtualAddress]) -> [NetlinkAddress.Request] {
+        addresses.map { NetlinkAddress.Request(.delete, $0.address, prefixLength: $0.prefixLength) }
+    }
+
     public func addAddresses(_ addresses: [VirtualAddress], interface: String) throws {
-        guard !addresses.isEmpty else { return }
-        _ = try Command.run("ip", ["-batch", "-"], input: Self.addCommands(addresses, interface: interface).joined(separator: "\n") + "\n")
+        try NetlinkAddress.apply(Self.addRequests(addresses, interface: interface), interface: interface)
     }
 
     public func removeAddresses(_ addresses: [VirtualAddress], interface: String) throws {
-        guard !addresses.isEmpty else { return }
-        // -force: go on past an address that is already gone; only other failures matter.
-        do {
-            _ = try Command.run("ip", ["-force", "-batch", "-"], input: Self.removeCommands(addresses, interface: interface).joined(separator: "\n") + "\n")
-        } catch let error as DataplaneCommandError {
-            let lines = error.description.split(separator: "\n").filter {
-                !$0.contains("Cannot assign requested address") && !$0.contains("Command failed") && !$0.contains("failed (exit")
-            }
-            if !lines.isEmpty { throw error }
-        }
+        // An address already gone is no error; nor is the interface (a virtual MAC removed).
+        guard if_nametoindex(interface) != 0 else { return }
+        try NetlinkAddress.apply(Self.removeRequests(addresses), interface: interface)
     }
 
     public func announce(_ addresses: [VirtualAddress], interface: String) throws {
@@ -130,18 +121,15 @@ public struct LinuxVRRPHost: VRRPHost {
         _ = try Command.run("nft", ["-f", "-"], input: script)
     }
 
+    /// Runs the script as a check script runs (`VRRPScriptRun`: its own process group, the normal
+    /// scheduler, output to /dev/null as keepalived's), waited for on a thread of its own.
     public func notify(script: String, arguments: [String]) async throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: script)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch {
-                process.terminationHandler = nil
-                continuation.resume(throwing: DataplaneCommandError("cannot run notify script \(script): \(error)"))
-            }
+        let run = VRRPScriptRun(arguments: [script] + arguments)
+        let outcome: VRRPHealthMonitor.Outcome = await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: run.run()) }.start()
         }
-        if status != 0 { throw DataplaneCommandError("notify script \(script) \(arguments.joined(separator: " ")) exited with \(status)") }
+        if case .failure(let why) = outcome {
+            throw DataplaneCommandError("notify script \(script) \(arguments.joined(separator: " ")): \(why)")
+        }
     }
 }
