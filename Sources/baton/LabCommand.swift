@@ -2,6 +2,9 @@ import ArgumentParser
 import BatonAPI
 import BatonAgent
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `baton lab`: a cluster in network namespaces on this machine (root).
 struct LabCommand: AsyncParsableCommand {
@@ -84,6 +87,13 @@ struct LabCommand: AsyncParsableCommand {
         @Option(name: .customLong("answer-as"), help: "Answer with this address instead of the source seen (tells a client which host answered).")
         var answerAs: String?
         @Flag(help: "Do not log the datagrams.") var quiet = false
+
+        func validate() throws {
+            var address = in_addr()
+            if let answerAs, inet_pton(AF_INET, answerAs, &address) != 1 {
+                throw ValidationError("--answer-as: \"\(answerAs)\" is not an IPv4 address")
+            }
+        }
 
         func run() throws {
             let (host, port) = try Self.split(listen)

@@ -10,6 +10,10 @@ struct VRRPCommandTests {
         (["vrrp", "--interface", "lo", "--vrid", "5", "--version", "3", "--auth-pass", "x", "--vip", "10.9.0.4"], [:],
          "--auth-pass needs --version 2"),
         (["vrrp"], [:], "--vrid: missing"),
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--realtime-priority", "100"], [:],
+         "--realtime-priority: 100 is not in 1...99"),
+        (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--version", "2", "--advert-interval", "0.01"], [:],
+         "--advert-interval: 0.01 must be whole seconds 1...255 with --version 2"),
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4-300"], "\"10.9.0.4-300\" is not an address or a range"),
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4-6", "OPENSHIFT_HA_VRRP_ID_OFFSET": "254"], "VRID 257 is above 255"),
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4-6,10.9.0.5"], "10.9.0.5"),
@@ -43,6 +47,22 @@ struct VRRPCommandTests {
         // The test runner's own environment must not turn a flags case into the OpenShift mode.
         if env["OPENSHIFT_HA_VIRTUAL_IPS"] == nil { environment["OPENSHIFT_HA_VIRTUAL_IPS"] = nil }
         let r = try BatonBinary.run(args, env: environment)
+        #expect(r.status != 0)
+        #expect(r.err.contains(message), "\(r.err)")
+    }
+
+    /// `baton lab bench vrrp` refuses its bad options before it needs root or builds anything.
+    @Test(arguments: [
+        (["--trials", "0"], "--trials: 0 is not between 1 and 1000"),
+        (["--advert-interval", "0.005"], "--advert-interval: 0.005 is not whole centiseconds in 0.01...40.95"),
+        (["--advert-interval", "41"], "--advert-interval: 41.0 is not whole centiseconds in 0.01...40.95"),
+        (["--load-seconds=-1"], "--load-seconds: -1 is not between 0 and 86400"),
+        (["--load-processes", "0"], "--load-processes: 0 is not between 1 and 256"),
+        (["--realtime-priority", "0"], "--realtime-priority: 0 is not between 1 and 99"),
+        (["--prefix", "too-long-prefix"], "--prefix: \"too-long-prefix\" must be 1-8 letters or digits"),
+    ])
+    func benchRefusalsNameTheOption(args: [String], message: String) throws {
+        let r = try BatonBinary.run(["lab", "bench", "vrrp"] + args)
         #expect(r.status != 0)
         #expect(r.err.contains(message), "\(r.err)")
     }
