@@ -3,6 +3,7 @@ import BatonAgent
 import BatonDataplane
 import Dispatch
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -77,10 +78,25 @@ extension LabCommand {
                                   loadSeconds: loadSeconds, loadProcesses: loadProcesses ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
                                   realtimePriority: noRealtime ? nil : realtimePriority, keepalived: keepalived)
             bench.keepLogs = keepLogs
-            let signals = Self.tearDownOnSignals(bench.lab)
+            let run = bench
+            let work = Task { try await run.run { say($0) } }
+            let interrupted = Mutex(false)
+            let signals = Self.onInterrupt {
+                interrupted.withLock { $0 = true }
+                say("interrupted: tearing down")
+                work.cancel()
+                // A step that does not notice the cancellation within 10 s: tear down from here.
+                DispatchQueue.global().asyncAfter(deadline: .now() + 10) {
+                    run.lab.down { say($0) }
+                    Glibc.exit(130)
+                }
+            }
             defer { for source in signals { source.cancel() } }
             let results: VRRPBenchResults
-            results = try await bench.run { say($0) }
+            do { results = try await work.value } catch {
+                if interrupted.withLock({ $0 }) { throw ExitCode(130) }
+                throw error
+            }
 
             let scheduling = noRealtime ? "no real-time scheduling for either"
                 : "SCHED_RR priority \(realtimePriority) for both (Baton --realtime-priority \(realtimePriority); keepalived vrrp_rt_priority \(realtimePriority), vrrp_rlimit_rttime \(VRRPBench.keepalivedRTTimeLimit))"
@@ -100,15 +116,19 @@ extension LabCommand {
             }
         }
 
-        /// Ctrl-C (or SIGTERM) stops every process and removes every namespace before exiting.
-        static func tearDownOnSignals(_ lab: Lab) -> [DispatchSourceSignal] {
-            [SIGINT, SIGTERM].map { sig in
+        /// On Ctrl-C (or SIGTERM), `handler` once: the bench is cancelled and its own teardown
+        /// stops every process and removes every namespace before the command exits.
+        static func onInterrupt(_ handler: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+            let once = Mutex(false)
+            return [SIGINT, SIGTERM].map { sig in
                 signal(sig, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
                 source.setEventHandler {
-                    say("interrupted: tearing down")
-                    lab.down { say($0) }
-                    Glibc.exit(130)
+                    let first = once.withLock { fired in
+                        defer { fired = true }
+                        return !fired
+                    }
+                    if first { handler() }
                 }
                 source.resume()
                 return source

@@ -111,7 +111,7 @@ public struct VRRPBench: Sendable {
             }
             if loadSeconds > 0 { try await runLoad(into: &results, log: log) }
         } catch {
-            log("bench failed: \(error); tearing down")
+            log(Task.isCancelled ? "interrupted; tearing down" : "bench failed: \(error); tearing down")
             saveLogs(log: log)
             lab.down { _ in }
             throw error
