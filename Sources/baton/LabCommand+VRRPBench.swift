@@ -10,6 +10,12 @@ import Glibc
 
 extension LabCommand {
     struct VRRPBenchCommand: AsyncParsableCommand {
+        /// Which failures the bench runs: one, or all three in turn.
+        enum Failures: String, ExpressibleByArgument, CaseIterable {
+            case link, kill, freeze, all
+            var failures: [VRRPBenchFailure] { self == .all ? VRRPBenchFailure.allCases : [VRRPBenchFailure(rawValue: rawValue)!] }
+        }
+
         static let configuration = CommandConfiguration(
             commandName: "vrrp",
             abstract: "Fail a VRRP master (link cut, SIGKILL, SIGSTOP) under keepalived and under baton vrrp at the same advert intervals, and count false failovers under full CPU load (root; builds and removes its own namespaces).",
@@ -26,7 +32,7 @@ extension LabCommand {
         @Option(name: .customLong("state-dir"), help: "Where the bench keeps its PIDs and logs (default /tmp/baton-lab-PREFIX).")
         var stateDir: String?
         @Option(help: "Trials per failure, interval and speaker.") var trials = 20
-        @Option(help: "link, kill, freeze or all.") var mode: ModeChoice = .all
+        @Option(help: "link, kill, freeze or all.") var mode: Failures = .all
         @Option(name: .customLong("advert-interval"), help: "An advert interval both speakers run at, in seconds (repeatable; Baton's default is always added).")
         var advertIntervals: [Double] = [0.02]
         @Option(name: .customLong("load-seconds"), help: "How long every pair runs under full CPU load (0 skips the load run).")
@@ -74,7 +80,7 @@ extension LabCommand {
                 throw ValidationError("\(error)")
             }
             var bench = VRRPBench(prefix: prefix, stateDir: stateDir, binary: CommandLine.executablePath, intervals: try intervals(),
-                                  batonDefault: VRRPCommand.defaultAdvertIntervalCentiseconds, trials: trials, modes: mode.modes,
+                                  batonDefault: VRRPCommand.defaultAdvertIntervalCentiseconds, trials: trials, modes: mode.failures,
                                   loadSeconds: loadSeconds, loadProcesses: loadProcesses ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
                                   realtimePriority: noRealtime ? nil : realtimePriority, keepalived: keepalived)
             bench.keepLogs = keepLogs

@@ -7,6 +7,16 @@ public enum VRRPBenchSpeaker: String, CaseIterable, Sendable {
     public var title: String { self == .keepalived ? "keepalived" : "Baton" }
 }
 
+/// How `baton lab bench vrrp` makes the master fail.
+public enum VRRPBenchFailure: String, CaseIterable, Sendable {
+    /// The master's LAN port is set down on the bridge.
+    case link
+    /// The master's speaker is SIGKILLed (keepalived: its VRRP process); its host keeps the VIP.
+    case kill
+    /// The master's speaker is SIGSTOPped, then SIGCONTed after the trial.
+    case freeze
+}
+
 /// What `baton lab bench vrrp` measured, and the tables it prints.
 public struct VRRPBenchResults: Sendable {
     public struct Key: Hashable, Sendable {
@@ -24,15 +34,15 @@ public struct VRRPBenchResults: Sendable {
     public var intervals: [Int]
     /// Baton's default interval (centiseconds), marked in the tables.
     public var batonDefault: Int
-    public var modes: [LabFailureMode]
-    public var trials: [Key: [LabFailureMode: [VRRPBenchTrial]]] = [:]
+    public var modes: [VRRPBenchFailure]
+    public var trials: [Key: [VRRPBenchFailure: [VRRPBenchTrial]]] = [:]
     /// Times the backup became Master during the load run; nil when no load run was made.
     public var falseFailovers: [Key: Int] = [:]
     /// Times the master came back but the client kept the backup's MAC for the VIP, so the bench
     /// flushed the client's neighbour entry before the next trial.
     public var staleClientARP: [Key: Int] = [:]
 
-    public init(intervals: [Int], batonDefault: Int, modes: [LabFailureMode]) {
+    public init(intervals: [Int], batonDefault: Int, modes: [VRRPBenchFailure]) {
         self.intervals = intervals
         self.batonDefault = batonDefault
         self.modes = modes
@@ -44,7 +54,7 @@ public struct VRRPBenchResults: Sendable {
 
     func intervalLabel(_ cs: Int) -> String { Self.seconds(cs) + (cs == batonDefault ? " (Baton's default)" : "") }
 
-    public static func what(_ mode: LabFailureMode) -> String {
+    public static func what(_ mode: VRRPBenchFailure) -> String {
         switch mode {
         case .link: "master's link cut"
         case .kill: "master SIGKILLed"

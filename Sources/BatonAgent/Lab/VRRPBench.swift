@@ -27,7 +27,7 @@ public struct VRRPBench: Sendable {
     /// Baton's default interval (centiseconds): at it Baton runs without `--advert-interval`.
     public var batonDefault: Int
     public var trials: Int
-    public var modes: [LabFailureMode]
+    public var modes: [VRRPBenchFailure]
     /// How long the load run lasts; 0 skips it.
     public var loadSeconds: Int
     /// Busy loops during the load run (one per core).
@@ -53,7 +53,7 @@ public struct VRRPBench: Sendable {
     static let senderStartLimit = Duration.seconds(1)
 
     public init(prefix: String = "bvr", stateDir: String? = nil, binary: String, intervals: [Int], batonDefault: Int,
-                trials: Int = 20, modes: [LabFailureMode] = LabFailureMode.allCases, loadSeconds: Int = 600,
+                trials: Int = 20, modes: [VRRPBenchFailure] = VRRPBenchFailure.allCases, loadSeconds: Int = 600,
                 loadProcesses: Int = 2, realtimePriority: Int? = nil, keepalived: String = "keepalived") {
         lab = Lab(prefix: prefix, nodes: 0, stateDir: stateDir, binary: binary)
         self.intervals = intervals
@@ -205,7 +205,7 @@ public struct VRRPBench: Sendable {
     /// (link up, a new speaker, SIGCONT) and the pair settles as before, so trials are independent.
     /// Nil when the master answered too few probes before the failure was due (a busy machine):
     /// then nothing was made to fail.
-    func runTrial(_ key: VRRPBenchResults.Key, mode: LabFailureMode) async throws -> (VRRPBenchTrial, staleClientARP: Bool)? {
+    func runTrial(_ key: VRRPBenchResults.Key, mode: VRRPBenchFailure) async throws -> (VRRPBenchTrial, staleClientARP: Bool)? {
         let p = pair(key)
         let after = max(Duration.milliseconds(500), Self.masterDownInterval(key.advertCentiseconds) * 4)
         let path = lab.stateDir + "/send.log"
@@ -237,7 +237,7 @@ public struct VRRPBench: Sendable {
     }
 
     /// Makes the master fail; returns the PID a freeze stopped.
-    func fail(_ key: VRRPBenchResults.Key, mode: LabFailureMode) throws -> Int32? {
+    func fail(_ key: VRRPBenchResults.Key, mode: VRRPBenchFailure) throws -> Int32? {
         let m = master(pair(key))
         switch mode {
         case .link:
@@ -253,7 +253,7 @@ public struct VRRPBench: Sendable {
         }
     }
 
-    func restore(_ key: VRRPBenchResults.Key, mode: LabFailureMode, frozen: Int32?) throws {
+    func restore(_ key: VRRPBenchResults.Key, mode: VRRPBenchFailure, frozen: Int32?) throws {
         let p = pair(key), m = master(p)
         switch mode {
         case .link: try lab.ip(["link set r\(m) up"], netns: lab.lan)
