@@ -13,7 +13,7 @@ struct VRRPCommandTests {
         (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--realtime-priority", "100"], [:],
          "--realtime-priority: 100 is not in 1...99"),
         (["vrrp", "--interface", "lo", "--vrid", "5", "--vip", "10.9.0.4", "--version", "2", "--advert-interval", "0.01"], [:],
-         "--advert-interval: 0.01 must be whole seconds 1...255 with --version 2"),
+         "advert interval 0.01 s is not whole seconds, and VRRP 2 carries whole seconds"),
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4-300"], "\"10.9.0.4-300\" is not an address or a range"),
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4-6", "OPENSHIFT_HA_VRRP_ID_OFFSET": "254"], "VRID 257 is above 255"),
         (["vrrp"], ["OPENSHIFT_HA_VIRTUAL_IPS": "10.9.0.4-6,10.9.0.5"], "10.9.0.5"),
