@@ -76,7 +76,9 @@ struct LeaderElectionTests {
             let taskB = Task { try await b.run() }
             defer { taskA.cancel(); taskB.cancel() }
 
-            #expect(await Self.waitUntil(timeout: .seconds(3)) { bodies.running.count == 1 })
+            // The first election is immediate on an idle machine; the full suite runs etcd clusters
+            // and server processes beside this test, so allow for a starved scheduler.
+            #expect(await Self.waitUntil(timeout: .seconds(10)) { bodies.running.count == 1 })
             // More than a lease duration of steady state: the follower never takes over.
             let first = try #require(bodies.running.first)
             try await Task.sleep(for: .seconds(4))
@@ -116,7 +118,7 @@ struct LeaderElectionTests {
             let group = ServiceGroup(services: [b], logger: Self.logger)
             let groupTask = Task { try await group.run() }
             defer { groupTask.cancel() }
-            #expect(await Self.waitUntil(timeout: .seconds(3)) { bodies.running == ["b"] })
+            #expect(await Self.waitUntil(timeout: .seconds(10)) { bodies.running == ["b"] })
 
             let c = LeaderElection(lock: StoreLeaseLock(store: storeA, name: "controller"), identity: "c",
                                    configuration: config, logger: Self.logger, whileLeader: bodies.body("c"))
@@ -132,9 +134,11 @@ struct LeaderElectionTests {
             try await groupTask.value
             #expect(!bodies.running.contains("b"))
 
-            #expect(await Self.waitUntil(timeout: .seconds(2)) { bodies.running == ["c"] })
+            #expect(await Self.waitUntil(timeout: .seconds(3)) { bodies.running == ["c"] })
             let takeover = try #require(bodies.started("c")) - stoppedAt
-            #expect(takeover < .milliseconds(700), "takeover took \(takeover); the lease is 3 s")
+            // Well inside the 3 s lease: only the release can explain it (about 0.1 s when the
+            // machine is idle; the full suite's parallel load has stretched it to 1.1 s).
+            #expect(takeover < .milliseconds(2000), "takeover took \(takeover); the lease is 3 s")
             #expect(bodies.maxConcurrent == 1)
             let lease = try #require(try await StoreLeaseLock(store: storeB, name: "controller").get())
             #expect(lease.lease.holderIdentity == "c")
