@@ -384,7 +384,12 @@ struct SQLiteStoreTests {
     @Test func closeFailsQueuedWritesWithoutHanging() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
-        let store = try SQLiteStore(directory: dir.path)
+        // The blocked write waits for the lock for the whole test. Under a loaded CI machine the
+        // 20 queued writes and close() can take longer than the default 5 s busy timeout, which
+        // would fail the blocked write with "storage busy" instead of letting it commit.
+        var config = SQLiteStore.Configuration()
+        config.busyTimeout = .seconds(120)
+        let store = try SQLiteStore(directory: dir.path, configuration: config)
         _ = try await store.create(Fixture.route("r"))
         // Another connection holds the write lock, so the next batch blocks and later writes queue.
         var holder = GRDB.Configuration()
