@@ -60,6 +60,9 @@ public final class EgressAgent: Service, Sendable {
     let fenceWake: AsyncStream<Void>
     let fenceWakeIn: AsyncStream<Void>.Continuation
     private let acknowledgedAt = Mutex<ContinuousClock.Instant?>(nil)
+    /// Heartbeats not acknowledged since the last one that was (for the log).
+    private let missedHeartbeats = Mutex(0)
+    private let heartbeatsInFlight = Atomic<Int>(0)
 
     /// When the newest heartbeat was acknowledged (real time), for simulations and benchmarks.
     public var lastHeartbeatAcknowledgedAt: ContinuousClock.Instant? { acknowledgedAt.withLock { $0 } }
@@ -203,46 +206,82 @@ public final class EgressAgent: Service, Sendable {
         if actions.contains(where: { if case .announce = $0 { true } else { false } }) { fenceWakeIn.yield() }
     }
 
+    /// At most this many heartbeats wait for an answer at once.
+    static let maxHeartbeatsInFlight = 4
+
     /// Every tunnelUpdatePeriod: a heartbeat (with the agent's wall-clock time, for display). The
     /// send instant of each acknowledged heartbeat moves the fence deadline. A 404 means the
     /// tunnel is gone (deleted by hand): the agent creates it again.
+    ///
+    /// A heartbeat goes out every period even while earlier ones wait for their answer (up to
+    /// `maxHeartbeatsInFlight`): one held by a store that is changing leader must not delay the
+    /// next, whose answer may come at once. Answers may arrive out of order; the fence follows
+    /// the newest acknowledged send.
     func heartbeatLoop() async {
-        var failures = 0
-        var next = ContinuousClock.now
         // A heartbeat answered later than eipEvictionTimeout is worth nothing (the fence deadline
         // has passed): give up on it then and send the next one, rather than wait for 30 s.
         var client = self.client
         client.timeout = .milliseconds(Int64(max(0.2, options.settings.eipEvictionTimeout) * 1000))
-        let skew = TimeInterval(Double(options.clockSkew.components.seconds) + Double(options.clockSkew.components.attoseconds) / 1e18)
-        while !Task.isCancelled {
-            let sent = clock.now
-            do {
-                do {
-                    try await client.heartbeat(node: options.node, agentTime: Timestamp.format(Date().addingTimeInterval(skew)))
-                } catch let e as APIError where e.code == 404 {
-                    logger.warning("the tunnel is gone; registering it again", metadata: ["node": "\(options.node)"])
-                    try await ensureTunnel()
-                    throw e
+        let beatClient = client
+        await withDiscardingTaskGroup { group in
+            var next = ContinuousClock.now
+            while !Task.isCancelled {
+                if heartbeatsInFlight.load(ordering: .relaxed) < Self.maxHeartbeatsInFlight {
+                    heartbeatsInFlight.add(1, ordering: .relaxed)
+                    let sent = clock.now
+                    group.addTask {
+                        await self.beat(beatClient, sentAt: sent)
+                        self.heartbeatsInFlight.subtract(1, ordering: .relaxed)
+                    }
                 }
-                acknowledgedAt.withLock { $0 = ContinuousClock.now }
-                let now = clock.now
-                let (actions, wantsRead, deadline) = announcer.withLock { a in
-                    (a.heartbeatAcknowledged(sentAt: sent, now: now), a.wantsFreshRead, a.nextDeadline)
-                }
-                order(actions, deadline: deadline, acknowledged: true)
-                if wantsRead { await freshRead() }
-                if failures > 0 { logger.notice("heartbeats acknowledged again", metadata: ["missed": "\(failures)"]) }
-                failures = 0
-            } catch {
-                failures += 1
-                if failures == 1 || failures % 50 == 0 {
-                    logger.warning("heartbeat not acknowledged", metadata: ["error": "\(error)", "missed": "\(failures)"])
-                }
+                next = next.advanced(by: updatePeriod)
+                let now = ContinuousClock.now
+                if next < now { next = now }
+                try? await Task.sleep(until: next, clock: .continuous)
             }
-            next = next.advanced(by: updatePeriod)
-            let now = ContinuousClock.now
-            if next < now { next = now }
-            try? await Task.sleep(until: next, clock: .continuous)
+            group.cancelAll()
+        }
+    }
+
+    /// One heartbeat, sent at `sentAt` (agent clock), and what its answer means for the fence.
+    func beat(_ client: BatonClient, sentAt sent: BatonInstant) async {
+        let skew = TimeInterval(Double(options.clockSkew.components.seconds) + Double(options.clockSkew.components.attoseconds) / 1e18)
+        do {
+            do {
+                try await client.heartbeat(node: options.node, agentTime: Timestamp.format(Date().addingTimeInterval(skew)))
+            } catch let e as APIError where e.code == 404 {
+                logger.warning("the tunnel is gone; registering it again", metadata: ["node": "\(options.node)"])
+                try await ensureTunnel()
+                throw e
+            }
+            acknowledgedAt.withLock { $0 = ContinuousClock.now }
+            let now = clock.now
+            let (actions, wantsRead, deadline) = announcer.withLock { a in
+                (a.heartbeatAcknowledged(sentAt: sent, now: now), a.wantsFreshRead, a.nextDeadline)
+            }
+            order(actions, deadline: deadline, acknowledged: true)
+            if wantsRead { await freshRead() }
+            let missed = missedHeartbeats.withLock { f in defer { f = 0 }; return f }
+            if missed > 0 { logger.notice("heartbeats acknowledged again", metadata: ["missed": "\(missed)"]) }
+        } catch let error as APIError where error.code == 503 && error.reason == .storeWithoutQuorum {
+            // The server is up and its store provably cannot commit anything, so no replica
+            // can evict this node or move its EIPs until the store is back, when every node
+            // gets a full eipEvictionTimeout (docs/etcd.md). Such an answer moves the fence
+            // deadline as an acknowledgement does: the agent keeps its EIPs.
+            let now = clock.now
+            let (actions, deadline) = announcer.withLock { a in (a.heartbeatAcknowledged(sentAt: sent, now: now), a.nextDeadline) }
+            order(actions, deadline: deadline, acknowledged: true)
+            let missed = missedHeartbeats.withLock { f in f += 1; return f }
+            if missed == 1 || missed % 50 == 0 {
+                logger.warning("the store has lost quorum; keeping EIPs until it is back",
+                               metadata: ["error": "\(error.message)", "missed": "\(missed)"])
+            }
+        } catch {
+            if Task.isCancelled { return }
+            let missed = missedHeartbeats.withLock { f in f += 1; return f }
+            if missed == 1 || missed % 50 == 0 {
+                logger.warning("heartbeat not acknowledged", metadata: ["error": "\(error)", "missed": "\(missed)"])
+            }
         }
     }
 

@@ -27,6 +27,9 @@ public struct EtcdKeyValue: Sendable, Hashable {
 /// A range read: the keys, and the store revision it was read at.
 public struct EtcdRange: Sendable {
     public var revision: Int64
+    /// The raft term of the member that served the read (etcd's response header). It grows with
+    /// every election, so two reads with one term had one leader between them.
+    public var raftTerm: Int64 = 0
     public var kvs: [EtcdKeyValue]
     /// More keys remain past `limit`.
     public var more: Bool
@@ -98,7 +101,8 @@ extension EtcdClient {
         if keysOnly { body["keys_only"] = true }
         if let minModRevision, minModRevision > 0 { body["min_mod_revision"] = .string(String(minModRevision)) }
         let r = try await call("/v3/kv/range", .object(body), retry: .idempotent)
-        return EtcdRange(revision: EtcdJSON.revision(r), kvs: (r["kvs"]?.arrayValue ?? []).map(EtcdKeyValue.init),
+        return EtcdRange(revision: EtcdJSON.revision(r), raftTerm: EtcdJSON.int(r["header"]?["raft_term"]),
+                         kvs: (r["kvs"]?.arrayValue ?? []).map(EtcdKeyValue.init),
                          more: r["more"]?.boolValue ?? false, count: EtcdJSON.int(r["count"]))
     }
 

@@ -56,6 +56,8 @@ public final class EtcdClient: Sendable {
     let http: HTTPClient
     let logger: Logger
     private let preferred = Atomic<Int>(0)
+    /// The cluster's member count at the last `refreshMembership()` (0: not known yet).
+    private let members = Atomic<Int>(0)
 
     /// - Throws: `EtcdError.failed` naming the endpoint when one is not an `http://host:port` URL
     ///   (TLS is not supported), or when there is none.
@@ -108,6 +110,15 @@ public final class EtcdClient: Sendable {
     /// The endpoint calls go to first.
     public var preferredEndpoint: String { endpoints[preferred.load(ordering: .relaxed) % endpoints.count] }
 
+    /// Calls `refreshMembership()` every `interval` until cancelled (members come and go).
+    public func maintainMembership(every interval: Duration) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            if Task.isCancelled { return }
+            _ = try? await refreshMembership()
+        }
+    }
+
     // MARK: - Calls
 
     /// `POST path` with `body`, on the preferred endpoint and then the others, as `retry` allows.
@@ -115,6 +126,9 @@ public final class EtcdClient: Sendable {
     public func call(_ path: String, _ body: JSONValue, retry: Retry) async throws -> JSONValue {
         let start = preferred.load(ordering: .relaxed)
         var tried: [String] = []
+        // Whether every member so far answered that it has no leader or refused the connection
+        // outright (no process listening): together, proof that no member can commit anything.
+        var everyMemberDown = true
         for attempt in 0..<endpoints.count {
             try Task.checkCancellation()
             let index = (start + attempt) % endpoints.count
@@ -129,23 +143,56 @@ public final class EtcdClient: Sendable {
             case .refused(let error):
                 if let error { throw error }
                 try Task.checkCancellation()
-                tried.append("\(endpoint): connection refused or not accepted within \(configuration.connectTimeout)")
+                everyMemberDown = false
+                tried.append("\(endpoint): connection not accepted within \(configuration.connectTimeout)")
+            case .notListening:
+                tried.append("\(endpoint): connection refused")
             case .noLeader(let message):
+                tried.append("\(endpoint): \(message)")
+            case .busy(let message):
+                everyMemberDown = false
                 tried.append("\(endpoint): \(message)")
             case .noAnswer(let why):
                 try Task.checkCancellation()
                 guard case .idempotent = retry else {
                     throw EtcdError(.outcomeUnknown, "etcd at \(endpoint) did not confirm the write (\(why)); it may or may not have been applied")
                 }
+                everyMemberDown = false
                 tried.append("\(endpoint): \(why)")
             }
         }
-        throw Self.unavailable(tried)
+        let known = members.load(ordering: .relaxed)
+        throw Self.unavailable(tried, quorumLost: everyMemberDown && known > 0 && endpoints.count >= known)
     }
 
-    static func unavailable(_ tried: [String]) -> EtcdError {
+    /// - Parameter quorumLost: every member of the cluster answered that it has no leader or
+    ///   refused the connection (`EtcdError.Code.noQuorum`).
+    static func unavailable(_ tried: [String], quorumLost: Bool = false) -> EtcdError {
+        if quorumLost {
+            return EtcdError(.noQuorum, "etcd is unavailable (the cluster has lost quorum: no member has a leader or accepts connections): \(tried.joined(separator: "; "))")
+        }
         let quorum = tried.contains { $0.contains("no leader") } ? " (has the cluster lost quorum?)" : ""
         return EtcdError(.unavailable, "etcd is unavailable\(quorum): \(tried.joined(separator: "; "))")
+    }
+
+    /// How many members the cluster had when `refreshMembership()` last worked (0: never).
+    public var knownMemberCount: Int { members.load(ordering: .relaxed) }
+
+    /// Reads the cluster's member list (`/v3/cluster/member/list`) and remembers how many
+    /// members it has. A failed call is proof of a lost quorum (`EtcdError.Code.noQuorum`) only
+    /// when the client knows the member count and has an endpoint for every member: a member
+    /// the client cannot ask might be leading a majority. Returns the count.
+    @discardableResult
+    public func refreshMembership() async throws -> Int {
+        let r = try await call("/v3/cluster/member/list", [:], retry: .idempotent)
+        let count = r["members"]?.arrayValue?.count ?? 0
+        guard count > 0 else { throw EtcdError(.invalidResponse, "etcd answered the member list with no members") }
+        if count > endpoints.count, members.load(ordering: .relaxed) != count {
+            logger.warning("etcd has more members than endpoints given; a lost quorum cannot be told from a partition",
+                           metadata: ["members": "\(count)", "endpoints": "\(endpoints.count)"])
+        }
+        members.store(count, ordering: .relaxed)
+        return count
     }
 
     /// Opens a stream (`/v3/watch`, `/v3/lease/keepalive`) on the first endpoint that accepts
@@ -193,8 +240,9 @@ public final class EtcdClient: Sendable {
     public func status(of endpoint: String) async throws -> JSONValue {
         switch await send(endpoint, "/v3/maintenance/status", [:]) {
         case .answered(let json): return json
-        case .refused(let error): throw error ?? EtcdError(.unavailable, "etcd at \(endpoint): connection refused")
-        case .noLeader(let message): throw EtcdError(.unavailable, "etcd at \(endpoint): \(message)")
+        case .refused(let error): throw error ?? EtcdError(.unavailable, "etcd at \(endpoint): connection not accepted")
+        case .notListening: throw EtcdError(.unavailable, "etcd at \(endpoint): connection refused")
+        case .noLeader(let message), .busy(let message): throw EtcdError(.unavailable, "etcd at \(endpoint): \(message)")
         case .noAnswer(let why): throw EtcdError(.unavailable, "etcd at \(endpoint): \(why)")
         }
     }
@@ -203,10 +251,16 @@ public final class EtcdClient: Sendable {
 
     private enum Outcome {
         case answered(JSONValue)
-        /// Not sent (nil), or etcd answered with an error that ends the call.
+        /// Not sent (nil: the connection was not accepted in time, or the host is unreachable),
+        /// or etcd answered with an error that ends the call.
         case refused(EtcdError?)
+        /// Not sent: the host answered that nothing listens on the port (ECONNREFUSED), so no
+        /// etcd member runs there.
+        case notListening
         /// The member has no leader: nothing was applied; another member may have one.
         case noLeader(String)
+        /// The member is overloaded ("too many requests"): nothing was applied.
+        case busy(String)
         /// Sent, and no answer came.
         case noAnswer(String)
     }
@@ -216,6 +270,7 @@ public final class EtcdClient: Sendable {
         do {
             response = try await http.execute(request(endpoint, path, body), deadline: .now() + timeAmount(configuration.requestTimeout))
         } catch {
+            if Self.connectionRefused(error) { return .notListening }
             if Self.notSent(error) { return .refused(nil) }
             return .noAnswer(Self.describe(error))
         }
@@ -227,7 +282,8 @@ public final class EtcdClient: Sendable {
         }
         guard response.status == .ok else {
             let (message, grpc) = Self.errorMessage(data, status: response.status.code)
-            if message.contains("no leader") || message.contains("too many requests") { return .noLeader(message) }
+            if message.contains("no leader") { return .noLeader(message) }
+            if message.contains("too many requests") { return .busy(message) }
             if grpc == 14 || grpc == 4 || (grpc == 2 && message.contains("deadline")) || response.status.code == 503 {
                 return .noAnswer(message)  // "request timed out", "leader changed": maybe applied
             }
@@ -278,6 +334,16 @@ public final class EtcdClient: Sendable {
         if error is NIOConnectionError { return true }
         if let e = error as? IOError, [ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EADDRNOTAVAIL].contains(e.errnoCode) { return true }
         if let e = error as? ChannelError, case .connectTimeout = e { return true }
+        return false
+    }
+
+    /// Whether `error` is ECONNREFUSED on every address tried: the host is up and nothing
+    /// listens on the port.
+    static func connectionRefused(_ error: any Error) -> Bool {
+        if let e = error as? IOError { return e.errnoCode == ECONNREFUSED }
+        if let e = error as? NIOConnectionError {
+            return !e.connectionErrors.isEmpty && e.connectionErrors.allSatisfy { connectionRefused($0.error) }
+        }
         return false
     }
 

@@ -3,6 +3,9 @@
 /// - `unavailable`: no endpoint took the request: each refused the connection, timed out before
 ///   the request was sent, or answered that it has no leader (the cluster has lost quorum, or
 ///   the member is cut off from it). Nothing was applied.
+/// - `noQuorum`: as `unavailable`, with proof that the cluster cannot commit anything: every
+///   member answered that it has no leader or refused the connection (nothing listens), and
+///   the client has an endpoint for every member (`EtcdClient.refreshMembership()`).
 /// - `outcomeUnknown`: a write was sent but no answer came (the connection broke, or etcd timed
 ///   out committing it). It may or may not be applied, now or once etcd recovers.
 /// - `compacted`: the revision asked for is older than etcd keeps (`compactRevision`).
@@ -13,6 +16,7 @@ public struct EtcdError: Error, Sendable, Hashable, CustomStringConvertible {
         public var rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
         public static let unavailable = Code(rawValue: "unavailable")
+        public static let noQuorum = Code(rawValue: "noQuorum")
         public static let outcomeUnknown = Code(rawValue: "outcomeUnknown")
         public static let compacted = Code(rawValue: "compacted")
         public static let failed = Code(rawValue: "failed")

@@ -86,9 +86,10 @@ public enum BatonServerMain {
         let store = backend.store
         let heartbeats = backend.heartbeats
         let adminToken = backend.adminToken
-        let api = APIServer(store: store, tokens: TokenAuthority(adminToken: adminToken, store: store),
+        var api = APIServer(store: store, tokens: TokenAuthority(adminToken: adminToken, store: store),
                             metrics: metrics, logger: logger, heartbeats: heartbeats,
                             ready: { (try? await store.currentRevision()) != nil })
+        api.holdEIPsWithoutQuorum = options.settings.holdEIPsWithoutQuorum
         let tokenPath = (options.dataDir as NSString).appendingPathComponent("admin.token")
         let app = api.application(host: options.host, port: options.port) { channel in
             logger.notice("baton server listening", metadata: [
@@ -132,7 +133,9 @@ public enum BatonServerMain {
         // Services stop in reverse order: the lease is released first (a standby takes over at
         // once), then the store closes, which ends every open watch, so the HTTP server can drain
         // instead of waiting on streams that never end.
-        let group = ServiceGroup(configuration: .init(services: [app, StoreCloser(close: backend.closeStore), election],
+        var services: [any Service] = [app, StoreCloser(close: backend.closeStore), election]
+        if let upkeep = backend.upkeep { services.append(Upkeep(body: upkeep)) }
+        let group = ServiceGroup(configuration: .init(services: services,
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
@@ -151,6 +154,8 @@ struct Backend: Sendable {
     var close: @Sendable () async -> Void
     /// Runs while this replica leads, beside the controllers, until cancelled.
     var leaderWork: (@Sendable () async -> Void)?
+    /// Runs on every replica until the server stops (etcd: keeping the member count current).
+    var upkeep: (@Sendable () async -> Void)? = nil
 
     static func open(_ options: ServerOptions, logger: Logger) async throws -> Backend {
         switch options.store {
@@ -177,6 +182,11 @@ struct Backend: Sendable {
             let adminToken: String
             do {
                 store = try EtcdStore(client: client, configuration: config, logger: logger)
+                // The member count makes a lost quorum provable (EtcdError.Code.noQuorum).
+                do { try await client.refreshMembership() } catch {
+                    logger.warning("cannot read etcd's member list; a lost quorum will look like any outage until it can",
+                                   metadata: ["error": "\(error)"])
+                }
                 // Every replica serves the cluster's admin token; the first to start creates it.
                 adminToken = try await TokenAuthority.loadOrCreateClusterAdminToken(store: store, dataDir: options.dataDir, logger: logger)
             } catch {
@@ -193,7 +203,8 @@ struct Backend: Sendable {
                                await store.close()
                                await client.shutdown()
                            },
-                           leaderWork: { await compactor.run() })
+                           leaderWork: { await compactor.run() },
+                           upkeep: { await client.maintainMembership(every: .seconds(30)) })
         }
     }
 
@@ -206,6 +217,14 @@ struct Backend: Sendable {
 }
 
 /// Closes the store when graceful shutdown begins.
+/// Runs `body` until graceful shutdown begins.
+struct Upkeep: Service {
+    let body: @Sendable () async -> Void
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await body() }
+    }
+}
+
 struct StoreCloser: Service {
     let close: @Sendable () async -> Void
     func run() async throws {

@@ -159,6 +159,28 @@ import Testing
         }
     }
 
+    /// The store elected a new leader between two reads of the heartbeat log, with no read
+    /// failing: it may have been without quorum in between and answered heartbeats
+    /// `StoreWithoutQuorum`, which agents take as leave to keep their EIPs. So the silence
+    /// before counts for nothing: a silent node gets a full eipEvictionTimeout from the read
+    /// that saw the new term.
+    @Test func aNewStoreTermGivesEveryTunnelAFullTimeout() async throws {
+        let term = TermedHeartbeatLog.Term()
+        try await EgressWorld.with(nodes: ["node1", "node2", "node3"], policies: 3,
+                                   controllerHeartbeats: { TermedHeartbeatLog(inner: $0, term: term) }) { w in
+            try await w.drive(until: "every policy placed") { try await w.placedPolicies().count == 3 }
+            w.live = ["node2", "node3"]
+            for _ in 0..<5 { try await w.step() }  // node1 silent for 0.5 s of its 0.7 s
+            #expect(try await w.tunnels()["node1"]?.phase == .ready)
+            term.value.store(8, ordering: .relaxed)
+            let bumped = w.clock.now
+            try await w.drive(until: "node1 evicted") { try await w.tunnels()["node1"]?.phase == .heartbeatTimeout }
+            #expect(w.clock.now - bumped > .milliseconds(700), "node1 was evicted \(w.clock.now - bumped) after the new term")
+            #expect(try await w.tunnels()["node2"]?.phase == .ready)
+            #expect(w.logs.count("the store changed leader; every tunnel gets a full eipEvictionTimeout") == 1)
+        }
+    }
+
     @Test func deletedTunnelLosesItsEIPs() async throws {
         try await EgressWorld.with(nodes: ["node1", "node2", "node3"], policies: 6) { w in
             try await w.drive(until: "every policy placed") { try await w.placedPolicies().count == 6 }
@@ -524,4 +546,19 @@ struct UnreadableHeartbeatLog: HeartbeatLog {
         if failing.on.load(ordering: .relaxed) { throw APIError.unavailable("etcd is unavailable (test)") }
         return try await inner.read(after: cursor)
     }
+}
+
+/// A heartbeat log that reports a store term, which the test bumps as an election would.
+struct TermedHeartbeatLog: HeartbeatLog {
+    final class Term: Sendable {
+        let value = Atomic<Int64>(7)
+    }
+
+    let inner: SQLiteHeartbeatLog
+    let term: Term
+    func record(node: String, agentTime: String?) async throws { try await inner.record(node: node, agentTime: agentTime) }
+    func read(after cursor: Int64?) async throws -> (records: [HeartbeatRecord], cursor: Int64) {
+        try await inner.read(after: cursor)
+    }
+    var lastReadTerm: Int64? { term.value.load(ordering: .relaxed) }
 }

@@ -35,14 +35,14 @@ struct EtcdHAProcessTests: EgressProcessSuite {
         var agents: [String: Process] = [:]
         var token = ""
 
-        init() async throws {
+        init(values: String = EtcdHAProcessTests.values) async throws {
             etcd = try await LocalEtcdCluster(size: 3)
             dir = temporaryDirectory()
             ports = (0..<3).map { _ in ServerProcess.freePort() }
             servers = [nil, nil, nil]
             proxy = try CuttableProxy(upstreamPorts: ports)
             etcdClient = try EtcdClient(endpoints: etcd.endpoints)
-            try EtcdHAProcessTests.values.write(toFile: dir + "/values.yaml", atomically: true, encoding: .utf8)
+            try values.write(toFile: dir + "/values.yaml", atomically: true, encoding: .utf8)
         }
 
         /// `etcd://` with every member, server `i` listing member `i` first.
@@ -116,8 +116,8 @@ struct EtcdHAProcessTests: EgressProcessSuite {
     }
 
     /// Three servers, agents node1..node3 Ready, the gateway and four policies placed.
-    func withWorld(_ body: (World) async throws -> Void) async throws {
-        let world = try await World()
+    func withWorld(values: String = Self.values, _ body: (World) async throws -> Void) async throws {
+        let world = try await World(values: values)
         do {
             for i in 0..<3 { try await world.startServer(i) }
             // Every replica wrote the one cluster token, which the first to start created.
@@ -269,7 +269,8 @@ struct EtcdHAProcessTests: EgressProcessSuite {
                     return nil  // a write caught in the moment quorum went (etcd could not confirm it)
                 }
             }
-            #expect(refused.message.contains("etcd is unavailable (has the cluster lost quorum?)"), "\(refused.message)")
+            #expect(refused.message.contains("etcd is unavailable (the cluster has lost quorum"), "\(refused.message)")
+            #expect(refused.reason == .storeWithoutQuorum, "\(refused.reason.rawValue)")
             print("etcd HA: writes refused \(ContinuousClock.now - outage) after losing quorum: \(refused.message)")
             let cli = try BatonBinary.run(["apply", "-f", "-"], env: ["BATON_SERVER": world.proxy.url, "BATON_TOKEN": world.token],
                                           stdin: Self.policy(4))
@@ -314,6 +315,65 @@ struct EtcdHAProcessTests: EgressProcessSuite {
             }
             #expect(views[0] == views[1] && views[1] == views[2], "\(views)")
             #expect(views[0].count == 5)
+        }
+    }
+
+    /// Quorum lost for 4 s, far longer than the agents' fence window (1.4 s here; it must hold
+    /// etcd's own detection of the loss, up to two election timeouts of 250 ms, and a heartbeat
+    /// or two; at 0.7 s it sometimes does not, and an agent fences before the proof comes): with
+    /// `holdEIPsWithoutQuorum` (the default) the servers answer heartbeats `StoreWithoutQuorum`
+    /// and no agent withdraws anything; with it off, every agent fences and announces again
+    /// once the store is back. Either way nothing moves, and no tunnel times out afterwards.
+    @Test(arguments: [true, false])
+    func agentsKeepTheirEIPsThroughALostQuorumOnlyWhenTheStoreProvesIt(hold: Bool) async throws {
+        let values = """
+            feature:
+              tunnelMonitorPeriod: 0.1
+              tunnelUpdatePeriod: 0.2
+              eipEvictionTimeout: 1.5
+              unreachableNodeProbe: false
+              holdEIPsWithoutQuorum: \(hold)
+            """
+        try await withWorld(values: values) { world in
+            let client = world.client
+            let before = try await placement(client)
+            let journals = Dictionary(uniqueKeysWithValues: world.agents.keys.map { ($0, FencingProcessTests.journal(world.journal($0)).count) })
+            let survivor = try await waitFor("a leader") { await world.leader() }
+            let lost = [(survivor + 1) % 3, (survivor + 2) % 3]
+            let outage = ContinuousClock.now
+            for m in lost { world.etcd.kill(m) }
+            // Long enough for any agent without proof to pass its fence deadline twice over.
+            try await Task.sleep(for: .seconds(4))
+            for m in lost { try await world.etcd.restart(m) }
+            try await world.etcd.waitForLeader()
+            print("etcd HA (hold \(hold)): quorum lost for \(ContinuousClock.now - outage)")
+
+            // Back to agreement: every tunnel Ready (again) and every EIP where it was.
+            _ = try await waitFor("writes to work and every tunnel to be Ready", timeout: .seconds(30)) { () -> Bool? in
+                let tunnels = try await client.list(.egressTunnel, namespace: nil).items
+                return tunnels.filter { $0.status?["phase"] == "Ready" }.count == 3 ? true : nil
+            }
+            // A full eviction timeout and more after the store's return: nobody is evicted.
+            try await Task.sleep(for: .seconds(2))
+            let after = try await placement(client)
+            for (policy, node) in before { #expect(after[policy] == node, "\(policy) moved from \(node)") }
+            let tunnels = try await client.list(.egressTunnel, namespace: nil).items
+            #expect(tunnels.filter { $0.status?["phase"] == "Ready" }.count == 3)
+            for (node, count) in journals {
+                let entries = Array(FencingProcessTests.journal(world.journal(node)).dropFirst(count))
+                if hold {
+                    #expect(!entries.contains { !$0.announce }, "\(node) withdrew while the store proved it had lost quorum: \(entries)")
+                } else {
+                    // Fenced during the outage, then announced again once the store was back.
+                    let withdrew = entries.firstIndex { !$0.announce }
+                    #expect(withdrew != nil, "\(node) kept its EIPs without holdEIPsWithoutQuorum: \(entries)")
+                    if let withdrew { #expect(entries[withdrew...].contains { $0.announce }, "\(node) never announced again: \(entries)") }
+                }
+            }
+            if hold {
+                let logs = world.logs()
+                #expect(logs.contains("the store has lost quorum; keeping EIPs until it is back"))
+            }
         }
     }
 }

@@ -159,8 +159,15 @@ struct EtcdStoreTests {
             try await waitUntil("the watch sees every write", timeout: 30) { collector.count >= total }
             #expect(collector.events.map(\.revision) == written, "every change once, in order")
 
-            // A second member down: no quorum.
+            // A second member down: no quorum. With the member count known and an endpoint for
+            // every member, the client can prove it (the survivor has no leader, the others
+            // refuse connections); a client that knows only two of the three endpoints cannot.
+            #expect(try await client.refreshMembership() == 3)
             let second = (victim + 1) % 3
+            let survivor = (victim + 2) % 3
+            let partial = try EtcdClient(endpoints: [cluster.endpoints[survivor], cluster.endpoints[second]])
+            defer { Task { await partial.shutdown() } }
+            #expect(try await partial.refreshMembership() == 3)
             cluster.kill(second)
             let began = ContinuousClock.now
             var refused: APIError?
@@ -176,8 +183,17 @@ struct EtcdStoreTests {
             }
             let error = try #require(refused)
             #expect(error.code == 503)
-            #expect(error.message.contains("etcd is unavailable (has the cluster lost quorum?)"), "\(error.message)")
+            #expect(error.reason == .storeWithoutQuorum, "\(error.reason.rawValue)")
+            #expect(error.message.contains("etcd is unavailable (the cluster has lost quorum: no member has a leader or accepts connections)"),
+                    "\(error.message)")
             #expect(error.message.contains("etcdserver: no leader"), "\(error.message)")
+            do {
+                _ = try await partial.range("/", countOnly: true)
+                Issue.record("a read succeeded without quorum")
+            } catch let e as EtcdError {
+                #expect(e.code == .unavailable, "a client without every member's endpoint claimed proof: \(e)")
+                #expect(e.message.contains("(has the cluster lost quorum?)"), "\(e.message)")
+            }
             // Refused fast: a member without a leader answers at once.
             let timed = ContinuousClock.now
             await expectAPIError(503) { _ = try await store.create(Fixture.route("refused")) }

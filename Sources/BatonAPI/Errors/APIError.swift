@@ -71,6 +71,8 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let tooLarge = Reason(rawValue: "RequestEntityTooLarge")
         public static let internalError = Reason(rawValue: "InternalError")
         public static let unavailable = Reason(rawValue: "ServiceUnavailable")
+        /// 503: the store has provably lost quorum, so no replica can change anything (Baton's own).
+        public static let storeWithoutQuorum = Reason(rawValue: "StoreWithoutQuorum")
     }
 
     public var code: Int

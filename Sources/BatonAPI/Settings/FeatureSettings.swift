@@ -29,6 +29,12 @@ public struct FeatureSettings: Sendable, Hashable {
     /// `tunnelUpdatePeriod` (and 25 ms) late, the controller sends ICMP echo to the node's address,
     /// and evicts at once if nothing answers; otherwise it waits for `eipEvictionTimeout`.
     public var unreachableNodeProbe: Bool = true
+    /// Baton's own key `feature.holdEIPsWithoutQuorum`: when the store (etcd) has provably lost
+    /// quorum — every member says it has no leader or refuses the connection — the server answers
+    /// heartbeats with 503 `StoreWithoutQuorum`, and agents keep their EIPs instead of fencing,
+    /// since no replica can move an EIP until the store returns (docs/etcd.md). False: agents
+    /// fence after `eipEvictionTimeout` whatever the reason, as with any unanswered heartbeat.
+    public var holdEIPsWithoutQuorum: Bool = true
 
     public init() {}
 
@@ -88,6 +94,10 @@ public struct FeatureSettings: Sendable, Hashable {
             case "unreachableNodeProbe":
                 if let b = v.boolValue { s.unreachableNodeProbe = b } else {
                     errors.append(.invalid("feature.unreachableNodeProbe", JSONPath.scalarText(v), "must be true or false"))
+                }
+            case "holdEIPsWithoutQuorum":
+                if let b = v.boolValue { s.holdEIPsWithoutQuorum = b } else {
+                    errors.append(.invalid("feature.holdEIPsWithoutQuorum", JSONPath.scalarText(v), "must be true or false"))
                 }
             case "markBase", "tunnelMarkBase":
                 let text = JSONPath.scalarText(v)

@@ -45,10 +45,17 @@ extension APIServer {
         // The tunnel must exist. A tunnel seen within the last second counts (heartbeats come 5
         // times a second per node; a deletion through this server is seen at once).
         let store = self.store
-        guard try await knownTunnels.exists(name, lookup: { try await store.exists(kind: "EgressTunnel", namespace: nil, name: name) }) else {
-            throw APIError.notFound(kind: "EgressTunnel", name: name)
+        do {
+            guard try await knownTunnels.exists(name, lookup: { try await store.exists(kind: "EgressTunnel", namespace: nil, name: name) }) else {
+                throw APIError.notFound(kind: "EgressTunnel", name: name)
+            }
+            try await heartbeats.record(node: name, agentTime: agentTime)
+        } catch let error as APIError where error.reason == .storeWithoutQuorum {
+            // The store cannot record anything, so no replica can evict this node or move its
+            // EIPs until it is back, and then the controller gives every node a full
+            // eipEvictionTimeout (docs/etcd.md). Saying so lets the agent keep its EIPs.
+            throw holdEIPsWithoutQuorum ? error : APIError.unavailable(error.message)
         }
-        try await heartbeats.record(node: name, agentTime: agentTime)
         Self.heartbeatCounter.increment()
         return Response(status: .noContent)
     }

@@ -26,6 +26,10 @@ public struct APIServer: Sendable {
     let requestMetrics = RequestMetrics()
     /// Largest request body accepted, as the Kubernetes API server limits it.
     public var maxBodyBytes = 3 * 1024 * 1024
+    /// `feature.holdEIPsWithoutQuorum`: whether a heartbeat the store cannot record because it
+    /// has provably lost quorum is answered 503 `StoreWithoutQuorum` (agents keep their EIPs)
+    /// rather than a plain 503 (agents fence as for any unanswered heartbeat).
+    public var holdEIPsWithoutQuorum = true
     /// Whether the server should report ready (the store answers).
     let ready: @Sendable () async -> Bool
 

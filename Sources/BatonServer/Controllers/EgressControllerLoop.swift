@@ -83,6 +83,8 @@ struct EgressControllerLoop {
     /// Since when reading the heartbeat log has failed (nil: the last read worked). While it
     /// fails nobody is evicted, and when it works again every tunnel gets a full grace period.
     var heartbeatsUnreadableSince: BatonInstant?
+    /// The heartbeat log's store term at the last read (nil: none yet, or a store without terms).
+    var heartbeatTerm: Int64?
     /// Each node's newest reported agent time, and when the controller last wrote one to the tunnel.
     var agentTimes: [String: String] = [:]
     var displayedAt: [String: BatonInstant] = [:]
@@ -162,7 +164,15 @@ struct EgressControllerLoop {
                 monitor.grantGrace(now: now)
                 logger.notice("heartbeats readable again; every tunnel gets a full eipEvictionTimeout",
                               metadata: ["unreadableFor": "\(now - since)"])
+            } else if let term = log.lastReadTerm, let last = heartbeatTerm, term > last {
+                // The store elected a leader since the last read: it may have been without one
+                // in between (an outage shorter than a read's period), and heartbeats answered
+                // StoreWithoutQuorum then were not recorded. Judge nobody on that silence either.
+                monitor.grantGrace(now: now)
+                logger.notice("the store changed leader; every tunnel gets a full eipEvictionTimeout",
+                              metadata: ["term": "\(term)", "previousTerm": "\(last)"])
             }
+            if let term = log.lastReadTerm { heartbeatTerm = max(heartbeatTerm ?? 0, term) }
             for r in records where tunnels[r.node] != nil {
                 monitor.heartbeatReceived(r.node, at: now)
                 if let t = r.agentTime { agentTimes[r.node] = t }

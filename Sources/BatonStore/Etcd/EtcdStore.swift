@@ -279,6 +279,8 @@ public final class EtcdStore: ResourceStore, Sendable {
             switch error.code {
             case .compacted:
                 return APIError.gone("too old resource version: \(error.message)")
+            case .noQuorum:
+                return APIError.storeWithoutQuorum("\(operation) failed: \(error.message)")
             case .failed where error.grpcCode != 8 && error.grpcCode != 14:
                 return APIError.internalError("\(operation): \(error.message)")
             default:

@@ -37,12 +37,22 @@ public final class EtcdHeartbeatLog: HeartbeatLog, Sendable {
         var queue: [Pending] = []
         var draining = 0
         var closed = false
+        /// When a drain last took a batch.
+        var lastTake: ContinuousClock.Instant?
     }
+
+    /// A txn in flight for longer than this (etcd is changing leader, or has lost quorum and not
+    /// noticed yet) does not hold back the heartbeats that arrive after it: another batch starts,
+    /// whose answer ("no leader") may come at once.
+    public static let stallAfter = Duration.milliseconds(100)
 
     public let client: EtcdClient
     /// Every node's key starts with this.
     public let keyPrefix: String
     private let state = Mutex(State())
+    private let term = Mutex<Int64?>(nil)
+
+    public var lastReadTerm: Int64? { term.withLock { $0 } }
 
     /// - Parameter prefix: the store's key prefix (`EtcdStore.Configuration.prefix`).
     public init(client: EtcdClient, prefix: String = "/baton/") {
@@ -55,9 +65,15 @@ public final class EtcdHeartbeatLog: HeartbeatLog, Sendable {
             let start = state.withLock { s -> Bool? in
                 if s.closed { return nil }
                 s.queue.append(Pending(node: node, agentTime: agentTime, done: done))
-                // One more drain when none runs, or when a full batch waits and fewer than the most run.
-                guard s.draining == 0 || (s.queue.count >= Self.maxBatch && s.draining < Self.maxConcurrentBatches) else { return false }
+                // One more drain when none runs, or when a full batch waits or the batches in
+                // flight have stalled, and fewer than the most run.
+                let now = ContinuousClock.now
+                let stalled = s.lastTake.map { now - $0 > Self.stallAfter } ?? false
+                guard s.draining == 0 || ((s.queue.count >= Self.maxBatch || stalled) && s.draining < Self.maxConcurrentBatches) else {
+                    return false
+                }
                 s.draining += 1
+                s.lastTake = now
                 return true
             }
             switch start {
@@ -72,9 +88,12 @@ public final class EtcdHeartbeatLog: HeartbeatLog, Sendable {
         let end = EtcdJSON.prefixEnd(keyPrefix)
         do {
             guard let cursor else {
-                return ([], try await client.range(keyPrefix, rangeEnd: end, countOnly: true).revision)
+                let range = try await client.range(keyPrefix, rangeEnd: end, countOnly: true)
+                noteTerm(range.raftTerm)
+                return ([], range.revision)
             }
             let range = try await client.range(keyPrefix, rangeEnd: end, minModRevision: cursor + 1)
+            noteTerm(range.raftTerm)
             let records = range.kvs.map { kv in
                 HeartbeatRecord(node: String(kv.key.dropFirst(keyPrefix.count)),
                                 agentTime: kv.value.isEmpty ? nil : String(decoding: kv.value, as: UTF8.self))
@@ -83,6 +102,11 @@ public final class EtcdHeartbeatLog: HeartbeatLog, Sendable {
         } catch {
             throw APIError.unavailable("cannot read the heartbeat log: \(error)")
         }
+    }
+
+    private func noteTerm(_ t: Int64) {
+        guard t > 0 else { return }
+        term.withLock { $0 = max($0 ?? 0, t) }
     }
 
     /// Fails what is queued and refuses later heartbeats.
@@ -100,7 +124,7 @@ public final class EtcdHeartbeatLog: HeartbeatLog, Sendable {
             let batch = state.withLock { s -> [Pending] in
                 let batch = Array(s.queue.prefix(Self.maxBatch))
                 s.queue.removeFirst(batch.count)
-                if batch.isEmpty { s.draining -= 1 }
+                if batch.isEmpty { s.draining -= 1 } else { s.lastTake = ContinuousClock.now }
                 return batch
             }
             if batch.isEmpty { return }
@@ -113,7 +137,9 @@ public final class EtcdHeartbeatLog: HeartbeatLog, Sendable {
                 _ = try await client.txn(compare: [], success: puts)
                 for p in batch { p.done.resume() }
             } catch {
-                let e = APIError.unavailable("cannot record the heartbeat: \(error)")
+                let e = (error as? EtcdError)?.code == .noQuorum
+                    ? APIError.storeWithoutQuorum("cannot record the heartbeat: \(error)")
+                    : APIError.unavailable("cannot record the heartbeat: \(error)")
                 for p in batch { p.done.resume(throwing: e) }
             }
         }

@@ -30,4 +30,23 @@ public protocol HeartbeatLog: Sendable {
     /// The nodes that beat after `cursor` (one record per node, with its newest agent time), and
     /// the cursor to pass next time. A nil cursor returns no records, only the current cursor.
     func read(after cursor: Int64?) async throws -> (records: [HeartbeatRecord], cursor: Int64)
+
+    /// The leadership term of the log's store as of the newest successful `read` (etcd's raft
+    /// term), or nil for a store without one (SQLite). When it grows from one read to the next,
+    /// the store may have been without a leader in between, even if no read failed; the
+    /// controller then treats the silence since its last read as an outage (`grantGrace`),
+    /// since heartbeats may have been answered `StoreWithoutQuorum` meanwhile.
+    var lastReadTerm: Int64? { get }
+}
+
+extension HeartbeatLog {
+    public var lastReadTerm: Int64? { nil }
+}
+
+extension APIError {
+    /// The 503 a heartbeat gets when the store has provably lost quorum (`StoreWithoutQuorum`):
+    /// no replica can record it, and none can move an EIP either, until the store is back.
+    public static func storeWithoutQuorum(_ m: String) -> APIError {
+        APIError(code: 503, reason: .storeWithoutQuorum, message: m)
+    }
 }
