@@ -55,6 +55,28 @@ struct EtcdStoreTests {
         await other.shutdown()
     }
 
+    /// An object larger than etcd takes in one request (1.5 MiB by default, below the API's
+    /// 3 MiB body limit) is a 413 that says so, not a 500, and nothing is stored.
+    @Test func anObjectTooLargeForEtcdIs413() async throws {
+        try await StoreFactory.etcd.with { store in
+            // etcd says "request is too large" past 1.5 MiB, and gRPC "message larger than max"
+            // past 2 MiB.
+            for size in [1_700_000, 2 * 1024 * 1024] {
+                var big = Fixture.route("big")
+                big.metadata.annotations = ["note": String(repeating: "x", count: size)]
+                do {
+                    _ = try await store.create(big)
+                    Issue.record("etcd took a \(size)-byte object")
+                } catch let error as APIError {
+                    #expect(error.code == 413 && error.reason == .tooLarge, "\(size): \(error.code) \(error.message)")
+                    #expect(error.message.hasPrefix("create failed: the object is larger than etcd takes in one request"), "\(error.message)")
+                }
+            }
+            await expectAPIError(404) { _ = try await store.get(kind: "StaticRoute", namespace: nil, name: "big") }
+            _ = try await store.create(Fixture.route("small"))
+        }
+    }
+
     /// Nothing listens: every call is a 503 that names etcd and each endpoint.
     @Test func unreachableEtcdIs503NamingEveryEndpoint() async throws {
         let dead = [LocalEtcdCluster.freePort(), LocalEtcdCluster.freePort()].map { "http://127.0.0.1:\($0)" }

@@ -281,6 +281,10 @@ public final class EtcdStore: ResourceStore, Sendable {
                 return APIError.gone("too old resource version: \(error.message)")
             case .noQuorum:
                 return APIError.storeWithoutQuorum("\(operation) failed: \(error.message)")
+            case .failed where error.message.contains("request is too large") || error.message.contains("message larger than max"):
+                // etcd's --max-request-bytes (1.5 MiB by default) is below the API's body limit.
+                return APIError(code: 413, reason: .tooLarge,
+                                message: "\(operation) failed: the object is larger than etcd takes in one request (its --max-request-bytes, 1.5 MiB by default, and 2 MiB at most through gRPC): \(error.message)")
             case .failed where error.grpcCode != 8 && error.grpcCode != 14:
                 return APIError.internalError("\(operation): \(error.message)")
             default:
