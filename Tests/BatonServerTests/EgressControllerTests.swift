@@ -187,6 +187,13 @@ import Testing
             w.live = ["node1", "node3"]
             _ = try await w.store.delete(kind: "EgressTunnel", namespace: nil, name: "node2", expectedRevision: nil)
             try await w.waitFor("node2's EIPs moved") { try await !w.placedPolicies().values.contains("node2") }
+            // Its heartbeat record goes too (the log does not grow with every node that ever
+            // came and went); the live nodes' stay.
+            // (A read after cursor 0 returns every record the log holds.)
+            try await w.waitFor("node2's heartbeat record removed") {
+                try await !w.heartbeats.read(after: 0).records.map(\.node).contains("node2")
+            }
+            #expect(Set(try await w.heartbeats.read(after: 0).records.map(\.node)) == ["node1", "node3"])
             let after = try await w.placedPolicies()
             #expect(Dictionary(grouping: after.values, by: { $0 }).mapValues(\.count) == ["node1": 3, "node3": 3])
             // Events are recorded after the status writes: wait for them.
@@ -546,6 +553,7 @@ struct UnreadableHeartbeatLog: HeartbeatLog {
         if failing.on.load(ordering: .relaxed) { throw APIError.unavailable("etcd is unavailable (test)") }
         return try await inner.read(after: cursor)
     }
+    func prune(keeping nodes: Set<String>) async throws -> Int { try await inner.prune(keeping: nodes) }
 }
 
 /// A heartbeat log that reports a store term, which the test bumps as an election would.
@@ -561,4 +569,5 @@ struct TermedHeartbeatLog: HeartbeatLog {
         try await inner.read(after: cursor)
     }
     var lastReadTerm: Int64? { term.value.load(ordering: .relaxed) }
+    func prune(keeping nodes: Set<String>) async throws -> Int { try await inner.prune(keeping: nodes) }
 }

@@ -4,7 +4,31 @@ import BatonTesting
 import Foundation
 import Testing
 
+
+/// Both logs: `prune` removes exactly the nodes not kept, a removal is never read as a heartbeat,
+/// and a pruned node that beats again is read again.
+func checkPrune(_ log: any HeartbeatLog) async throws {
+    let (_, c0) = try await log.read(after: nil)
+    for i in 0..<200 { try await log.record(node: "n\(i)", agentTime: nil) }
+    let (_, c1) = try await log.read(after: c0)
+    let kept = Set((0..<200).filter { $0 % 3 == 0 }.map { "n\($0)" })
+    #expect(try await log.prune(keeping: kept) == 200 - kept.count)
+    #expect(try await log.prune(keeping: kept) == 0)
+    let (afterPrune, c2) = try await log.read(after: c1)
+    #expect(afterPrune.isEmpty, "a removal read as a heartbeat: \(afterPrune)")
+    try await log.record(node: "n1", agentTime: "t")
+    try await log.record(node: "n0", agentTime: nil)
+    #expect(Set(try await log.read(after: c2).records.map(\.node)) == ["n0", "n1"])
+    // Everything left: the kept nodes and n1, which beat again.
+    #expect(try await log.prune(keeping: kept.union(["n1"])) == 0)
+    #expect(try await log.prune(keeping: []) == kept.count + 1)
+}
+
 @Suite struct HeartbeatLogTests {
+    @Test func pruneForgetsTheNodesNotKept() async throws {
+        try await checkPrune(try SQLiteHeartbeatLog.inMemory())
+    }
+
     @Test func readerSeesEachNodeThatBeatSinceItsCursorOnce() async throws {
         let log = try SQLiteHeartbeatLog.inMemory()
         let (none, c0) = try await log.read(after: nil)
@@ -69,6 +93,10 @@ struct EtcdHeartbeatLogTests {
             throw error
         }
         for c in clients { await c.shutdown() }
+    }
+
+    @Test func pruneForgetsTheNodesNotKept() async throws {
+        try await withLogs(1) { logs in try await checkPrune(logs[0]) }
     }
 
     @Test func readerSeesEachNodeThatBeatSinceItsCursorOnce() async throws {

@@ -107,6 +107,8 @@ struct EgressControllerLoop {
     var desiredGateway: [String: EgressGatewayStatus] = [:]
     var unassignedReported: [EgressPolicyRef: EgressUnassignedReason] = [:]
     var pendingEvents: [PendingEvent] = []
+    /// A tunnel went: the heartbeat log should forget nodes without one.
+    var heartbeatsToPrune = false
 
     var logger: Logger { controller.logger }
     var store: any ResourceStore { controller.store }
@@ -147,6 +149,23 @@ struct EgressControllerLoop {
             await place(scope: scope)
         }
         if !pendingEvents.isEmpty { await recordEvents() }
+        if heartbeatsToPrune, synced.contains("EgressTunnel") { await pruneHeartbeats() }
+    }
+
+    /// Removes the heartbeat records of nodes that have no tunnel, so the log does not grow
+    /// with every node that ever came and went. A node whose tunnel is so new that this
+    /// controller has not seen it loses one heartbeat record, which its next heartbeat writes
+    /// again; removing a record is not a heartbeat, so it never counts as one.
+    mutating func pruneHeartbeats() async {
+        heartbeatsToPrune = false
+        guard let log = controller.heartbeats else { return }
+        do {
+            let removed = try await log.prune(keeping: Set(tunnels.keys))
+            if removed > 0 { logger.info("heartbeat records of deleted tunnels removed", metadata: ["count": "\(removed)"]) }
+        } catch {
+            heartbeatsToPrune = true  // next batch
+            logger.debug("cannot prune the heartbeat log", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Reads the nodes that beat since the last read; each counts as received now.
@@ -251,6 +270,8 @@ struct EgressControllerLoop {
         case "EgressTunnel":
             let names = Set(items.map(\.name))
             for gone in tunnels.keys where !names.contains(gone) { forgetTunnel(gone) }
+            // Heartbeats of tunnels deleted while no controller ran go too.
+            heartbeatsToPrune = true
             // Tunnels that already hold an allocation keep it; the others get theirs after.
             let ordered = items.sorted { a, b in
                 let ka = a.status?["mark"] == nil, kb = b.status?["mark"] == nil
@@ -376,6 +397,7 @@ struct EgressControllerLoop {
     func gateway(of p: PolicyEntry) -> String { p.gatewayName.isEmpty ? defaultGateway : p.gatewayName }
 
     mutating func forgetTunnel(_ name: String) {
+        heartbeatsToPrune = true
         tunnels[name] = nil
         agentTimes[name] = nil
         displayedAt[name] = nil

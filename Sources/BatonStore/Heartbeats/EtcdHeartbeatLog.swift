@@ -104,6 +104,22 @@ public final class EtcdHeartbeatLog: HeartbeatLog, Sendable {
         }
     }
 
+    public func prune(keeping nodes: Set<String>) async throws -> Int {
+        do {
+            let keys = try await client.range(keyPrefix, rangeEnd: EtcdJSON.prefixEnd(keyPrefix), keysOnly: true).kvs.map(\.key)
+            let stale = keys.filter { !nodes.contains(String($0.dropFirst(keyPrefix.count))) }
+            var start = stale.startIndex
+            while start < stale.endIndex {
+                let end = min(start + Self.maxBatch, stale.endIndex)
+                _ = try await client.txn(compare: [], success: stale[start..<end].map { EtcdTxn.delete($0, prevKV: false) })
+                start = end
+            }
+            return stale.count
+        } catch {
+            throw APIError.unavailable("cannot prune the heartbeat log: \(error)")
+        }
+    }
+
     private func noteTerm(_ t: Int64) {
         guard t > 0 else { return }
         term.withLock { $0 = max($0 ?? 0, t) }

@@ -37,6 +37,10 @@ public protocol HeartbeatLog: Sendable {
     /// controller then treats the silence since its last read as an outage (`grantGrace`),
     /// since heartbeats may have been answered `StoreWithoutQuorum` meanwhile.
     var lastReadTerm: Int64? { get }
+
+    /// Removes the record of every node not in `nodes` (their tunnels were deleted); returns how
+    /// many it removed. A removal is not a heartbeat: `read` never returns a removed node.
+    func prune(keeping nodes: Set<String>) async throws -> Int
 }
 
 extension HeartbeatLog {

@@ -7,7 +7,8 @@ import Synchronization
 /// beside `baton.sqlite`, shared by every `baton server` on that data dir.
 ///
 /// One row per node: `(node, seq, agent_time)`. A batch of heartbeats is one IMMEDIATE
-/// transaction that takes `seq = max(seq) + 1` and upserts each node's row with it, so sequence
+/// transaction that takes the next `seq` (from `heartbeat_clock`, which never goes back, even
+/// when `prune` removes the rows holding the largest) and upserts each node's row with it, so sequence
 /// numbers are committed in increasing order and a reader that remembers the largest `seq` it
 /// saw finds exactly the nodes that beat since (`seq > cursor`, an index range scan).
 ///
@@ -70,6 +71,11 @@ public final class SQLiteHeartbeatLog: HeartbeatLog, Sendable {
                     agent_time TEXT
                 ) WITHOUT ROWID;
                 CREATE INDEX IF NOT EXISTS heartbeat_seq ON heartbeat(seq);
+                CREATE TABLE IF NOT EXISTS heartbeat_clock (
+                    id INTEGER PRIMARY KEY CHECK (id = 0),
+                    seq INTEGER NOT NULL
+                );
+                INSERT OR IGNORE INTO heartbeat_clock(id, seq) SELECT 0, coalesce(max(seq), 0) FROM heartbeat;
                 """)
         }
     }
@@ -94,7 +100,7 @@ public final class SQLiteHeartbeatLog: HeartbeatLog, Sendable {
         do {
             return try await writer.read { db in
                 guard let cursor else {
-                    return ([], try Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM heartbeat") ?? 0)
+                    return ([], try Int64.fetchOne(db, sql: "SELECT seq FROM heartbeat_clock WHERE id = 0") ?? 0)
                 }
                 var records: [HeartbeatRecord] = []
                 var newest = cursor
@@ -108,6 +114,18 @@ public final class SQLiteHeartbeatLog: HeartbeatLog, Sendable {
             }
         } catch {
             throw APIError.unavailable("cannot read the heartbeat log: \(error)")
+        }
+    }
+
+    public func prune(keeping nodes: Set<String>) async throws -> Int {
+        do {
+            return try await writer.write { db in
+                let stale = try String.fetchAll(db, sql: "SELECT node FROM heartbeat").filter { !nodes.contains($0) }
+                for node in stale { try db.execute(sql: "DELETE FROM heartbeat WHERE node = ?", arguments: [node]) }
+                return stale.count
+            }
+        } catch {
+            throw APIError.unavailable("cannot prune the heartbeat log: \(error)")
         }
     }
 
@@ -132,7 +150,10 @@ public final class SQLiteHeartbeatLog: HeartbeatLog, Sendable {
             if batch.isEmpty { return }
             do {
                 try db.inTransaction(.immediate) {
-                    let seq = (try Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM heartbeat") ?? 0) + 1
+                    // From its own row, not max(seq): a pruned node's row may have held the
+                    // largest, and a sequence number must never go back below a reader's cursor.
+                    let seq = (try Int64.fetchOne(db, sql: "SELECT seq FROM heartbeat_clock WHERE id = 0") ?? 0) + 1
+                    try db.execute(sql: "UPDATE heartbeat_clock SET seq = ? WHERE id = 0", arguments: [seq])
                     let upsert = try db.cachedStatement(sql: """
                         INSERT INTO heartbeat(node, seq, agent_time) VALUES (?, ?, ?)
                         ON CONFLICT(node) DO UPDATE SET seq = excluded.seq, agent_time = excluded.agent_time
