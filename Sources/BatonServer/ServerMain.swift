@@ -82,6 +82,13 @@ public enum BatonServerMain {
         await backend.close()
     }
 
+    /// The controller's probe of a silent node (`feature.unreachableNodeProbe`).
+    static func probe(_ settings: FeatureSettings) -> (@Sendable (String) async -> Bool)? {
+        guard settings.unreachableNodeProbe else { return nil }
+        let prober = ReachabilityProber()
+        return { address in await prober.reachable(address) }
+    }
+
     static func serve(options: ServerOptions, backend: Backend, metrics: PrometheusCollectorRegistry, logger: Logger) async throws {
         let store = backend.store
         let heartbeats = backend.heartbeats
@@ -115,7 +122,7 @@ public enum BatonServerMain {
                         while !Task.isCancelled {
                             do {
                                 try await EgressController(store: store, heartbeats: heartbeats, settings: settings, clock: MonotonicClock(),
-                                                           logger: controllerLogger, events: events, probe: Backend.probe(settings)).run()
+                                                           logger: controllerLogger, events: events, probe: probe(settings)).run()
                                 return
                             } catch is CancellationError {
                                 return
@@ -207,16 +214,8 @@ struct Backend: Sendable {
                            upkeep: { await client.maintainMembership(every: .seconds(30)) })
         }
     }
-
-    /// The controller's probe of a silent node (`feature.unreachableNodeProbe`).
-    static func probe(_ settings: FeatureSettings) -> (@Sendable (String) async -> Bool)? {
-        guard settings.unreachableNodeProbe else { return nil }
-        let prober = ReachabilityProber()
-        return { address in await prober.reachable(address) }
-    }
 }
 
-/// Closes the store when graceful shutdown begins.
 /// Runs `body` until graceful shutdown begins.
 struct Upkeep: Service {
     let body: @Sendable () async -> Void
@@ -225,6 +224,7 @@ struct Upkeep: Service {
     }
 }
 
+/// Closes the store when graceful shutdown begins.
 struct StoreCloser: Service {
     let close: @Sendable () async -> Void
     func run() async throws {
