@@ -369,7 +369,7 @@ extension CommandLine {
 
 struct Agent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a node's agent: register the node, heartbeat, announce the EIPs placed on it, and run the IPFailovers that select it.",
+        abstract: "Run a node's agent: register the node, heartbeat, announce the EIPs placed on it, and run the IPFailovers and StaticRoutes that select it.",
         discussion: "Every IPFailover whose nodeSelector matches this node's Node (its labels, followed as they change) runs here as OpenShift's ipfailover pod would run it, with VRRP (root). With --dataplane none the agent decides and logs what it would run (and appends it to --dataplane-log) without touching the network.")
     @OptionGroup var client: ClientOptions
     @Option(help: "This node's name (its Node and EgressTunnel are named after it).") var node: String
@@ -394,7 +394,7 @@ struct Agent: AsyncParsableCommand {
     @Option(name: .customLong("vxlan-name"), help: "The VXLAN device (egressgateway's default).") var vxlanName = "egress.vxlan"
     @Option(name: .customLong("vxlan-id"), help: "The VXLAN VNI (egressgateway's default).") var vxlanID = 100
     @Option(name: .customLong("vxlan-port"), help: "The VXLAN UDP port (egressgateway's default).") var vxlanPort = 7789
-    @Flag(help: "On exit, remove everything the data plane added (nftables table, rules, routes, tunnel, EIPs). Without it the data plane stays as it is.")
+    @Flag(help: "On exit, remove everything the data plane added (nftables table, rules, routes, tunnel, EIPs, static routes). Without it the data plane stays as it is.")
     var cleanup = false
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
@@ -448,7 +448,18 @@ struct Agent: AsyncParsableCommand {
         let agent = try EgressAgent(client: client.cli.connection.client, options: options, dataplane: plane, logger: logger)
         let ipFailovers = IPFailoverAgent(client: client.cli.connection.client, node: node, speakers: vrrp,
                                           logger: Logger(label: "baton.agent.vrrp"))
-        let group = ServiceGroup(configuration: .init(services: [agent, ipFailovers], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var services: [any Service] = [agent, ipFailovers]
+        if dataplane == "linux" {
+            // Static routes: the server's address keeps its path when a default route goes in.
+            var srOptions = StaticRouteAgent.Options(node: node)
+            srOptions.cleanup = cleanup
+            let connection = client.cli.connection
+            if let host = URLComponents(string: connection.server)?.host {
+                srOptions.pinned = [IPAddress(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))].compactMap { $0 }
+            }
+            services.append(StaticRouteAgent(client: connection.client, options: srOptions, logger: Logger(label: "baton.agent.staticroute")))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }
