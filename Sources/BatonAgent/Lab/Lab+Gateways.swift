@@ -5,7 +5,7 @@ import Foundation
 /// (`curl ifconfig.me/ip` answers with the NAT gateway's public address):
 /// - `PREFIX-gw1`, `PREFIX-gw2`: `eth0` on the LAN (192.168.77.51, .52), `eth1` on a "public"
 ///   segment 203.0.113.0/24 (bridge `br1` in `PREFIX-lan`) as 203.0.113.1 and .2, forwarding,
-///   and masquerading what leaves by `eth1`.
+///   masquerading what leaves by `eth1`, and routes to the pod subnets through their nodes.
 /// - The external host gets `eth1` = 203.0.113.100 on that segment: its echo service (UDP 9000)
 ///   answers with the source it saw, the public address of the gateway a node's traffic took.
 /// Nodes have no route to 203.0.113.0/24 of their own: only a StaticRoute gets them there.
@@ -31,7 +31,9 @@ extension Lab {
         for i in 1...Self.gatewayCount {
             try ip(["link set lo up", "link set eth0 up", "link set eth1 up",
                     "address add \(Self.gatewayAddress(i))/24 dev eth0",
-                    "address add \(Self.gatewayPublicAddress(i))/24 dev eth1"], netns: gateway(i))
+                    "address add \(Self.gatewayPublicAddress(i))/24 dev eth1"]
+                   // The pod subnets are behind their nodes, as a VPC routes them.
+                   + (1...nodes).map { "route add 10.244.\($0).0/24 via \(Self.nodeAddress($0))" }, netns: gateway(i))
             try sysctl(gateway(i), "net/ipv4/ip_forward", "1")
             _ = try Command.run("ip", ["netns", "exec", gateway(i), try Command.locate("nft"), "-f", "-"], input: """
                 table ip baton_lab_nat {

@@ -53,6 +53,8 @@ public final class StaticRouteAgent: Service, Sendable {
     }
 
     let client: BatonClient
+    /// Closes `client`'s own connection pool.
+    let closeClient: @Sendable () async -> Void
     let options: Options
     let clock: any BatonClock
     let logger: Logger
@@ -62,8 +64,13 @@ public final class StaticRouteAgent: Service, Sendable {
     private let timerWake: AsyncStream<Void>
     private let timerWakeIn: AsyncStream<Void>.Continuation
 
+    /// `client`'s server and token are used over a connection pool of the agent's own: its two
+    /// watches must not take connections from the heartbeats.
     public init(client: BatonClient, options: Options, clock: any BatonClock = MonotonicClock(), logger: Logger) {
-        self.client = client
+        let (own, close) = client.withOwnConnections()
+        self.client = own
+        self.closeClient = close
+        let client = own
         self.options = options
         self.clock = clock
         self.logger = logger
@@ -84,6 +91,7 @@ public final class StaticRouteAgent: Service, Sendable {
             }
         } catch {
             logger.error("cannot read the routing table; static routes are off on this node", metadata: ["error": "\(error)"])
+            await closeClient()
             return
         }
         await withTaskGroup(of: Void.self) { group in
@@ -111,6 +119,7 @@ public final class StaticRouteAgent: Service, Sendable {
             reporter.finish()
             await group.waitForAll()
         }
+        await closeClient()
     }
 
     // MARK: Inputs
@@ -197,11 +206,13 @@ public final class StaticRouteAgent: Service, Sendable {
                 guard let spec = try? o.decodeSpec(StaticRouteSpec.self) else { continue }
                 if spec.nodeSelector?.matches(labels) ?? true { wanted[name] = o }
             }
+            var previous: [String: (gateways: [IPAddress], lastSwitch: String?)] = [:]
             for (name, r) in s.running {
                 let o = wanted[name]
                 if o == nil || o!.metadata.uid != r.uid || o!.metadata.generation != r.generation {
                     r.probers.forEach { $0.stop() }
                     s.running[name] = nil
+                    if o?.metadata.uid == r.uid { previous[name] = (r.selection.current, r.lastSwitch) }
                     if o == nil {
                         logger.notice("StaticRoute no longer applies to this node", metadata: ["staticroute": "\(name)"])
                         if objects[name] == nil { reporter.forget(name) } else { reporter.set(name, nil) }
@@ -217,7 +228,12 @@ public final class StaticRouteAgent: Service, Sendable {
             // Gateways per StaticRoute, then who owns each destination.
             var switches: [(String, GatewaySelection.Switch)] = []
             for name in s.running.keys.sorted() {
-                if let sw = s.running[name]!.selection.select(health: s.running[name]!.health, now: now) {
+                if let p = previous[name] { s.running[name]!.lastSwitch = p.lastSwitch }
+                if var sw = s.running[name]!.selection.select(health: s.running[name]!.health, now: now) {
+                    // An edited spec (spec.gateway changed in place): the switch is the edit's.
+                    if sw.from.isEmpty, let p = previous[name], !p.gateways.isEmpty, p.gateways != sw.to {
+                        sw = .init(from: p.gateways, to: sw.to, reason: "the StaticRoute's gateways changed (generation \(s.running[name]!.generation ?? 0))")
+                    }
                     switches.append((name, sw))
                     if !sw.from.isEmpty { s.running[name]!.lastSwitch = wall }
                 }

@@ -69,9 +69,11 @@ final class StaticRouteStatusReporter: Sendable {
         if !retrying { client.timeout = .seconds(2) }
         var failed: [String: StaticRouteStatus.NodeRoute?] = [:]
         for (name, entry) in batch.sorted(by: { $0.key < $1.key }) {
+            logger.debug("writing this node's status entry", metadata: ["staticroute": "\(name)", "phase": "\(entry?.phase ?? "removed")"])
             do {
                 _ = try await client.mergeStatus(.staticRoute, name: name, namespace: nil, status: Self.patch(node: node, entry))
             } catch let e as APIError where e.code == 404 {
+                logger.debug("the StaticRoute is gone; not writing its status", metadata: ["staticroute": "\(name)"])
                 continue
             } catch {
                 logger.debug("cannot write the StaticRoute's status yet", metadata: ["staticroute": "\(name)", "error": "\(error)"])
