@@ -190,7 +190,12 @@ struct StaticRouteLabTests: EgressProcessSuite {
         defer { lab.down { _ in } }
         // node2 cannot reach the primary; node1 can.
         _ = try Command.run("ip", ["netns", "exec", lab.node(2), "nft", "-f", "-"], input: """
-            table ip lab_cut { chain out { type filter hook output priority 0; ip daddr \(Self.primary) drop; } }
+            table ip lab_cut {
+              chain out {
+                type filter hook output priority 0; policy accept;
+                ip daddr \(Self.primary) drop
+              }
+            }
 
             """)
         try await apply(lab, Self.failover(holdDown: "1s"))

@@ -48,7 +48,12 @@ extension Lab {
     }
 
     /// Takes gateway `i` off the LAN (`down: true`) or puts it back: a gateway that dies.
+    /// Its routes to the pod subnets went with the link, and come back with it.
     public func setGateway(_ i: Int, down: Bool) throws {
-        try ip(["link set eth0 \(down ? "down" : "up")"], netns: gateway(i))
+        if down {
+            try ip(["link set eth0 down"], netns: gateway(i))
+        } else {
+            try ip(["link set eth0 up"] + (1...nodes).map { "route replace 10.244.\($0).0/24 via \(Self.nodeAddress($0))" }, netns: gateway(i))
+        }
     }
 }

@@ -167,8 +167,9 @@ public final class StaticRouteAgent: Service, Sendable {
             let now = clock.now
             let deadline = state.withLock { s in s.running.values.compactMap { $0.selection.nextDeadline(health: $0.health, now: now) }.min() }
             if let deadline {
-                if deadline <= now { update(); continue }
-                try? await Task.sleep(for: min(deadline - now, .seconds(1)))
+                // Once the hold-down has ended it is no deadline any more: decide now.
+                if deadline > now { try? await Task.sleep(for: min(deadline - now, .seconds(1))) }
+                if clock.now >= deadline { update() }
             } else if await wakes.next() == nil {
                 return
             }
