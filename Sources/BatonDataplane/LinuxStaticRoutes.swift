@@ -10,17 +10,18 @@ import Foundation
 ///   `rulePriority + 1`, after a rule at `rulePriority` that looks up the main table for
 ///   anything more specific than a default route (`suppress_prefixlength 0`): the LAN, the
 ///   Baton server and the cluster's networks keep their paths, and the node's own default
-///   route stays as it is beneath. If the server is reached only by the node's default route,
-///   a host route to it through that same path is pinned first.
+///   route stays as it is beneath. If the server (or a cluster network) is reached only by the
+///   node's default route, a route to it through that same path is pinned first.
 /// - A route Baton did not make is never replaced or deleted: a destination whose main-table
 ///   slot holds one is reported as failed.
 public final class LinuxStaticRoutes: @unchecked Sendable {
     public static let defaultRouteTable: UInt32 = 217
     public let rulePriority: Int
-    /// Addresses whose path must not move onto a gateway (the Baton server).
-    public let pinned: [IPAddress]
+    /// Addresses and networks whose path must not move onto a gateway (the Baton server, the
+    /// cluster's networks).
+    public let pinned: [IPPrefix]
 
-    public init(rulePriority: Int = 150, pinned: [IPAddress] = []) {
+    public init(rulePriority: Int = 150, pinned: [IPPrefix] = []) {
         self.rulePriority = rulePriority
         self.pinned = pinned
     }
@@ -40,7 +41,7 @@ public final class LinuxStaticRoutes: @unchecked Sendable {
     }
 
     func isPin(_ e: NetlinkRoute.Entry) -> Bool {
-        e.destination.length == e.destination.address.bitWidth && pinned.contains(e.destination.address) && e.table == NetlinkRoute.mainTable
+        pinned.contains(e.destination) && e.table == NetlinkRoute.mainTable
     }
 
     /// Takes the installed routes from `from` to `to`. Returns the destinations that could not
@@ -106,16 +107,18 @@ public final class LinuxStaticRoutes: @unchecked Sendable {
         }
     }
 
-    /// For each pinned address of `f` whose main-table path is the node's default route: a
-    /// host route through that same gateway and device, so that rule `rulePriority` keeps it.
+    /// For each pinned address or network of `f` whose main-table path is the node's default
+    /// route: a route to it through that same gateway and device, so that rule `rulePriority`
+    /// keeps it.
     func pin(_ f: IPAddress.Family) throws {
-        let addresses = pinned.filter { $0.family == f }
-        guard !addresses.isEmpty else { return }
+        let prefixes = pinned.filter { $0.address.family == f && $0.length > 0 }
+        guard !prefixes.isEmpty else { return }
         let main = try NetlinkRoute.list(f).filter { $0.table == NetlinkRoute.mainTable && $0.type == 1 }
-        for a in addresses {
-            guard let best = main.filter({ $0.destination.contains(a) }).max(by: { $0.destination.length < $1.destination.length }),
+        for p in prefixes {
+            guard let best = main.filter({ $0.destination.length <= p.length && $0.destination.contains(p.address) })
+                    .max(by: { $0.destination.length < $1.destination.length }),
                   best.destination.length == 0, !best.isBaton, let via = best.gateways.first else { continue }
-            var args = ["route", "replace", "\(a)/\(a.bitWidth)", "via", "\(via)"]
+            var args = ["route", "replace", "\(p)", "via", "\(via)"]
             if best.interfaceIndex != 0, let name = Self.interfaceName(best.interfaceIndex) { args += ["dev", name] }
             _ = try Command.run("ip", [f == .v4 ? "-4" : "-6"] + args + ["proto", "\(NetlinkRoute.batonProtocol)"])
         }

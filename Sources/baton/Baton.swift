@@ -450,13 +450,16 @@ struct Agent: AsyncParsableCommand {
                                           logger: Logger(label: "baton.agent.vrrp"))
         var services: [any Service] = [agent, ipFailovers]
         if dataplane == "linux" {
-            // Static routes: the server's address keeps its path when a default route goes in.
+            // Static routes: the server's address and the cluster's networks keep their paths when a
+            // default route goes in.
             var srOptions = StaticRouteAgent.Options(node: node)
             srOptions.cleanup = cleanup
             let connection = client.cli.connection
-            if let host = URLComponents(string: connection.server)?.host {
-                srOptions.pinned = [IPAddress(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))].compactMap { $0 }
+            if let host = URLComponents(string: connection.server)?.host,
+               let server = IPAddress(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))) {
+                srOptions.pinned.append(IPPrefix(address: server, length: server.bitWidth))
             }
+            srOptions.pinned += clusterCIDRs.compactMap { IPPrefix($0) }
             services.append(StaticRouteAgent(client: connection.client, options: srOptions, logger: Logger(label: "baton.agent.staticroute")))
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

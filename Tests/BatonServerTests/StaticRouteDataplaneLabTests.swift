@@ -171,4 +171,26 @@ struct StaticRouteDataplaneLabTests {
         #expect(try ip(["-6", "route", "show", "table", "all", "proto", "217"]).isEmpty)
         #expect(try ip(["-6", "route", "show", "2001:db8:1::/48"]).contains("via fd00:77::2"))
     }
+
+    /// The node reaches the server (10.99.0.1) and a cluster network (10.98.0.0/16) only through
+    /// its own default route: a Baton default route through another gateway must not take them.
+    @Test func aDefaultRouteLeavesTheServerAndTheClusterOnTheNodesOwnPath() throws {
+        defer { tearDown() }
+        try build()
+        let node = self.node
+        func ip(_ args: [String]) throws -> String { try Command.run("ip", ["-n", node] + args) }
+        _ = try ip(["route", "add", "default", "via", "10.77.0.2"])
+        let routes = LinuxStaticRoutes(pinned: [IPPrefix("10.99.0.1/32")!, IPPrefix("10.98.0.0/16")!, IPPrefix("10.77.0.0/24")!])
+        let table = StaticRouteTable([IPSyntax.destination("0.0.0.0/0")!: [Self.v4.g2]])
+        #expect(try Self.inNamespace(node) { try routes.apply(from: StaticRouteTable(), to: table) }.isEmpty)
+        #expect(try ip(["route", "get", "10.99.0.1"]).contains("via 10.77.0.2"))
+        #expect(try ip(["route", "get", "10.98.1.1"]).contains("via 10.77.0.2"))
+        #expect(try ip(["route", "get", "198.51.100.7"]).contains("via 10.77.0.3"))
+        // The LAN is on a connected route already: nothing is pinned for it.
+        #expect(!(try ip(["route", "show", "proto", "217"]).contains("10.77.0.0/24")))
+        #expect(try Self.inNamespace(node) { try routes.installed() } == table)
+        try Self.inNamespace(node) { try routes.cleanup() }
+        #expect(try ip(["route", "show", "table", "all", "proto", "217"]).isEmpty)
+        #expect(try ip(["route", "show", "default"]).contains("via 10.77.0.2"))
+    }
 }

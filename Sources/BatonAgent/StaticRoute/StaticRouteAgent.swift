@@ -24,8 +24,9 @@ public final class StaticRouteAgent: Service, Sendable {
         public var cleanup = false
         /// Priority of the rules that carry default routes (see `LinuxStaticRoutes`).
         public var rulePriority = 150
-        /// Addresses that must keep their path when a default route is installed (the server).
-        public var pinned: [IPAddress] = []
+        /// Addresses and networks that must keep their path when a default route is installed
+        /// (the server, the cluster's networks).
+        public var pinned: [IPPrefix] = []
         public init(node: String) { self.node = node }
     }
 
