@@ -289,4 +289,39 @@ struct StaticRouteLabTests: EgressProcessSuite {
             for (b, a) in zip(before[i - 1], after) { #expect(a == b) }
         }
     }
+
+    /// `baton lab bench staticroute`, briefly: every trial moves the pod's traffic to the
+    /// secondary with a measured outage, and the short load run switches nothing.
+    @Test func theBenchMeasuresAnOutageAndCountsNoSpuriousSwitch() async throws {
+        let bench = StaticRouteBench(prefix: "sb\(getpid() % 100_000)", stateDir: nil, binary: BatonBinary.path!,
+                                     trials: 2, loadSeconds: 2, loadProcesses: 2)
+        defer { bench.lab.down { _ in } }
+        let results = try await bench.run { _ in }
+        #expect(results.trials.count == 2)
+        for t in results.trials {
+            #expect(t.movedToSecondary)
+            #expect(t.outage > .zero && t.lost > 0)
+            #expect(t.wrongSource == 0)
+        }
+        #expect(results.manualProcedure.map { $0 > .zero } == true)
+        #expect(results.spuriousSwitches == 0)
+        #expect(results.table.contains { $0.contains("p99 outage") })
+        #expect(bench.lab.existingNamespaces().isEmpty)
+    }
+
+}
+
+/// How the bench reads a sender's log (no root needed).
+@Suite struct StaticRouteBenchOutageTests {
+    @Test func theOutageIsTheLongestRunOfUnansweredDatagrams() {
+        let records = [
+            SenderRecord(seq: 0, sent: 0, received: 1, source: "203.0.113.1"),
+            SenderRecord(seq: 1, sent: 5, received: nil), SenderRecord(seq: 2, sent: 10, received: nil),
+            SenderRecord(seq: 3, sent: 15, received: 16, source: "203.0.113.2"),
+            SenderRecord(seq: 4, sent: 20, received: nil),
+            SenderRecord(seq: 5, sent: 25, received: 26, source: "203.0.113.2"),
+        ]
+        let (outage, lost) = StaticRouteBench.outage(records)
+        #expect(outage == .nanoseconds(10) && lost == 3)
+    }
 }

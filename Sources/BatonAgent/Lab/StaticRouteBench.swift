@@ -6,9 +6,11 @@ import Foundation
 import Glibc
 #endif
 
-/// `baton lab bench staticroute`: a lab of its own (`Lab` with its two NAT gateways), one
-/// StaticRoute with both gateways (priority 0 and 10) and the default health check, and:
+/// `baton lab bench staticroute`: a lab of its own (`Lab` with its two NAT gateways), and:
 ///
+/// - The seed's manual failover once: primary.yaml applied, then deleted and secondary.yaml
+///   applied; the time from the delete to every pod's traffic through the secondary.
+/// Then one StaticRoute with both gateways (priority 0 and 10) and the default health check:
 /// - `trials` times: pod 1 sends a UDP datagram every `intervalMs` to the external host's
 ///   public address; 0.5 s in, the primary gateway dies (its LAN link goes down). Outage: the
 ///   longest run of unanswered datagrams, from the first of them being sent to the first
@@ -43,6 +45,9 @@ public struct StaticRouteBench: Sendable {
         public var trials: [Trial]
         /// Switches logged by the agents during the load run; nil when it did not run.
         public var spuriousSwitches: Int?
+        /// The seed's manual failover (delete the primary StaticRoute, apply the secondary), from
+        /// the delete to every pod's traffic through the secondary, both CLI calls included.
+        public var manualProcedure: Duration?
         public var loadSeconds: Int
         public var loadProcesses: Int
 
@@ -56,6 +61,9 @@ public struct StaticRouteBench: Sendable {
                 "  \(pad(trials.count, 6))   \(pad(ms(s.percentile(50)), 10))   \(pad(ms(s.percentile(99)), 10))   \(pad(ms(s.values.max() ?? .nan), 10))   \(pad("\(moved)/\(trials.count)", 18))   \(trials.map(\.wrongSource).reduce(0, +))",
                 "  the seed's manual procedure: 30-60 s of waiting after a human notices, plus the noticing",
             ]
+            if let manualProcedure {
+                out.append(String(format: "The seed's manual procedure with Baton (delete primary, apply secondary): every pod through the secondary %.0f ms after the delete began", manualProcedure.seconds * 1000))
+            }
             if let spuriousSwitches {
                 out.append("Spurious gateway switches in \(loadSeconds) s under full CPU load (\(loadProcesses) busy loops), both gateways up: \(spuriousSwitches)")
             }
@@ -85,6 +93,8 @@ public struct StaticRouteBench: Sendable {
         try await lab.up(log: log)
         defer { lab.down(log: log) }
         try await lab.runInServer(["delete", "egressclusterpolicy", "lab-pods"], retryFor: 10)
+        let manual = try await manualProcedure()
+        log(String(format: "manual procedure: %.0f ms", manual.seconds * 1000))
         let path = lab.stateDir + "/bench-sr.yaml"
         try Self.manifest.write(toFile: path, atomically: true, encoding: .utf8)
         try await lab.runInServer(["apply", "-f", path])
@@ -115,7 +125,35 @@ public struct StaticRouteBench: Sendable {
             try await Task.sleep(for: .seconds(1))
             spurious = switchesLogged() - before
         }
-        return Results(trials: results, spuriousSwitches: spurious, loadSeconds: loadSeconds, loadProcesses: loadProcesses)
+        return Results(trials: results, spuriousSwitches: spurious, manualProcedure: manual, loadSeconds: loadSeconds,
+                       loadProcesses: loadProcesses)
+    }
+
+    /// The seed's primary.yaml, then its manual failover: delete it, apply secondary.yaml.
+    func manualProcedure() async throws -> Duration {
+        func seed(_ name: String, _ gateway: String) throws -> String {
+            let path = "\(lab.stateDir)/\(name).yaml"
+            try """
+                apiVersion: networking.digitalocean.com/v1
+                kind: StaticRoute
+                metadata:
+                  name: \(name)
+                spec:
+                  destinations: ["\(Lab.publicExternalAddress)"]
+                  gateway: "\(gateway)"
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let primary = try seed("primary", Lab.gatewayAddress(1)), secondary = try seed("secondary", Lab.gatewayAddress(2))
+        try await lab.runInServer(["apply", "-f", primary])
+        try await waitSeen(Lab.gatewayPublicAddress(1), within: .seconds(20), pods: 1...lab.nodes)
+        let started = ContinuousClock.now
+        try await lab.runInServer(["delete", "-f", primary])
+        try await lab.runInServer(["apply", "-f", secondary])
+        try await waitSeen(Lab.gatewayPublicAddress(2), within: .seconds(60), pods: 1...lab.nodes, every: .milliseconds(5))
+        let took = ContinuousClock.now - started
+        try await lab.runInServer(["delete", "-f", secondary])
+        return took
     }
 
     func trial(_ k: Int) async throws -> Trial {
@@ -154,13 +192,17 @@ public struct StaticRouteBench: Sendable {
         return (.nanoseconds(Int64(best)), lost)
     }
 
-    func waitSeen(_ source: String, within limit: Duration) async throws {
+    func waitSeen(_ source: String, within limit: Duration, pods: ClosedRange<Int> = 1...1, every: Duration = .milliseconds(100)) async throws {
         let deadline = ContinuousClock.now + limit
-        while ContinuousClock.now < deadline {
-            if try lab.probe(from: lab.pod(1), to: Lab.publicExternalAddress) == source { return }
-            try await Task.sleep(for: .milliseconds(100))
+        for i in pods {
+            while true {
+                if try lab.probe(from: lab.pod(i), to: Lab.publicExternalAddress) == source { break }
+                guard ContinuousClock.now < deadline else {
+                    throw LabError("pod\(i) never reached \(Lab.publicExternalAddress) through \(source) within \(limit)")
+                }
+                try await Task.sleep(for: every)
+            }
         }
-        throw LabError("pod1 never reached \(Lab.publicExternalAddress) through \(source) within \(limit)")
     }
 
     /// Gateway switches the agents have logged so far, every node together.
