@@ -59,7 +59,7 @@ public final class StaticRouteAgent: Service, Sendable {
     let options: Options
     let clock: any BatonClock
     let logger: Logger
-    let routes: LinuxStaticRoutes
+    let routes: any StaticRouteDataplane
     let reporter: StaticRouteStatusReporter
     private let state = Mutex(State())
     private let timerWake: AsyncStream<Void>
@@ -67,7 +67,9 @@ public final class StaticRouteAgent: Service, Sendable {
 
     /// `client`'s server and token are used over a connection pool of the agent's own: its two
     /// watches must not take connections from the heartbeats.
-    public init(client: BatonClient, options: Options, clock: any BatonClock = MonotonicClock(), logger: Logger) {
+    /// `dataplane` nil: the kernel's routes (`LinuxStaticRoutes` with `options`' rule priority and pins).
+    public init(client: BatonClient, options: Options, dataplane: (any StaticRouteDataplane)? = nil,
+                clock: any BatonClock = MonotonicClock(), logger: Logger) {
         let (own, close) = client.withOwnConnections()
         self.client = own
         self.closeClient = close
@@ -75,7 +77,7 @@ public final class StaticRouteAgent: Service, Sendable {
         self.options = options
         self.clock = clock
         self.logger = logger
-        self.routes = LinuxStaticRoutes(rulePriority: options.rulePriority, pinned: options.pinned)
+        self.routes = dataplane ?? LinuxStaticRoutes(rulePriority: options.rulePriority, pinned: options.pinned)
         self.reporter = StaticRouteStatusReporter(client: client, node: options.node, logger: logger)
         (timerWake, timerWakeIn) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -291,6 +293,7 @@ public final class StaticRouteAgent: Service, Sendable {
         for c in selection.candidates {
             health[c.address] = GatewayHealth(check, now: now)
             let method: GatewayProber.Method
+            guard routes.probes else { continue }
             switch check.kind {
             case .none: continue
             case .icmp: method = .icmp
@@ -318,7 +321,8 @@ public final class StaticRouteAgent: Service, Sendable {
         let health = r.selection.candidates.map { c -> StaticRouteStatus.GatewayHealth in
             let h = r.health[c.address]
             let since = h.map { Timestamp.format(Date().addingTimeInterval(-Self.seconds(clock - $0.since))) }
-            return .init(address: c.address.description, state: r.check.kind == .none ? "Unknown" : (h?.state.rawValue ?? "Unknown"), since: since)
+            let probed = r.check.kind != .none && routes.probes
+            return .init(address: c.address.description, state: probed ? (h?.state.rawValue ?? "Unknown") : "Unknown", since: since)
         }
         let mine = outcome.owned
         let errors = mine.compactMap { failed[$0] }
