@@ -304,7 +304,7 @@ struct StaticRouteLabTests: EgressProcessSuite {
             #expect(t.wrongSource == 0)
         }
         #expect(results.manualProcedure.map { $0 > .zero } == true)
-        #expect(results.spuriousSwitches == 0)
+        #expect(results.spuriousSwitches == 0 && results.falseUnhealthy == 0)
         #expect(results.table.contains { $0.contains("p99 outage") })
         #expect(bench.lab.existingNamespaces().isEmpty)
     }

@@ -45,6 +45,9 @@ public struct StaticRouteBench: Sendable {
         public var trials: [Trial]
         /// Switches logged by the agents during the load run; nil when it did not run.
         public var spuriousSwitches: Int?
+        /// Gateways the agents judged unhealthy during the load run (a false verdict need not
+        /// switch anything: the secondary's does not).
+        public var falseUnhealthy: Int?
         /// The seed's manual failover (delete the primary StaticRoute, apply the secondary), from
         /// the delete to every pod's traffic through the secondary, both CLI calls included.
         public var manualProcedure: Duration?
@@ -65,7 +68,8 @@ public struct StaticRouteBench: Sendable {
                 out.append(String(format: "The seed's manual procedure with Baton (delete primary, apply secondary): every pod through the secondary %.0f ms after the delete began", manualProcedure.seconds * 1000))
             }
             if let spuriousSwitches {
-                out.append("Spurious gateway switches in \(loadSeconds) s under full CPU load (\(loadProcesses) busy loops), both gateways up: \(spuriousSwitches)")
+                out.append("Spurious gateway switches in \(loadSeconds) s under full CPU load (\(loadProcesses) busy loops), both gateways up: \(spuriousSwitches)"
+                           + (falseUnhealthy.map { " (gateways judged unhealthy: \($0))" } ?? ""))
             }
             return out
         }
@@ -114,18 +118,19 @@ public struct StaticRouteBench: Sendable {
             try await waitSeen(Lab.gatewayPublicAddress(1), within: .seconds(30))
         }
 
-        var spurious: Int?
+        var spurious: Int?, unhealthy: Int?
         if loadSeconds > 0 {
-            let before = switchesLogged()
+            let before = logged("gateway switched"), unhealthyBefore = logged("state=Unhealthy")
             log("load: \(loadProcesses) busy loops for \(loadSeconds) s")
             for i in 1...loadProcesses {
                 try lab.spawn("load\(i)", netns: lab.server, [lab.binary, "lab", "spin", "--seconds", "\(loadSeconds)"])
             }
             try await Task.sleep(for: .seconds(loadSeconds))
             try await Task.sleep(for: .seconds(1))
-            spurious = switchesLogged() - before
+            spurious = logged("gateway switched") - before
+            unhealthy = logged("state=Unhealthy") - unhealthyBefore
         }
-        return Results(trials: results, spuriousSwitches: spurious, manualProcedure: manual, loadSeconds: loadSeconds,
+        return Results(trials: results, spuriousSwitches: spurious, falseUnhealthy: unhealthy, manualProcedure: manual, loadSeconds: loadSeconds,
                        loadProcesses: loadProcesses)
     }
 
@@ -205,11 +210,12 @@ public struct StaticRouteBench: Sendable {
         }
     }
 
-    /// Gateway switches the agents have logged so far, every node together.
-    func switchesLogged() -> Int {
+    /// How many lines with `marker` the agents have logged so far, every node together
+    /// (`gateway switched`, `state=Unhealthy`).
+    func logged(_ marker: String) -> Int {
         (1...lab.nodes).reduce(0) { n, i in
             let text = (try? String(contentsOfFile: "\(lab.stateDir)/logs/agent-node\(i).log", encoding: .utf8)) ?? ""
-            return n + text.components(separatedBy: "gateway switched").count - 1
+            return n + text.components(separatedBy: marker).count - 1
         }
     }
 }
