@@ -258,6 +258,7 @@ public final class StaticRouteAgent: Service, Sendable {
                     s.installed = try routes.installed()
                 } catch {
                     logger.error("cannot change the routing table", metadata: ["error": "\(error)"])
+                    if let now = try? routes.installed() { s.installed = now }
                     for d in table.routes.keys where s.installed.routes[d] != table.routes[d] { failed[d] = "\(error)" }
                 }
             }
