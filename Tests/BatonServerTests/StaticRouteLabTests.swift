@@ -290,6 +290,37 @@ struct StaticRouteLabTests: EgressProcessSuite {
         }
     }
 
+    /// IPv6: the lab's LAN gets fd00:77::/64 (nodes ::1I, gateways ::5I) for this test; each
+    /// node probes the gateways with ICMPv6, routes through the primary, and moves to the
+    /// secondary when the primary's link is cut.
+    @Test func anIPv6StaticRouteFailsOverAsAnIPv4OneDoes() async throws {
+        let lab = try await up("f")
+        defer { lab.down { _ in } }
+        for i in 1...lab.nodes { try lab.ip(["address add fd00:77::1\(i)/64 dev eth0 nodad"], netns: lab.node(i)) }
+        for g in 1...2 { try lab.ip(["address add fd00:77::5\(g)/64 dev eth0 nodad"], netns: lab.gateway(g)) }
+        try await apply(lab, Self.manifest("v6", spec: """
+              destinations: ["2001:db8:113::/64"]
+              gateways:
+                - {address: "fd00:77::51", priority: 0}
+                - {address: "fd00:77::52", priority: 10}
+              healthCheck: {holdDown: 1s}
+            """))
+        let ready = try await waitReady(lab, "v6", via: "fd00:77::51")
+        #expect(ready.nodes?.values.allSatisfy { $0.health?.allSatisfy { $0.state == "Healthy" } == true } == true)
+        for i in 1...lab.nodes {
+            #expect(try Command.run("ip", ["-n", lab.node(i), "-6", "route", "show", "2001:db8:113::/64"]).contains("via fd00:77::51 dev eth0 proto 217"))
+        }
+        try lab.setGateway(1, down: true)
+        _ = try await waitReady(lab, "v6", via: "fd00:77::52")
+        for i in 1...lab.nodes {
+            #expect(try Command.run("ip", ["-n", lab.node(i), "-6", "route", "show", "2001:db8:113::/64"]).contains("via fd00:77::52 dev eth0 proto 217"))
+        }
+        try await lab.runInServer(["delete", "sr", "v6"])
+        for i in 1...lab.nodes {
+            _ = try await waitFor("node\(i)'s IPv6 route removed") { try batonRoutes(lab, node: i).isEmpty ? true : nil }
+        }
+    }
+
     /// `baton lab bench staticroute`, briefly: every trial moves the pod's traffic to the
     /// secondary with a measured outage, and the short load run switches nothing.
     @Test func theBenchMeasuresAnOutageAndCountsNoSpuriousSwitch() async throws {
