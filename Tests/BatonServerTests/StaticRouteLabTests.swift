@@ -2,6 +2,7 @@ import BatonAPI
 import BatonAgent
 import BatonDataplane
 import Foundation
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -319,6 +320,49 @@ struct StaticRouteLabTests: EgressProcessSuite {
         for i in 1...lab.nodes {
             _ = try await waitFor("node\(i)'s IPv6 route removed") { try batonRoutes(lab, node: i).isEmpty ? true : nil }
         }
+    }
+
+    /// A TCP health check: each gateway is healthy while something listens on the port; a
+    /// refused connection counts as a failed probe.
+    @Test func aTCPHealthCheckFollowsTheListenerNotThePing() async throws {
+        let lab = try await up("t")
+        defer { lab.down { _ in } }
+        func listener(_ g: Int) throws -> Int32 {
+            try StaticRouteDataplaneLabTests.inNamespace(lab.gateway(g)) { () -> Int32 in
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var a = sockaddr_in()
+                a.sin_family = sa_family_t(AF_INET)
+                a.sin_port = UInt16(8080).bigEndian
+                var on: Int32 = 1
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+                guard withUnsafePointer(to: &a, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }) == 0,
+                      Glibc.listen(fd, 128) == 0 else { throw LabError("cannot listen in \(lab.gateway(g)): errno \(errno)") }
+                return fd
+            }
+        }
+        // Closed on every path: an open socket would keep its namespace alive after `down`.
+        let first = Mutex<Int32?>(try listener(1)), second = try listener(2)
+        defer {
+            close(second)
+            if let fd = first.withLock({ $0 }) { close(fd) }
+        }
+        try await apply(lab, Self.manifest("tcp", spec: """
+              destinations: ["\(Self.destination)"]
+              gateways:
+                - {address: "\(Self.primary)", priority: 0}
+                - {address: "\(Self.secondary)", priority: 10}
+              healthCheck: {type: tcp, port: 8080, interval: 100ms, timeout: 100ms, holdDown: 1s}
+            """))
+        _ = try await waitFor("both gateways healthy by TCP") { () -> Bool? in
+            let s = try await status(lab, "tcp")
+            return s?.nodes?.count == lab.nodes && s?.nodes?.values.allSatisfy({ $0.gateway == Self.primary && $0.health?.allSatisfy { $0.state == "Healthy" } == true }) == true ? true : nil
+        }
+        try await waitSeen(lab, Self.primaryPublic)
+        // The primary still answers pings, but nothing listens any more.
+        if let fd = first.withLock({ fd in defer { fd = nil }; return fd }) { close(fd) }
+        try await waitSeen(lab, Self.secondaryPublic)
+        let moved = try await waitReady(lab, "tcp", via: Self.secondary)
+        #expect(moved.nodes?.values.allSatisfy { $0.health?.first { $0.address == Self.primary }?.state == "Unhealthy" } == true)
     }
 
     /// `baton lab bench staticroute`, briefly: every trial moves the pod's traffic to the
