@@ -365,6 +365,36 @@ struct StaticRouteLabTests: EgressProcessSuite {
         #expect(moved.nodes?.values.allSatisfy { $0.health?.first { $0.address == Self.primary }?.state == "Unhealthy" } == true)
     }
 
+    /// Two healthy gateways at one priority share the route (the original's issue #22); one
+    /// dies and the other carries it alone.
+    @Test func healthyGatewaysAtOnePriorityShareTheRoute() async throws {
+        let lab = try await up("m")
+        defer { lab.down { _ in } }
+        try await apply(lab, Self.manifest("ecmp", spec: """
+              destinations: ["\(Self.destination)"]
+              gateways: [{address: "\(Self.primary)", priority: 1}, {address: "\(Self.secondary)", priority: 1}]
+            """))
+        _ = try await waitFor("both gateways in use on every node") { () -> Bool? in
+            let s = try await status(lab, "ecmp")
+            return s?.nodes?.count == lab.nodes && s?.nodes?.values.allSatisfy({ $0.gateways == [Self.primary, Self.secondary] && $0.phase == "Ready" }) == true ? true : nil
+        }
+        for i in 1...lab.nodes {
+            let r = try batonRoutes(lab, node: i)
+            #expect(r.contains("nexthop via \(Self.primary) dev eth0") && r.contains("nexthop via \(Self.secondary) dev eth0"), "\(r)")
+        }
+        let table = try await lab.runInServer(["get", "sr", "ecmp", "-o", "wide"])
+        #expect(table.contains("\(Self.primary),\(Self.secondary)   \(lab.nodes)/\(lab.nodes)"), "\(table)")
+        try lab.setGateway(2, down: true)
+        _ = try await waitFor("the primary alone on every node") { () -> Bool? in
+            let s = try await status(lab, "ecmp")
+            return s?.nodes?.values.allSatisfy({ $0.gateways == [Self.primary] && $0.phase == "Ready" }) == true ? true : nil
+        }
+        for i in 1...lab.nodes {
+            #expect(try batonRoutes(lab, node: i).contains("\(Self.destination) via \(Self.primary) dev eth0"))
+        }
+        try await waitSeen(lab, Self.primaryPublic)
+    }
+
     /// `baton lab bench staticroute`, briefly: every trial moves the pod's traffic to the
     /// secondary with a measured outage, and the short load run switches nothing.
     @Test func theBenchMeasuresAnOutageAndCountsNoSpuriousSwitch() async throws {
