@@ -5,9 +5,9 @@ import Glibc
 #endif
 
 /// Routes changed and read over rtnetlink from this process: `ip route replace|del|show`
-/// without forking `ip`. Every route Baton installs carries its own routing protocol number
-/// (`protocol`, 0xBA = 186 is BGP's, so Baton uses 217), which is how it tells its routes
-/// from everyone else's: it never deletes or replaces a route without that mark.
+/// without forking `ip`. Every route Baton installs carries its own routing protocol number,
+/// 217 (unassigned in the kernel's list; 186-192 are the routing daemons'), which is how it
+/// tells its routes from everyone else's: it never deletes or replaces a route without it.
 public enum NetlinkRoute {
     /// `rtm_protocol` of Baton's routes (`ip route show proto 217`).
     public static let batonProtocol: UInt8 = 217
