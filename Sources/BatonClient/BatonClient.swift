@@ -236,3 +236,15 @@ public struct BatonClient: Sendable {
         }
     }
 }
+
+extension BatonClient {
+    /// The same server and token over a connection pool of its own, and how to close it. An
+    /// agent part that holds long watches uses one, so that its watches cannot take the
+    /// connections the heartbeats need (a pool opens at most 8 connections to one server).
+    public func withOwnConnections() -> (client: BatonClient, shutdown: @Sendable () async -> Void) {
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        var c = BatonClient(server: server, token: token, http: http)
+        c.timeout = timeout
+        return (c, { try? await http.shutdown() })
+    }
+}

@@ -369,7 +369,7 @@ extension CommandLine {
 
 struct Agent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a node's agent: register the node, heartbeat, announce the EIPs placed on it, and run the IPFailovers that select it.",
+        abstract: "Run a node's agent: register the node, heartbeat, announce the EIPs placed on it, and run the IPFailovers and StaticRoutes that select it.",
         discussion: "Every IPFailover whose nodeSelector matches this node's Node (its labels, followed as they change) runs here as OpenShift's ipfailover pod would run it, with VRRP (root). With --dataplane none the agent decides and logs what it would run (and appends it to --dataplane-log) without touching the network.")
     @OptionGroup var client: ClientOptions
     @Option(help: "This node's name (its Node and EgressTunnel are named after it).") var node: String
@@ -384,7 +384,7 @@ struct Agent: AsyncParsableCommand {
             help: "Seconds added to the wall-clock time this agent reports (simulates a machine whose clock is off; write negative values as --clock-skew=-600).")
     var clockSkew: Double = 0
     @Option(name: .customLong("dataplane-log"),
-            help: "With --dataplane none: append each announce and withdraw, and each IPFailover it would start or stop, to this file, stamped with CLOCK_MONOTONIC in ns.")
+            help: "With --dataplane none: append each announce and withdraw, each IPFailover it would start or stop, and each static route it would replace or delete, to this file, stamped with CLOCK_MONOTONIC in ns.")
     var dataplaneLog: String?
     @Option(help: "The interface towards the LAN: EIPs are bound on it and the VXLAN tunnel rides on it (--dataplane linux).")
     var interface: String = "eth0"
@@ -394,7 +394,7 @@ struct Agent: AsyncParsableCommand {
     @Option(name: .customLong("vxlan-name"), help: "The VXLAN device (egressgateway's default).") var vxlanName = "egress.vxlan"
     @Option(name: .customLong("vxlan-id"), help: "The VXLAN VNI (egressgateway's default).") var vxlanID = 100
     @Option(name: .customLong("vxlan-port"), help: "The VXLAN UDP port (egressgateway's default).") var vxlanPort = 7789
-    @Flag(help: "On exit, remove everything the data plane added (nftables table, rules, routes, tunnel, EIPs). Without it the data plane stays as it is.")
+    @Flag(help: "On exit, remove everything the data plane added (nftables table, rules, routes, tunnel, EIPs, static routes). Without it the data plane stays as it is.")
     var cleanup = false
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
@@ -425,11 +425,13 @@ struct Agent: AsyncParsableCommand {
         let plane: any EgressDataplane
         let nodeAddresses = addresses.compactMap(IPAddress.init)
         let vrrp: any IPFailoverSpeakerFactory
+        var staticRoutePlane: (any StaticRouteDataplane)?
         switch dataplane {
         case "none":
             let recording = try RecordingDataplane(logger: logger, journal: dataplaneLog)
             plane = recording
             vrrp = RecordingIPFailoverSpeakers(addresses: nodeAddresses, journal: { recording.record($0, $1) })
+            staticRoutePlane = RecordingStaticRoutes(logger: Logger(label: "baton.agent.staticroute"), journal: { recording.record($0, $1) })
         case "linux":
             vrrp = LinuxIPFailoverSpeakers(addresses: nodeAddresses)
             var config = EgressDatapathConfig(parent: interface)
@@ -448,7 +450,20 @@ struct Agent: AsyncParsableCommand {
         let agent = try EgressAgent(client: client.cli.connection.client, options: options, dataplane: plane, logger: logger)
         let ipFailovers = IPFailoverAgent(client: client.cli.connection.client, node: node, speakers: vrrp,
                                           logger: Logger(label: "baton.agent.vrrp"))
-        let group = ServiceGroup(configuration: .init(services: [agent, ipFailovers], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // Static routes: the server's address and the cluster's networks keep their paths when a
+        // default route goes in.
+        var srOptions = StaticRouteAgent.Options(node: node)
+        srOptions.cleanup = cleanup
+        let connection = client.cli.connection
+        if let host = URLComponents(string: connection.server)?.host,
+           let server = IPAddress(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))) {
+            srOptions.pinned.append(IPPrefix(address: server, length: server.bitWidth))
+        }
+        srOptions.pinned += clusterCIDRs.compactMap { IPPrefix($0) }
+        let staticRoutes = StaticRouteAgent(client: connection.client, options: srOptions, dataplane: staticRoutePlane,
+                                            logger: Logger(label: "baton.agent.staticroute"))
+        let services: [any Service] = [agent, ipFailovers, staticRoutes]
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

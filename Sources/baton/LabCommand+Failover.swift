@@ -30,7 +30,7 @@ extension LabCommand {
     }
 
     struct Bench: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Benchmarks in the lab.", subcommands: [FailoverBench.self, VRRPBenchCommand.self])
+        static let configuration = CommandConfiguration(abstract: "Benchmarks in the lab.", subcommands: [FailoverBench.self, VRRPBenchCommand.self, StaticRouteBenchCommand.self])
     }
 
     struct FailoverBench: AsyncParsableCommand {

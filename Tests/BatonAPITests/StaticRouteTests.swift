@@ -51,7 +51,31 @@ struct StaticRouteTests {
          "spec.destinations[0]", "\"10.42.10.0/33\": must be an IP address or a CIDR subnet"),
         ("{destinations: [\"10.42.10.1/24\"], gateway: \"10.116.0.4\"}",
          "spec.destinations[0]", "host bits must be zero"),
-        ("{destinations: [\"0.0.0.0/0\"], gateway: \"10.116.0.4\"}", "spec.destinations[0]", "default route"),
+        ("{destinations: [\"0.0.0.0\"], gateway: \"10.116.0.4\"}", "spec.destinations[0]", "\"0.0.0.0\": is the unspecified address"),
+        ("{destinations: [\"::\"], gateway: \"fd00::1\"}", "spec.destinations[0]", "the default route is ::/0"),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"224.0.0.1\"}", "spec.gateway", "must be a unicast address"),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {type: udp}}",
+         "spec.healthCheck.type", "Unsupported value: \"udp\""),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {type: tcp}}",
+         "spec.healthCheck.port", "Required value: a TCP port is required"),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {type: icmp, port: 80}}",
+         "spec.healthCheck.port", "\"80\": is only used with spec.healthCheck.type \"tcp\""),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {type: tcp, port: 70000}}",
+         "spec.healthCheck.port", "less than or equal to 65535"),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {interval: fast}}",
+         "spec.healthCheck.interval", "\"fast\": must be a duration"),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {interval: 1ms}}",
+         "spec.healthCheck.interval", "\"1ms\": must be between 10ms and 1h"),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {interval: 100ms, timeout: 200ms}}",
+         "spec.healthCheck.timeout", "\"200ms\": must not be longer than spec.healthCheck.interval (100ms)"),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {holdDown: -5s}}",
+         "spec.healthCheck.holdDown", "\"-5s\": must be a duration"),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {failureThreshold: 0}}",
+         "spec.healthCheck.failureThreshold", "greater than or equal to 1"),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {failback: maybe}}",
+         "spec.healthCheck.failback", "boolean"),
+        ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {holdown: 1s}}",
+         "spec.healthCheck.holdown", "unknown field"),
         ("{destinations: [\"34.160.111.145\", \"34.160.111.145/32\"], gateway: \"10.116.0.4\"}",
          "spec.destinations[1]", "Duplicate value"),
         ("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0\"}", "spec.gateway", "\"10.116.0\": must be a valid IP address"),
@@ -90,6 +114,27 @@ struct StaticRouteTests {
         #expect(spec == StaticRouteSpec(destinations: ["34.160.111.145", "10.42.10.0/24"], gateway: "10.116.0.4"))
         #expect(spec.gatewaysByPriority == ["10.116.0.4"])
         _ = try AdmissionProbe.admit(Self.manifest("{destinations: [\"2001:db8::/32\"], gateway: \"fd00::1\"}"))
+        #expect(spec.resolvedHealthCheck == StaticRouteSpec.HealthCheck.Resolved())
+    }
+
+    /// The original's issues #6 and #32: a default route through the gateway.
+    @Test("default routes are admitted, IPv4 and IPv6")
+    func defaultRoutes() throws {
+        _ = try AdmissionProbe.admit(Self.manifest("{destinations: [\"0.0.0.0/0\"], gateway: \"10.116.0.4\"}"))
+        _ = try AdmissionProbe.admit(Self.manifest("{destinations: [\"::/0\"], gateways: [{address: \"fd00::1\"}, {address: \"fd00::2\", priority: 1}]}"))
+    }
+
+    @Test("a health check's fields and defaults")
+    func healthCheck() throws {
+        let a = try AdmissionProbe.admit(Self.manifest("""
+            {destinations: ["34.160.111.145"], gateways: [{address: "10.116.0.4"}, {address: "10.116.0.12", priority: 1}], \
+            healthCheck: {type: tcp, port: 443, interval: 200ms, timeout: 150ms, failureThreshold: 2, successThreshold: 5, holdDown: 1m30s, failback: false}}
+            """))
+        let resolved = try #require(try a.object.decodeSpec(StaticRouteSpec.self).resolvedHealthCheck)
+        #expect(resolved == .init(kind: .tcp(port: 443), interval: 200_000_000, timeout: 150_000_000, failureThreshold: 2,
+                                  successThreshold: 5, holdDown: 90_000_000_000, failback: false))
+        let none = try AdmissionProbe.admit(Self.manifest("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.4\", healthCheck: {type: none}}"))
+        #expect(try none.object.decodeSpec(StaticRouteSpec.self).resolvedHealthCheck?.kind == StaticRouteSpec.HealthCheck.Resolved.Kind.none)
     }
 
     @Test("gateways are tried in priority order, ties in list order")
@@ -107,9 +152,10 @@ struct StaticRouteTests {
         #expect(a.object.status == nil)
 
         var object = a.object
-        object.status = try JSONValue(encoding: StaticRouteStatus(nodes: [.init(name: "node1", gateway: "10.116.0.x", phase: "Ready")]))
+        object.status = try JSONValue(encoding: StaticRouteStatus(nodes: ["node1": .init(gateway: "10.116.0.x", phase: "Ready")]))
         #expect(throws: APIError.self) { try Admission.validateStatus(object, kind: .staticRoute) }
-        object.status = try JSONValue(encoding: StaticRouteStatus(nodes: [.init(name: "node1", gateway: "10.116.0.4", phase: "Ready")]))
+        object.status = try JSONValue(encoding: StaticRouteStatus(nodes: ["node1": .init(gateway: "10.116.0.4", gateways: ["10.116.0.4"], phase: "Ready",
+                                                                                         health: [.init(address: "10.116.0.4", state: "Healthy")])]))
         try Admission.validateStatus(object, kind: .staticRoute)
     }
 
@@ -117,16 +163,29 @@ struct StaticRouteTests {
     @Test("printer columns are the original CRD's")
     func columns() throws {
         let cols = KindInfo.staticRoute.columns
-        #expect(cols.map(\.name) == ["AGE", "DESTINATIONS", "GATEWAY"])
-        #expect(cols.map(\.jsonPath) == [".metadata.creationTimestamp", ".spec.destinations", ".spec.gateway"])
-        #expect(cols.map(\.type) == ["date", "string", "string"])
-        #expect(cols.map(\.priority) == [0, 1, 1])
-        #expect(cols.map(\.description) == [nil, "Destination host(s)/subnet(s)", "Gateway to route through"])
+        #expect(cols.prefix(3).map(\.name) == ["AGE", "DESTINATIONS", "GATEWAY"])
+        #expect(cols.prefix(3).map(\.jsonPath) == [".metadata.creationTimestamp", ".spec.destinations", ".spec.gateway"])
+        #expect(cols.prefix(3).map(\.type) == ["date", "string", "string"])
+        #expect(cols.map(\.priority) == [0, 1, 1, 1, 1])
+        #expect(cols.prefix(3).map(\.description) == [nil, "Destination host(s)/subnet(s)", "Gateway to route through"])
+        // Baton's, -o wide only: the gateways in use across nodes, and how many nodes are Ready.
+        #expect(cols.dropFirst(3).map(\.name) == ["IN USE", "READY"])
 
         // kubectl prints the list as JSON: `["XX.XX.XX.XX"]` in the seed's `get -o wide`.
         let a = try AdmissionProbe.admit(Self.manifest("{destinations: [\"34.160.111.145\"], gateway: \"10.116.0.5\"}"))
         #expect(JSONPath.text(cols[1].jsonPath, in: a.object.json) == "[\"34.160.111.145\"]")
         #expect(JSONPath.text(cols[2].jsonPath, in: a.object.json) == "10.116.0.5")
+        #expect(cols[3].text(in: a.object.json) == "<none>")
+        #expect(cols[4].text(in: a.object.json) == "0/0")
+
+        var object = a.object
+        object.status = try JSONValue(encoding: StaticRouteStatus(nodes: [
+            "node1": .init(gateway: "10.116.0.5", gateways: ["10.116.0.5"], phase: "Ready"),
+            "node2": .init(gateway: "10.116.0.5", gateways: ["10.116.0.5", "10.116.0.6"], phase: "Ready"),
+            "node3": .init(phase: "NotReady"),
+        ]))
+        #expect(cols[3].text(in: object.json) == "10.116.0.5,10.116.0.6")
+        #expect(cols[4].text(in: object.json) == "2/3")
     }
 
     @Test("names, group and scope are the original CRD's")

@@ -9,7 +9,10 @@ public enum JSONPath {
                 switch step {
                 case .key(let k): if let c = v[k] { next.append(c) }
                 case .index(let i): if let a = v.arrayValue, i >= 0, i < a.count { next.append(a[i]) }
-                case .all: if let a = v.arrayValue { next.append(contentsOf: a) }
+                case .all:
+                    // A list's items; a map's values in key order (Baton keys per-node status by name).
+                    if let a = v.arrayValue { next.append(contentsOf: a) }
+                    else if case .object(let o) = v { next.append(contentsOf: o.sorted { $0.key < $1.key }.map(\.value)) }
                 }
             }
             current = next

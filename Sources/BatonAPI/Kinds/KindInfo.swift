@@ -75,13 +75,42 @@ public struct PrinterColumn: Sendable {
     /// 0 always shows; 1 shows with `-o wide`.
     public var priority: Int
     public var description: String?
+    /// How several selected values print: nil joins them all with commas, as kubectl does.
+    public var summary: Summary?
 
-    public init(_ name: String, type: String = "string", jsonPath: String, priority: Int = 0, description: String? = nil) {
+    /// A column that sums up the values it selects (Baton's; a CRD column cannot).
+    public enum Summary: Sendable, Hashable {
+        /// Each distinct value once, in order of first appearance.
+        case distinct
+        /// `N/M`: how many of the M selected values equal the given one.
+        case count(String)
+    }
+
+    public init(_ name: String, type: String = "string", jsonPath: String, priority: Int = 0, description: String? = nil,
+                summary: Summary? = nil) {
         self.name = name
         self.type = type
         self.jsonPath = jsonPath
         self.priority = priority
         self.description = description
+        self.summary = summary
+    }
+
+    /// The cell of this column for `root` (a date column's age is the caller's: it needs a clock).
+    public func text(in root: JSONValue) -> String {
+        switch summary {
+        case nil: return JSONPath.text(jsonPath, in: root)
+        case .distinct?:
+            var seen: [String] = []
+            for v in JSONPath.select(jsonPath, in: root) where !v.isNull {
+                let t = JSONPath.scalarText(v)
+                if !seen.contains(t) { seen.append(t) }
+            }
+            return seen.isEmpty ? "<none>" : seen.joined(separator: ",")
+        case .count(let wanted)?:
+            let values = JSONPath.select(jsonPath, in: root).filter { !$0.isNull }
+            return "\(values.filter { $0.stringValue == wanted }.count)/\(values.count)"
+        }
     }
 
     /// `AGE` from `.metadata.creationTimestamp`, as every CRD has it.

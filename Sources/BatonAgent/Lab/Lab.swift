@@ -17,6 +17,8 @@ import Glibc
 ///   --dataplane linux`; pod subnet 10.244.I.0/24 behind `pod0`, and routes to the other nodes'
 ///   pod subnets through their LAN addresses, as a CNI would.
 /// - `blab-podI`: a pod, 10.244.I.2, default route through its node.
+/// - `blab-gw1`, `blab-gw2`: NAT gateways (192.168.77.51, .52) to the external host's public
+///   address 203.0.113.100, for StaticRoutes (Lab+Gateways.swift).
 /// EgressGateway `egw1` (pool 192.168.77.200-192.168.77.209, default EIP .200, nodes labelled
 /// `egress=true`) and EgressClusterPolicy `lab-pods` (every pod) are applied.
 public struct Lab: Sendable {
@@ -71,7 +73,7 @@ public struct Lab: Sendable {
         do {
             if let config { try String(contentsOfFile: config, encoding: .utf8).write(toFile: valuesPath, atomically: true, encoding: .utf8) }
             try buildNetwork()
-            log("network: LAN \(Self.lanPrefix).0/24, \(nodes) nodes with a pod each, external host \(Self.externalAddress)")
+            log("network: LAN \(Self.lanPrefix).0/24, \(nodes) nodes with a pod each, external host \(Self.externalAddress), NAT gateways \(Self.gatewayAddress(1)) and \(Self.gatewayAddress(2)) in front of \(Self.publicExternalAddress)")
             try startProcesses(agents: startAgents, log: log)
             try await applyObjects()
             log("applied EgressGateway egw1 (pool \(Self.eipPool)) and EgressClusterPolicy lab-pods")
@@ -107,6 +109,7 @@ public struct Lab: Sendable {
             try ip(["link set lo up", "link set eth0 up", "address add \(Self.podAddress(i))/24 dev eth0",
                     "route add default via 10.244.\(i).1"], netns: pod(i))
         }
+        try buildGateways()
     }
 
     func startProcesses(agents: Bool, log: (String) -> Void) throws {

@@ -33,7 +33,7 @@ public struct Table {
                 let t = JSONPath.select(c.jsonPath, in: json).first?.stringValue.flatMap(Timestamp.parse)
                 cells.append(t.map { Self.age(now.timeIntervalSince($0)) } ?? "<unknown>")
             } else {
-                cells.append(JSONPath.text(c.jsonPath, in: json))
+                cells.append(c.text(in: json))
             }
         }
         return cells

@@ -166,15 +166,16 @@ public enum Authorizer {
                 return nil
             }
             let target = name.map { "\(kind.plural) \"\($0)\"" } ?? kind.plural
-            return "\(target) is forbidden: node \"\(node)\" cannot \(verb.rawValue) it: a node's token may only write its own Node and EgressTunnel, its own entry of an IPFailover's status.nodes, and events"
+            return "\(target) is forbidden: node \"\(node)\" cannot \(verb.rawValue) it: a node's token may only write its own Node and EgressTunnel, its own entry of an IPFailover's or a StaticRoute's status.nodes, and events"
         }
     }
 
     /// `check` for a merge patch of an object's status. Besides what `check` allows, a node's
-    /// token may patch its own entry of an IPFailover's `status.nodes` (`{"status": {"nodes":
-    /// {"NODE": …}}}`, where its agent reports its VRRP instances), and nothing else of it.
+    /// token may patch its own entry of an IPFailover's or a StaticRoute's `status.nodes`
+    /// (`{"status": {"nodes": {"NODE": …}}}`, where its agent reports its VRRP instances or its
+    /// routes), and nothing else of it.
     public static func checkStatusPatch(_ identity: Identity, kind: KindInfo, name: String, patch: [String: JSONValue]) -> String? {
-        if case .node(let node) = identity, kind.kind == "IPFailover",
+        if case .node(let node) = identity, kind.kind == "IPFailover" || kind.kind == "StaticRoute",
            case .object(let status)? = patch["status"], status.count == 1,
            case .object(let nodes)? = status["nodes"], nodes.count == 1, nodes.keys.first == node {
             return nil
