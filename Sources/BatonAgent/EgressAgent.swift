@@ -167,15 +167,27 @@ public final class EgressAgent: Service, Sendable {
     // MARK: Loops
 
     func carryOutOrders() async {
+        // The end of the kernel lease last handed to the data plane. An announcement is carried
+        // out only inside it: on a machine loaded enough that the order is read after its
+        // deadline, binding the EIP would announce past the fence (the fence loop withdraws it
+        // at once, and the next acknowledgement and fresh read announce it again).
+        var leaseUntil: BatonInstant?
         for await batch in orders {
             for order in batch {
                 do {
                     switch order {
-                    case .act(.announce(let eips)): try await dataplane.announce(eips)
+                    case .act(.announce(let eips)):
+                        guard let until = leaseUntil, until > clock.now else {
+                            logger.notice("announcement dropped: the fence deadline passed before it could be carried out",
+                                          metadata: ["eips": "\(eips.sorted())"])
+                            continue
+                        }
+                        try await dataplane.announce(eips)
                     case .act(.withdraw(let eips, let reason)):
                         logger.notice("withdrawing EIPs", metadata: ["eips": "\(eips.sorted())", "reason": "\(reason)"])
                         try await dataplane.withdraw(eips)
                     case .renew(let until):
+                        leaseUntil = until
                         let remaining = until - clock.now
                         if remaining > .zero { try await dataplane.renew(for: remaining) }
                     case .settle: try await dataplane.settle()
