@@ -7,7 +7,10 @@ import Synchronization
 /// One virtual router at work: its socket, the thread that reads it and keeps its timer, and
 /// the task that feeds the `VRRPInstance` and carries out what it returns. It starts the
 /// instance once the health verdict is `ready`, and turns each later verdict into the
-/// instance's `.fault`, `.recovered` and `.priorityChanged` events.
+/// instance's `.fault`, `.recovered` and `.priorityChanged` events. The state of the instance's
+/// interface (from `VRRPLinkWatcher`) is folded into that verdict (`Verdict.tracking`): a link
+/// that goes down is a FAULT, as keepalived has it, and one that comes back recovers the
+/// instance by the same path as a check that passes again.
 ///
 /// With a virtual MAC interface the socket, the virtual addresses and their announcements are
 /// on it; the advertisements' source stays the parent interface's address.
@@ -21,6 +24,8 @@ final class VRRPInstanceRunner: Sendable {
         case timer
         /// The checks' verdict changed (or came for the first time).
         case health(VRRPHealthMonitor.Verdict)
+        /// The instance's interface went down or came back.
+        case link(VRRPInterfaceState)
         case shutdown
     }
 
@@ -35,6 +40,7 @@ final class VRRPInstanceRunner: Sendable {
     /// instance's interface.
     let addressInterface: String
     private let initialVerdict: VRRPHealthMonitor.Verdict?
+    private let initialLink: VRRPInterfaceState?
     let receiver: VRRPReceiver
     private let inputs: AsyncStream<Input>
     private let inputsIn: AsyncStream<Input>.Continuation
@@ -45,11 +51,13 @@ final class VRRPInstanceRunner: Sendable {
     private let threadDone = Mutex<CheckedContinuation<Void, Never>?>(nil)
     private let threadExited = Mutex(false)
 
-    /// - Parameter initialVerdict: the health verdict to start with; nil waits for `deliver`.
+    /// - Parameters:
+    ///   - initialVerdict: the health verdict to start with; nil waits for `deliver`.
+    ///   - initialLink: the interface's state when the instance starts; nil: not watched.
     let onTransition: (@Sendable (VRRPSpeaker.Transition) -> Void)?
 
     init(configuration: VRRPSpeaker.InstanceConfiguration, virtualMAC: VRRPVirtualMAC? = nil,
-         initialVerdict: VRRPHealthMonitor.Verdict? = .healthy,
+         initialVerdict: VRRPHealthMonitor.Verdict? = .healthy, initialLink: VRRPInterfaceState? = nil,
          clock: any BatonClock, host: any VRRPHost, logger: Logger,
          onTransition: (@Sendable (VRRPSpeaker.Transition) -> Void)? = nil) throws {
         self.configuration = configuration
@@ -57,6 +65,7 @@ final class VRRPInstanceRunner: Sendable {
         self.virtualMAC = virtualMAC
         self.addressInterface = virtualMAC?.name ?? configuration.interface
         self.initialVerdict = initialVerdict
+        self.initialLink = initialLink
         self.clock = clock
         self.host = host
         self.logger = logger
@@ -78,6 +87,11 @@ final class VRRPInstanceRunner: Sendable {
     /// Hands the instance a new health verdict (in order with everything else it consumes).
     func deliver(_ verdict: VRRPHealthMonitor.Verdict) {
         inputsIn.yield(.health(verdict))
+    }
+
+    /// Hands the instance its interface's new state (in order with everything else it consumes).
+    func deliver(_ link: VRRPInterfaceState) {
+        inputsIn.yield(.link(link))
     }
 
     /// Asks the instance to leave (its `.shutdown` goes after whatever is already queued).
@@ -161,9 +175,12 @@ final class VRRPInstanceRunner: Sendable {
             }
         }
 
-        // The verdict the instance runs under; nil until the first one (then it waits, not started).
+        // The verdict the instance runs under (the checks' with the link folded in); nil until
+        // the first one (then it waits, not started).
         var applied: VRRPHealthMonitor.Verdict? = nil
         var started = false
+        var checks: VRRPHealthMonitor.Verdict? = nil
+        var link = initialLink
         func apply(_ verdict: VRRPHealthMonitor.Verdict, now: BatonInstant) {
             let base = configuration.priority
             let before = instance.priority
@@ -182,7 +199,13 @@ final class VRRPInstanceRunner: Sendable {
             applied = verdict
         }
 
-        if let initialVerdict { apply(initialVerdict, now: clock.now) }
+        if let link, !link.up {
+            logger.warning("the interface is down: starting in FAULT", metadata: ["interface": "\(link.interface)", "condition": "\(link.condition)"])
+        }
+        if let initialVerdict {
+            checks = initialVerdict
+            apply(initialVerdict.tracking(link), now: clock.now)
+        }
         setWakeAt(instance.nextDeadline, announceRepeatAt)
         for await input in inputs {
             let now = clock.now
@@ -197,7 +220,11 @@ final class VRRPInstanceRunner: Sendable {
                 }
                 carryOut(instance.handle(.timerFired, now: now), now: now)
             case .health(let verdict):
-                apply(verdict, now: now)
+                checks = verdict
+                apply(verdict.tracking(link), now: now)
+            case .link(let state):
+                link = state
+                if let checks { apply(checks.tracking(state), now: now) }
             case .shutdown:
                 carryOut(instance.handle(.shutdown, now: now), now: now)
                 return
