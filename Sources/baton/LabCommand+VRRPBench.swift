@@ -110,6 +110,9 @@ extension LabCommand {
             say("")
             say("\(version) and Baton, VRRPv3, master priority \(VRRPBench.masterPriority), backup \(VRRPBench.backupPriority); \(scheduling); a UDP probe to the VIP every 5 ms:")
             for line in results.failoverTable { say(line) }
+            say("")
+            say("The backup's reaction on the wire: from the master's last advertisement reaching the backup's bridge port to the backup's first advertisement or gratuitous ARP (kernel timestamps, SO_TIMESTAMPNS); excess: the reaction less Master_Down_Interval (3 intervals + Skew_Time at priority \(VRRPBench.backupPriority)):")
+            for line in results.reactionTable { say(line) }
             if loadSeconds > 0 {
                 say("")
                 say("False failovers (the backup became MASTER) in \(loadSeconds) s under full CPU load (\(bench.loadProcesses) busy loops), every pair at once:")
