@@ -85,11 +85,11 @@ public struct VRRPBenchResults: Sendable {
         return lines
     }
 
-    /// `p50 / p99` to a tenth of a millisecond, `-` without samples.
+    /// `p50 / p99` to 10 µs (the kernel's timestamps are finer), `-` without samples.
     static func fineCell(_ durations: [Duration]) -> String {
         let figures = DurationFigures(durations)
         guard let p50 = figures.percentile(50), let p99 = figures.percentile(99) else { return "-" }
-        return String(format: "%.1f / %.1f", p50, p99)
+        return String(format: "%.2f / %.2f", p50, p99)
     }
 
     /// The wire table: per failure and interval, each backup's reaction (the master's last
@@ -153,9 +153,12 @@ public struct VRRPBenchResults: Sendable {
                 let b = (trials[Key(.baton, cs)]?[mode] ?? []).compactMap(\.reaction)
                 guard let kp = DurationFigures(k).percentile(50), let bp = DurationFigures(b).percentile(50) else { continue }
                 let mdi = VRRPBench.masterDownInterval(cs).milliseconds
-                lines.append(String(format: "on the wire, %@ at %@: Baton's backup reacts %.1f ms after Master_Down_Interval (p50), keepalived's %.1f ms: %@",
-                                    Self.what(mode), Self.seconds(cs), bp - mdi, kp - mdi,
-                                    bp <= kp ? "not slower" : "slower by \(String(format: "%.1f", bp - kp)) ms"))
+                // Compared as printed: hundredths of a millisecond.
+                let be = ((bp - mdi) * 100).rounded() / 100, ke = ((kp - mdi) * 100).rounded() / 100
+                let behind = ((be - ke) * 100).rounded() / 100
+                lines.append(String(format: "on the wire, %@ at %@: Baton's backup reacts %.2f ms after Master_Down_Interval (p50), keepalived's %.2f ms: %@",
+                                    Self.what(mode), Self.seconds(cs), be, ke,
+                                    behind <= 0 ? "not slower" : "slower by \(String(format: "%.2f", behind)) ms"))
             }
         }
         for (key, n) in staleClientARP.sorted(by: { ($0.key.advertCentiseconds, $0.key.speaker.rawValue) < ($1.key.advertCentiseconds, $1.key.speaker.rawValue) }) where n > 0 {

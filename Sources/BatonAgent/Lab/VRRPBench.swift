@@ -193,7 +193,7 @@ public struct VRRPBench: Sendable {
                 done.append(trial)
                 if stale { results.staleClientARP[key, default: 0] += 1 }
                 let takeover = trial.takeover.map { String(format: "%.0f ms", $0.milliseconds) } ?? "never"
-                let reaction = trial.reaction.map { String(format: ", wire reaction %.1f ms", $0.milliseconds) } ?? ""
+                let reaction = trial.reaction.map { String(format: ", wire reaction %.2f ms", $0.milliseconds) } ?? ""
                 log("\(label), \(VRRPBenchResults.what(mode)), trial \(t)/\(trials): " + String(format: "outage %.0f ms", trial.outage.milliseconds)
                     + ", takeover \(takeover)" + reaction + (stale ? " (client ARP flushed after fail-back)" : ""))
             }
