@@ -124,6 +124,8 @@ final class VRRPInstanceRunner: Sendable {
     private func instanceLoop(notify: AsyncStream<NotifyCall>.Continuation) {
         var instance = VRRPInstance(configuration: vrrpConfiguration)
         var announceRepeatAt: BatonInstant? = nil
+        // The advertisements by priority, encoded once: all else in them is fixed.
+        var encoded: [UInt8: [(destination: IPAddress, message: [UInt8])]] = [:]
         logger.info("starting", metadata: [
             "vrid": "\(configuration.vrid)", "priority": "\(configuration.priority)", "version": "\(configuration.version)",
             "interface": "\(addressInterface)", "source": "\(socket.sourceAddress)",
@@ -134,7 +136,7 @@ final class VRRPInstanceRunner: Sendable {
             for action in actions {
                 switch action {
                 case .sendAdvertisement(let priority):
-                    sendAdvertisement(priority: priority)
+                    sendAdvertisement(priority: priority, encoded: &encoded)
                 case .becameMaster:
                     logger.notice("became MASTER", metadata: ["priority": "\(instance.priority)"])
                     do { try host.addAddresses(configuration.virtualAddresses, interface: addressInterface) } catch {
@@ -218,7 +220,16 @@ final class VRRPInstanceRunner: Sendable {
             }
             let wakeAt = [instance.nextDeadline, announceRepeatAt].compactMap { $0 }.min()
             if case .datagram(let datagram) = socket.receive(timeout: wakeAt.map { $0 - clock.now }) {
-                let received = now()
+                // When the kernel received it, on the instance's clock (its age moved back from
+                // now), so the master-down timer runs from the arrival, not from this thread's
+                // wake-up. An implausible age (the wall clock stepped) falls back to now.
+                let before = last
+                var received = now()
+                if let at = datagram.receivedAt {
+                    let age = Duration.nanoseconds(VRRPSocket.realtimeNanos() - at)
+                    if age > .zero, age < Self.plausibleAge { received = max(before, received - age) }
+                }
+                last = received
                 if case .advertisement(let advertisement, let source) = accept(datagram) {
                     logger.trace("advertisement", metadata: ["from": "\(source)", "priority": "\(advertisement.priority)"])
                     carryOut(instance.handle(VRRPReceiver.event(advertisement, source: source), now: received), now: received)
@@ -236,24 +247,32 @@ final class VRRPInstanceRunner: Sendable {
         }
     }
 
+    /// The longest a datagram may have waited in the socket for its kernel receive time to be
+    /// believed (a longer one means the wall clock moved).
+    static let plausibleAge = Duration.milliseconds(100)
+
     /// What `accept` returns: a valid advertisement for this virtual router.
     enum Input: Sendable {
         case advertisement(VRRPAdvertisement, source: IPAddress)
     }
 
-    private func sendAdvertisement(priority: UInt8) {
+    /// Sends one advertisement at `priority` to the group or every unicast peer, encoding it
+    /// the first time that priority is sent (`encoded` keeps it).
+    private func sendAdvertisement(priority: UInt8, encoded: inout [UInt8: [(destination: IPAddress, message: [UInt8])]]) {
         do {
-            let advertisement = try VRRPAdvertisement(
-                version: configuration.version, vrid: configuration.vrid, priority: priority,
-                maxAdvertIntervalCentiseconds: configuration.advertIntervalCentiseconds,
-                addresses: configuration.virtualAddresses.map(\.address),
-                authentication: configuration.authPassword.map(VRRPAuthentication.password) ?? .none)
-            let destinations = configuration.unicastPeers.isEmpty ? [VRRPWire.group(configuration.family)] : configuration.unicastPeers
-            for destination in destinations {
-                let message = try advertisement.encode(source: socket.sourceAddress, destination: destination,
-                                                       checksumMode: configuration.checksumMode)
-                try socket.send(message, to: destination)
+            if encoded[priority] == nil {
+                let advertisement = try VRRPAdvertisement(
+                    version: configuration.version, vrid: configuration.vrid, priority: priority,
+                    maxAdvertIntervalCentiseconds: configuration.advertIntervalCentiseconds,
+                    addresses: configuration.virtualAddresses.map(\.address),
+                    authentication: configuration.authPassword.map(VRRPAuthentication.password) ?? .none)
+                let destinations = configuration.unicastPeers.isEmpty ? [VRRPWire.group(configuration.family)] : configuration.unicastPeers
+                encoded[priority] = try destinations.map { destination in
+                    (destination, try advertisement.encode(source: socket.sourceAddress, destination: destination,
+                                                           checksumMode: configuration.checksumMode))
+                }
             }
+            for (destination, message) in encoded[priority] ?? [] { try socket.send(message, to: destination) }
         } catch {
             logger.error("cannot send an advertisement", metadata: ["priority": "\(priority)", "error": "\(error)"])
         }
