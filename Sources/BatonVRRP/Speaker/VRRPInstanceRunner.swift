@@ -224,11 +224,8 @@ final class VRRPInstanceRunner: Sendable {
                 // now), so the master-down timer runs from the arrival, not from this thread's
                 // wake-up. An implausible age (the wall clock stepped) falls back to now.
                 let before = last
-                var received = now()
-                if let at = datagram.receivedAt {
-                    let age = Duration.nanoseconds(VRRPSocket.realtimeNanos() - at)
-                    if age > .zero, age < Self.plausibleAge { received = max(before, received - age) }
-                }
+                let received = Self.arrival(now: now(), notBefore: before, receivedAt: datagram.receivedAt,
+                                            realtimeNow: VRRPSocket.realtimeNanos())
                 last = received
                 if case .advertisement(let advertisement, let source) = accept(datagram) {
                     logger.trace("advertisement", metadata: ["from": "\(source)", "priority": "\(advertisement.priority)"])
@@ -250,6 +247,17 @@ final class VRRPInstanceRunner: Sendable {
     /// The longest a datagram may have waited in the socket for its kernel receive time to be
     /// believed (a longer one means the wall clock moved).
     static let plausibleAge = Duration.milliseconds(100)
+
+    /// When a datagram arrived on the instance's clock: `now` moved back by its age, the time
+    /// since the kernel received it (`receivedAt`, CLOCK_REALTIME nanoseconds, against
+    /// `realtimeNow`), but never before `notBefore` (the last event handled). Without a receive
+    /// time, or with an age that is not in 0..<`plausibleAge`, `now`.
+    static func arrival(now: BatonInstant, notBefore: BatonInstant, receivedAt: Int64?, realtimeNow: Int64) -> BatonInstant {
+        guard let receivedAt else { return now }
+        let age = Duration.nanoseconds(realtimeNow - receivedAt)
+        guard age > .zero, age < plausibleAge else { return now }
+        return max(notBefore, now - age)
+    }
 
     /// What `accept` returns: a valid advertisement for this virtual router.
     enum Input: Sendable {
