@@ -221,18 +221,23 @@ public final class LinkWatch: Sendable {
         }
     }
 
-    /// Makes a blocked ``next()`` return nil.
+    /// Makes a blocked ``next()`` return nil. Harmless after ``close()``.
     public func wake() {
-        var byte: UInt8 = 1
-        _ = write(wakeWriteFD, &byte, 1)
+        closed.withLock { closed in
+            guard !closed else { return }   // the descriptor number may belong to someone else now
+            var byte: UInt8 = 1
+            _ = write(wakeWriteFD, &byte, 1)
+        }
     }
 
-    /// Idempotent.
+    /// Idempotent; call it once no thread is in ``next()`` or ``dump()``.
     public func close() {
-        let first = closed.withLock { c in defer { c = true }; return !c }
-        guard first else { return }
-        Glibc.close(fd)
-        Glibc.close(wakeFD)
-        Glibc.close(wakeWriteFD)
+        closed.withLock { closed in
+            guard !closed else { return }
+            closed = true
+            Glibc.close(fd)
+            Glibc.close(wakeFD)
+            Glibc.close(wakeWriteFD)
+        }
     }
 }
