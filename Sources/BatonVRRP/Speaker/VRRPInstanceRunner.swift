@@ -218,6 +218,11 @@ final class VRRPInstanceRunner: Sendable {
                     return
                 }
             }
+            // The advertisements this instance may send next, encoded before they are due: a
+            // Backup's takeover advert must not pay for its first encoding.
+            for priority in [instance.priority, 0] where encoded[priority] == nil {
+                encoded[priority] = try? encodeAdvertisement(priority: priority)
+            }
             let wakeAt = [instance.nextDeadline, announceRepeatAt].compactMap { $0 }.min()
             if case .datagram(let datagram) = socket.receive(timeout: wakeAt.map { $0 - clock.now }) {
                 // When the kernel received it, on the instance's clock (its age moved back from
@@ -268,21 +273,23 @@ final class VRRPInstanceRunner: Sendable {
     /// the first time that priority is sent (`encoded` keeps it).
     private func sendAdvertisement(priority: UInt8, encoded: inout [UInt8: [(destination: IPAddress, message: [UInt8])]]) {
         do {
-            if encoded[priority] == nil {
-                let advertisement = try VRRPAdvertisement(
-                    version: configuration.version, vrid: configuration.vrid, priority: priority,
-                    maxAdvertIntervalCentiseconds: configuration.advertIntervalCentiseconds,
-                    addresses: configuration.virtualAddresses.map(\.address),
-                    authentication: configuration.authPassword.map(VRRPAuthentication.password) ?? .none)
-                let destinations = configuration.unicastPeers.isEmpty ? [VRRPWire.group(configuration.family)] : configuration.unicastPeers
-                encoded[priority] = try destinations.map { destination in
-                    (destination, try advertisement.encode(source: socket.sourceAddress, destination: destination,
-                                                           checksumMode: configuration.checksumMode))
-                }
-            }
+            if encoded[priority] == nil { encoded[priority] = try encodeAdvertisement(priority: priority) }
             for (destination, message) in encoded[priority] ?? [] { try socket.send(message, to: destination) }
         } catch {
             logger.error("cannot send an advertisement", metadata: ["priority": "\(priority)", "error": "\(error)"])
+        }
+    }
+
+    /// The advertisement at `priority`, encoded for the group or for each unicast peer.
+    private func encodeAdvertisement(priority: UInt8) throws -> [(destination: IPAddress, message: [UInt8])] {
+        let advertisement = try VRRPAdvertisement(
+            version: configuration.version, vrid: configuration.vrid, priority: priority,
+            maxAdvertIntervalCentiseconds: configuration.advertIntervalCentiseconds,
+            addresses: configuration.virtualAddresses.map(\.address),
+            authentication: configuration.authPassword.map(VRRPAuthentication.password) ?? .none)
+        let destinations = configuration.unicastPeers.isEmpty ? [VRRPWire.group(configuration.family)] : configuration.unicastPeers
+        return try destinations.map { destination in
+            (destination, try advertisement.encode(source: socket.sourceAddress, destination: destination, checksumMode: configuration.checksumMode))
         }
     }
 
