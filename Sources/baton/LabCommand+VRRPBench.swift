@@ -23,7 +23,9 @@ extension LabCommand {
                 Each advert interval (--advert-interval, and Baton's default) runs keepalived and Baton in turn, each \
                 on two routers of its own (priority 200 and 100, VRRPv3) on one LAN, with a client that sends a UDP \
                 probe to the VIP every 5 ms. Outage: the longest run of unanswered probes around the failure. \
-                Takeover: from the failure to the first probe the backup answered. Then every pair runs at once \
+                Takeover: from the failure to the first probe the backup answered. Reaction: on the wire, from the \
+                master's last advert reaching the backup's bridge port to the backup's first advert or gratuitous ARP \
+                (kernel timestamps), printed with its excess over Master_Down_Interval. Then every pair runs at once \
                 for --load-seconds with one busy loop per core, and each backup's MASTER transitions are counted. \
                 Namespaces are PREFIX-*; Ctrl-C, or the next run, removes everything (so does baton lab down --prefix PREFIX).
                 """)
@@ -110,6 +112,9 @@ extension LabCommand {
             say("")
             say("\(version) and Baton, VRRPv3, master priority \(VRRPBench.masterPriority), backup \(VRRPBench.backupPriority); \(scheduling); a UDP probe to the VIP every 5 ms:")
             for line in results.failoverTable { say(line) }
+            say("")
+            say("The backup's reaction on the wire: from the master's last advertisement reaching the backup's bridge port to the backup's first advertisement or gratuitous ARP (kernel timestamps, SO_TIMESTAMPNS); excess: the reaction less Master_Down_Interval (3 intervals + Skew_Time at priority \(VRRPBench.backupPriority)):")
+            for line in results.reactionTable { say(line) }
             if loadSeconds > 0 {
                 say("")
                 say("False failovers (the backup became MASTER) in \(loadSeconds) s under full CPU load (\(bench.loadProcesses) busy loops), every pair at once:")

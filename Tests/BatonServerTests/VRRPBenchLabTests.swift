@@ -32,6 +32,15 @@ struct VRRPBenchLabTests {
                 for cell in cells.dropFirst(3) { #expect(cell.wholeMatch(of: /\d+ \/ \d+/) != nil, "\(mode) at \(interval): \(cell)") }
             }
         }
+        // The wire reaction, p50 / p99 to 10 µs, for both speakers, and the excess.
+        for mode in Self.modes {
+            for interval in Self.intervals {
+                let row = lines.first { $0.hasPrefix("| \(mode) | \(interval) | ") && !$0.hasPrefix("| \(mode) | \(interval) | 1 | ") }
+                let cells = row.map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+                #expect(cells.count == 7, "no wire row for \(mode) at \(interval):\n\(output)")
+                for cell in cells.dropFirst(3) { #expect(cell.wholeMatch(of: /-?\d+\.\d\d \/ -?\d+\.\d\d/) != nil, "wire, \(mode) at \(interval): \(cell)") }
+            }
+        }
         for interval in Self.intervals {
             let cells = lines.first { $0.hasPrefix("| \(interval) | ") }.map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
             #expect(cells.count == 3 && cells.dropFirst().allSatisfy { Int($0) != nil }, "no load row at \(interval):\n\(output)")

@@ -141,6 +141,71 @@ import Testing
         ])
     }
 
+    // MARK: The wire reaction
+
+    static let vip = "192.168.88.101"
+
+    /// An Ethernet frame: IPv4 VRRP (vrid 51, `priority`) from `source`, or an ARP whose sender is `sender`.
+    static func vrrpFrame(priority: UInt8, source: [UInt8]) -> [UInt8] {
+        let ethernet: [UInt8] = [0x01, 0, 0x5e, 0, 0, 0x12] + [2, 0, 0, 0, 0, 1] + [0x08, 0x00]
+        let ip: [UInt8] = [0x45, 0, 0, 32, 0, 0, 0, 0, 255, 112, 0, 0] + source + [224, 0, 0, 18]
+        return ethernet + ip + [0x31, 51, priority, 1, 0, 2, 0, 0] + [192, 168, 88, 101]
+    }
+
+    static func arpFrame(sender: [UInt8]) -> [UInt8] {
+        let ethernet: [UInt8] = [UInt8](repeating: 0xff, count: 6) + [2, 0, 0, 0, 0, 2] + [0x08, 0x06]
+        return ethernet + [0, 1, 0x08, 0x00, 6, 4, 0, 1] + [2, 0, 0, 0, 0, 2] + sender + [UInt8](repeating: 0, count: 6) + sender
+    }
+
+    @Test func wireFramesAreReadFromEthernet() {
+        #expect(VRRPWireFrame.parse(Self.vrrpFrame(priority: 200, source: [192, 168, 88, 11])[...], nanos: 5, toBackup: true)
+                == VRRPWireFrame(nanos: 5, toBackup: true, kind: .advertisement(vrid: 51, priority: 200, source: Self.master)))
+        #expect(VRRPWireFrame.parse(Self.arpFrame(sender: [192, 168, 88, 101])[...], nanos: 6, toBackup: false)
+                == VRRPWireFrame(nanos: 6, toBackup: false, kind: .arp(sender: Self.vip)))
+        var udp = Self.vrrpFrame(priority: 200, source: [192, 168, 88, 11])
+        udp[23] = 17
+        #expect(VRRPWireFrame.parse(udp[...], nanos: 0, toBackup: true) == nil, "not VRRP")
+        #expect(VRRPWireFrame.parse(Self.vrrpFrame(priority: 1, source: [1, 2, 3, 4]).prefix(30), nanos: 0, toBackup: true) == nil, "cut short")
+    }
+
+    /// The master advertises every 20 ms up to t = 100 ms; the backup's first advertisement goes
+    /// out at 174.5 ms, its gratuitous ARP after: the reaction is 74.5 ms, whatever else the
+    /// wire carried (another VRID, the master's traffic after, frames from the backup that are
+    /// not a takeover).
+    @Test func theReactionRunsFromTheMastersLastAdvertToTheBackupsFirstSign() {
+        let ms: Int64 = 1_000_000
+        var frames = (0...5).map { VRRPWireFrame(nanos: Int64($0) * 20 * ms, toBackup: true, kind: .advertisement(vrid: 51, priority: 200, source: Self.master)) }
+        frames += [
+            VRRPWireFrame(nanos: 130 * ms, toBackup: true, kind: .advertisement(vrid: 52, priority: 200, source: "192.168.88.13")),
+            VRRPWireFrame(nanos: 140 * ms, toBackup: false, kind: .arp(sender: Self.backup)),
+            VRRPWireFrame(nanos: 174_500_000, toBackup: false, kind: .advertisement(vrid: 51, priority: 100, source: Self.backup)),
+            VRRPWireFrame(nanos: 175 * ms, toBackup: false, kind: .arp(sender: Self.vip)),
+            VRRPWireFrame(nanos: 180 * ms, toBackup: true, kind: .advertisement(vrid: 51, priority: 200, source: Self.master)),
+        ]
+        let measure = { VRRPBenchReaction.measure($0, vrid: 51, master: Self.master, backup: Self.backup, vip: Self.vip) }
+        #expect(measure(frames.reversed()) == .nanoseconds(74_500_000))
+        // A backup whose gratuitous ARP goes first.
+        frames[8].nanos = 170 * ms
+        #expect(measure(frames) == .milliseconds(70))
+        // No takeover seen, or no advertisement of the master before it: nothing to measure.
+        #expect(measure(Array(frames.prefix(8))) == nil)
+        #expect(measure(Array(frames.suffix(4))) == nil)
+    }
+
+    @Test func theWireTableShowsTheExcessOverMasterDownInterval() {
+        var r = VRRPBenchResults(intervals: [2], batonDefault: 1, modes: [.link])
+        r.trials[.init(.keepalived, 2)] = [.link: [73.0, 74.0, 75.5].map { VRRPBenchTrial(outage: .zero, takeover: nil, lost: 0, reaction: .microseconds(Int64($0 * 1000))) }]
+        r.trials[.init(.baton, 2)] = [.link: [72.5, 73.0, 80.0].map { VRRPBenchTrial(outage: .zero, takeover: nil, lost: 0, reaction: .microseconds(Int64($0 * 1000))) }]
+        #expect(r.reactionTable == [
+            "| failure | advert interval | Master_Down_Interval ms | keepalived reaction p50 / p99 ms | Baton reaction p50 / p99 ms | keepalived excess p50 / p99 ms | Baton excess p50 / p99 ms |",
+            "|---|---|---|---|---|---|---|",
+            "| master's link cut | 0.02 s | 72.19 | 74.00 / 75.50 | 73.00 / 80.00 | 1.81 / 3.31 | 0.81 / 7.81 |",
+        ])
+        #expect(r.verdict.contains("on the wire, master's link cut at 0.02 s: Baton's backup reacts 0.81 ms after Master_Down_Interval (p50), keepalived's 1.81 ms: not slower"))
+        r.trials[.init(.baton, 2)]?[.link]?[1].reaction = .microseconds(74_004)
+        #expect(r.verdict.contains("on the wire, master's link cut at 0.02 s: Baton's backup reacts 1.82 ms after Master_Down_Interval (p50), keepalived's 1.81 ms: slower by 0.01 ms"))
+    }
+
     @Test func keepalivedGetsRealtimeSchedulingOnlyWhenBatonDoes() {
         let on = VRRPBench.keepalivedConfiguration(router: "bvr-r1", vrid: 51, priority: 200, advertCentiseconds: 2,
                                                    vip: "192.168.88.101", notify: "/tmp/n.sh", realtimePriority: 10)

@@ -139,6 +139,53 @@ struct VRRPHealthLabTests {
         #expect(try lab.sysctl("net/ipv4/conf/eth0/arp_filter", host: 1) == "0")
     }
 
+    /// The link watch: the master's cable is cut (its port set down on the bridge, so its eth0
+    /// loses the carrier). Baton goes to FAULT at once, as keepalived does: the VIP leaves
+    /// eth0 and the notify script gets FAULT, while the peer takes over. When the cable is back
+    /// it leaves FAULT through BACKUP, becomes MASTER again by preemption, and announces: a
+    /// client on the LAN (an address on the bridge), which moved to the peer's MAC on its
+    /// gratuitous ARP and sends nothing since, ends on the old master's MAC again. Without the
+    /// announcement the client's entry would stay on the peer's MAC.
+    @Test func aCutLinkPutsTheMasterInFaultAndItAnnouncesWhenBack() async throws {
+        let lab = VRRPHealthLab(prefix: "bh\(getpid() % 100_000)")
+        defer { lab.down() }
+        try lab.up()
+        let client = "192.168.99.2"
+        try lab.ip(["address add \(client)/24 dev br0"], netns: lab.lan)
+        let common = ["--version", "3", "--advert-interval", "0.05", "--vip", "\(VRRPHealthLab.vip)/24", "--name", "VI_51"]
+        try lab.startBaton(host: 1, ["--priority", "200"] + common)
+        try await lab.waitForHolder(1, within: .seconds(3))
+        try lab.startBaton(host: 2, ["--priority", "100"] + common, notify: false)
+        try await lab.expectHolderStays(1, for: .milliseconds(500))
+        let mac1 = try lab.mac(host: 1), mac2 = try lab.mac(host: 2)
+
+        // The client learns the VIP at the master.
+        try lab.sendDatagram(netns: lab.lan, to: VRRPHealthLab.vip)
+        try await lab.waitFor("the client's entry for the VIP at h1 (\(mac1))", within: .seconds(2)) { try lab.clientEntry() == mac1 }
+
+        // Cut: FAULT, the VIP gone from h1, h2 holds it and its gratuitous ARP moves the client.
+        var start = ContinuousClock.now
+        try lab.ip(["link set h1 down"], netns: lab.lan)
+        try await lab.waitForNotifications(["BACKUP", "MASTER", "FAULT"].map { "INSTANCE VI_51 \($0)" })
+        #expect(try !lab.holdsVIP(1), "a faulted master keeps no VIP")
+        try await lab.waitForHolder(2, within: .seconds(2))
+        lab.report("link watch: link cut -> h1 FAULT and h2 MASTER after \(ContinuousClock.now - start)")
+        #expect(try lab.log("baton-h1").contains("interface down"))
+        try await lab.waitFor("the client's entry for the VIP at h2 (\(mac2))", within: .seconds(2)) { try lab.clientEntry() == mac2 }
+        try await lab.expectHolderStays(2, for: .milliseconds(300))
+
+        // Back: BACKUP, then MASTER after its Master_Down_Interval (0.15 s + 0.01 s), announcing.
+        start = ContinuousClock.now
+        try lab.ip(["link set h1 up"], netns: lab.lan)
+        try await lab.waitForHolder(1, within: .seconds(3))
+        lab.report("link watch: link back -> h1 MASTER again after \(ContinuousClock.now - start)")
+        try await lab.waitForNotifications(["BACKUP", "MASTER", "FAULT", "BACKUP", "MASTER"].map { "INSTANCE VI_51 \($0)" })
+        try await lab.waitFor("the client's entry for the VIP back at h1 (\(mac1)) with no traffic from the client", within: .seconds(1)) {
+            try lab.clientEntry() == mac1
+        }
+        try await lab.expectHolderStays(1, for: .milliseconds(500))
+    }
+
     /// Removal (issue 5 §6): a Master with `--vmac`, `--nft-admit` and a check, stopped with
     /// SIGTERM, leaves `ip -d link`, `ip addr`, `nft list ruleset` and the ARP and rp_filter
     /// sysctls of its namespace exactly as they were before it started (here with
@@ -357,6 +404,28 @@ extension VRRPHealthLab {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
+    }
+
+    /// Host `i`'s eth0 MAC address.
+    func mac(host i: Int) throws -> String {
+        let out = try ipOutput(["-br", "link", "show", "dev", "eth0"], host: i)
+        guard let mac = out.split(separator: " ").map(String.init).first(where: { $0.count == 17 && $0.filter { $0 == ":" }.count == 5 }) else {
+            throw VRRPLabError("no MAC in: \(out)")
+        }
+        return mac
+    }
+
+    /// The MAC the LAN namespace's client (an address on br0) has for the VIP; nil without an entry.
+    func clientEntry() throws -> String? {
+        let out = try Command.run("ip", ["-n", lan, "neigh", "show", Self.vip, "dev", "br0"])
+        let words = out.split(separator: " ").map(String.init)
+        return words.firstIndex(of: "lladdr").flatMap { words.indices.contains($0 + 1) ? words[$0 + 1] : nil }
+    }
+
+    /// One UDP datagram from namespace `netns` to `address` port 9.
+    func sendDatagram(netns: String, to address: String) throws {
+        _ = try Command.run("ip", ["netns", "exec", netns, VRRPHealthLabPrerequisites.python, "-c",
+            "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('\(address)', 9))"])
     }
 
     /// One UDP datagram from host `i` to `address` port 9 (enough to make the kernel resolve it).

@@ -13,11 +13,16 @@ public struct VRRPBenchTrial: Sendable, Equatable {
     public var takeover: Duration?
     /// Probes that got no answer, over the whole log.
     public var lost: Int
+    /// The backup's reaction on the wire (`VRRPBenchReaction`): from the master's last
+    /// advertisement reaching the backup to the backup's first advertisement or gratuitous ARP,
+    /// by kernel timestamps. Nil when not measured or not seen.
+    public var reaction: Duration?
 
-    public init(outage: Duration, takeover: Duration?, lost: Int) {
+    public init(outage: Duration, takeover: Duration?, lost: Int, reaction: Duration? = nil) {
         self.outage = outage
         self.takeover = takeover
         self.lost = lost
+        self.reaction = reaction
     }
 
     /// Measures a trial from the client's send log. `failureAt` is CLOCK_MONOTONIC nanoseconds,

@@ -85,6 +85,33 @@ public struct VRRPBenchResults: Sendable {
         return lines
     }
 
+    /// `p50 / p99` to 10 µs (the kernel's timestamps are finer), `-` without samples.
+    static func fineCell(_ durations: [Duration]) -> String {
+        let figures = DurationFigures(durations)
+        guard let p50 = figures.percentile(50), let p99 = figures.percentile(99) else { return "-" }
+        return String(format: "%.2f / %.2f", p50, p99)
+    }
+
+    /// The wire table: per failure and interval, each backup's reaction (the master's last
+    /// advertisement reaching it → its first advertisement or gratuitous ARP, kernel timestamps
+    /// on its bridge port) and the excess over `Master_Down_Interval`, the speaker's own delay.
+    public var reactionTable: [String] {
+        var lines = [
+            "| failure | advert interval | Master_Down_Interval ms | keepalived reaction p50 / p99 ms | Baton reaction p50 / p99 ms | keepalived excess p50 / p99 ms | Baton excess p50 / p99 ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for mode in modes {
+            for cs in intervals {
+                let mdi = VRRPBench.masterDownInterval(cs)
+                let k = (trials[Key(.keepalived, cs)]?[mode] ?? []).compactMap(\.reaction)
+                let b = (trials[Key(.baton, cs)]?[mode] ?? []).compactMap(\.reaction)
+                lines.append("| \(Self.what(mode)) | \(intervalLabel(cs)) | " + String(format: "%.2f", mdi.milliseconds)
+                             + " | \(Self.fineCell(k)) | \(Self.fineCell(b)) | \(Self.fineCell(k.map { $0 - mdi })) | \(Self.fineCell(b.map { $0 - mdi })) |")
+            }
+        }
+        return lines
+    }
+
     /// The load table: false failovers per interval, keepalived and Baton side by side.
     public var loadTable: [String] {
         var lines = ["| advert interval | keepalived false failovers | Baton false failovers |", "|---|---|---|"]
@@ -118,6 +145,20 @@ public struct VRRPBenchResults: Sendable {
                     lines.append(String(format: "slower than keepalived: %@ at %@, p99 takeover %.0f ms against %.0f ms (%@ the %ld ms between probes)",
                                         Self.what(mode), Self.seconds(cs), bp, kp, bp - kp <= Double(resolution) ? "within" : "more than", resolution))
                 }
+            }
+        }
+        for cs in intervals {
+            for mode in modes {
+                let k = (trials[Key(.keepalived, cs)]?[mode] ?? []).compactMap(\.reaction)
+                let b = (trials[Key(.baton, cs)]?[mode] ?? []).compactMap(\.reaction)
+                guard let kp = DurationFigures(k).percentile(50), let bp = DurationFigures(b).percentile(50) else { continue }
+                let mdi = VRRPBench.masterDownInterval(cs).milliseconds
+                // Compared as printed: hundredths of a millisecond.
+                let be = ((bp - mdi) * 100).rounded() / 100, ke = ((kp - mdi) * 100).rounded() / 100
+                let behind = ((be - ke) * 100).rounded() / 100
+                lines.append(String(format: "on the wire, %@ at %@: Baton's backup reacts %.2f ms after Master_Down_Interval (p50), keepalived's %.2f ms: %@",
+                                    Self.what(mode), Self.seconds(cs), be, ke,
+                                    behind <= 0 ? "not slower" : "slower by \(String(format: "%.2f", behind)) ms"))
             }
         }
         for (key, n) in staleClientARP.sorted(by: { ($0.key.advertCentiseconds, $0.key.speaker.rawValue) < ($1.key.advertCentiseconds, $1.key.speaker.rawValue) }) where n > 0 {

@@ -193,8 +193,9 @@ public struct VRRPBench: Sendable {
                 done.append(trial)
                 if stale { results.staleClientARP[key, default: 0] += 1 }
                 let takeover = trial.takeover.map { String(format: "%.0f ms", $0.milliseconds) } ?? "never"
+                let reaction = trial.reaction.map { String(format: ", wire reaction %.2f ms", $0.milliseconds) } ?? ""
                 log("\(label), \(VRRPBenchResults.what(mode)), trial \(t)/\(trials): " + String(format: "outage %.0f ms", trial.outage.milliseconds)
-                    + ", takeover \(takeover)" + (stale ? " (client ARP flushed after fail-back)" : ""))
+                    + ", takeover \(takeover)" + reaction + (stale ? " (client ARP flushed after fail-back)" : ""))
             }
             results.trials[key, default: [:]][mode] = done
         }
@@ -213,6 +214,10 @@ public struct VRRPBench: Sendable {
         // to start on a busy machine must not turn into a trial without a "before".
         guard let echo = lab.recordedPIDs()["echo-r\(master(p))"] else { throw LabError("no echo recorded on \(router(master(p)))") }
         let received = try UDPCounters.read(pid: echo).inDatagrams
+        // The backup's port on the bridge, timestamped by the kernel, from before the sender
+        // starts (so the master's adverts before the failure are on it): the wire reaction.
+        let tap = try VRRPWireTap(namespace: lab.lan, interface: "r\(backup(p))")
+        defer { _ = tap.stop() }
         let sender = try lab.child(netns: client, [lab.binary, "lab", "send", "--to", "\(Self.vip(p)):\(Self.echoPort)",
                                                    "--interval-ms", "\(Int(Self.probeInterval.milliseconds))",
                                                    "--duration-ms", "\(Int((Self.senderStartLimit + after).milliseconds))"], output: path)
@@ -227,13 +232,40 @@ public struct VRRPBench: Sendable {
         let failureAt = LabEcho.monotonicNanos()
         let frozen = try fail(key, mode: mode)
         await waitExit(sender)
+        let frames = tap.stop()
         try restore(key, mode: mode, frozen: frozen)
         let stale = try await settle(key)
         let records = SenderLog.parse(try String(contentsOfFile: path, encoding: .utf8))
         guard records.contains(where: { $0.sent < failureAt && $0.source == Self.routerAddress(master(p)) }) else {
             throw LabError("\(key.speaker.title): the master answered no probe before the failure; see \(path)")
         }
-        return (VRRPBenchTrial(records: records, failureAt: failureAt, backup: Self.routerAddress(backup(p))), stale)
+        appendWireLog(frames, router: backup(p), mode: mode)
+        var trial = VRRPBenchTrial(records: records, failureAt: failureAt, backup: Self.routerAddress(backup(p)))
+        trial.reaction = VRRPBenchReaction.measure(frames, vrid: UInt8(Self.vrid(p)), master: Self.routerAddress(master(p)),
+                                                   backup: Self.routerAddress(backup(p)), vip: Self.vip(p))
+        return (trial, stale)
+    }
+
+    /// Appends one trial's frames on the backup's port to `logs/wire-rI.log` (kept with
+    /// `--keep-logs`): `NANOS to|from ...`, CLOCK_REALTIME nanoseconds from the kernel.
+    func appendWireLog(_ frames: [VRRPWireFrame], router i: Int, mode: VRRPBenchFailure) {
+        var text = "# \(mode.rawValue)\n"
+        for f in frames {
+            let what: String
+            switch f.kind {
+            case .advertisement(let vrid, let priority, let source): what = "vrrp vrid \(vrid) priority \(priority) from \(source)"
+            case .arp(let sender): what = "arp sender \(sender)"
+            }
+            text += "\(f.nanos) \(f.toBackup ? "to" : "from") \(what)\n"
+        }
+        let path = "\(lab.stateDir)/logs/wire-r\(i).log"
+        if let handle = FileHandle(forWritingAtPath: path) {
+            handle.seekToEndOfFile()
+            handle.write(Data(text.utf8))
+            try? handle.close()
+        } else {
+            try? text.write(toFile: path, atomically: true, encoding: .utf8)
+        }
     }
 
     /// Makes the master fail; returns the PID a freeze stopped.

@@ -4,23 +4,27 @@ import Foundation
 import Logging
 import Synchronization
 
-/// One virtual router at work: its socket, the thread that reads it and keeps its timer, and
-/// the task that feeds the `VRRPInstance` and carries out what it returns. It starts the
-/// instance once the health verdict is `ready`, and turns each later verdict into the
-/// instance's `.fault`, `.recovered` and `.priorityChanged` events.
+/// One virtual router at work: its socket, and the one thread that reads it, keeps its timer,
+/// feeds the `VRRPInstance` and carries out what it returns, as keepalived's single VRRP thread
+/// does: an advertisement is handled with the time it was read, and an advertisement due on a
+/// timer leaves from the thread that woke for it, with no hop to another thread in between
+/// (each hop delayed the master-down timer's start and the takeover's advertisement). It starts
+/// the instance once the health verdict is `ready`, and turns each later verdict into the
+/// instance's `.fault`, `.recovered` and `.priorityChanged` events. The state of the instance's
+/// interface (from `VRRPLinkWatcher`) is folded into that verdict (`Verdict.tracking`): a link
+/// that goes down is a FAULT, as keepalived has it, and one that comes back recovers the
+/// instance by the same path as a check that passes again. Notify scripts run on a task, in
+/// order, without holding up the thread.
 ///
 /// With a virtual MAC interface the socket, the virtual addresses and their announcements are
 /// on it; the advertisements' source stays the parent interface's address.
 final class VRRPInstanceRunner: Sendable {
-    /// What the instance task consumes, in the order it happened.
-    enum Input: Sendable {
-        /// A valid advertisement for this virtual router (TTL, checksum, version, vrid,
-        /// authentication and, in unicast mode, the peer already checked).
-        case advertisement(VRRPAdvertisement, source: IPAddress)
-        /// The wake-up time (`nextDeadline`, or the announcement repeat) came.
-        case timer
+    /// What other threads hand the instance, consumed in the order handed.
+    enum Control: Sendable {
         /// The checks' verdict changed (or came for the first time).
         case health(VRRPHealthMonitor.Verdict)
+        /// The instance's interface went down or came back.
+        case link(VRRPInterfaceState)
         case shutdown
     }
 
@@ -35,21 +39,18 @@ final class VRRPInstanceRunner: Sendable {
     /// instance's interface.
     let addressInterface: String
     private let initialVerdict: VRRPHealthMonitor.Verdict?
+    private let initialLink: VRRPInterfaceState?
     let receiver: VRRPReceiver
-    private let inputs: AsyncStream<Input>
-    private let inputsIn: AsyncStream<Input>.Continuation
-    /// When the reading thread must deliver `.timer`: the earlier of the instance's
-    /// `nextDeadline` and the announcement repeat.
-    private let wakeAt = Mutex<BatonInstant?>(nil)
-    private let stopping = Mutex(false)
-    private let threadDone = Mutex<CheckedContinuation<Void, Never>?>(nil)
-    private let threadExited = Mutex(false)
+    /// Handed in by `deliver` and `requestShutdown`; the thread takes them when woken.
+    private let controls = Mutex<[Control]>([])
 
-    /// - Parameter initialVerdict: the health verdict to start with; nil waits for `deliver`.
+    /// - Parameters:
+    ///   - initialVerdict: the health verdict to start with; nil waits for `deliver`.
+    ///   - initialLink: the interface's state when the instance starts; nil: not watched.
     let onTransition: (@Sendable (VRRPSpeaker.Transition) -> Void)?
 
     init(configuration: VRRPSpeaker.InstanceConfiguration, virtualMAC: VRRPVirtualMAC? = nil,
-         initialVerdict: VRRPHealthMonitor.Verdict? = .healthy,
+         initialVerdict: VRRPHealthMonitor.Verdict? = .healthy, initialLink: VRRPInterfaceState? = nil,
          clock: any BatonClock, host: any VRRPHost, logger: Logger,
          onTransition: (@Sendable (VRRPSpeaker.Transition) -> Void)? = nil) throws {
         self.configuration = configuration
@@ -57,6 +58,7 @@ final class VRRPInstanceRunner: Sendable {
         self.virtualMAC = virtualMAC
         self.addressInterface = virtualMAC?.name ?? configuration.interface
         self.initialVerdict = initialVerdict
+        self.initialLink = initialLink
         self.clock = clock
         self.host = host
         self.logger = logger
@@ -72,43 +74,41 @@ final class VRRPInstanceRunner: Sendable {
             throw error
         }
         receiver = VRRPReceiver(configuration)
-        (inputs, inputsIn) = AsyncStream.makeStream()
     }
 
-    /// Hands the instance a new health verdict (in order with everything else it consumes).
-    func deliver(_ verdict: VRRPHealthMonitor.Verdict) {
-        inputsIn.yield(.health(verdict))
-    }
+    /// Hands the instance a new health verdict (in order with the other controls).
+    func deliver(_ verdict: VRRPHealthMonitor.Verdict) { hand(.health(verdict)) }
 
-    /// Asks the instance to leave (its `.shutdown` goes after whatever is already queued).
-    func requestShutdown() {
-        inputsIn.yield(.shutdown)
+    /// Hands the instance its interface's new state (in order with the other controls).
+    func deliver(_ link: VRRPInterfaceState) { hand(.link(link)) }
+
+    /// Asks the instance to leave (its `.shutdown` goes after the controls already handed).
+    func requestShutdown() { hand(.shutdown) }
+
+    private func hand(_ control: Control) {
+        controls.withLock { $0.append(control) }
+        socket.wake()
     }
 
     func run() async {
-        let thread = Thread { [self] in readLoop() }
-        thread.name = "vrrp-\(configuration.name)"
-        thread.start()
         let (notifications, notificationsIn) = AsyncStream<NotifyCall>.makeStream()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.runNotifyScript(notifications) }
-            await instanceLoop(notify: notificationsIn)
-            notificationsIn.finish()
-            await group.waitForAll()
-        }
-        stopping.withLock { $0 = true }
-        socket.wake()
-        await withCheckedContinuation { continuation in
-            let exited = threadExited.withLock { exited in
-                if !exited { threadDone.withLock { $0 = continuation } }
-                return exited
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let thread = Thread { [self] in
+                    instanceLoop(notify: notificationsIn)
+                    notificationsIn.finish()
+                    continuation.resume()
+                }
+                thread.name = "vrrp-\(configuration.name)"
+                thread.start()
             }
-            if exited { continuation.resume() }
+            await group.waitForAll()
         }
         socket.close()
     }
 
-    // MARK: The instance task
+    // MARK: The instance thread
 
     /// A notify script call: the new state and the priority the instance has then.
     struct NotifyCall: Sendable {
@@ -119,9 +119,13 @@ final class VRRPInstanceRunner: Sendable {
         func arguments(name: String) -> [String] { ["INSTANCE", name, state.rawValue, "\(priority)"] }
     }
 
-    private func instanceLoop(notify: AsyncStream<NotifyCall>.Continuation) async {
+    /// Runs the instance until its `.shutdown`: waits on the socket until the next wake-up time
+    /// (the instance's `nextDeadline`, or the announcement repeat), a datagram, or a control.
+    private func instanceLoop(notify: AsyncStream<NotifyCall>.Continuation) {
         var instance = VRRPInstance(configuration: vrrpConfiguration)
         var announceRepeatAt: BatonInstant? = nil
+        // The advertisements by priority, encoded once: all else in them is fixed.
+        var encoded: [UInt8: [(destination: IPAddress, message: [UInt8])]] = [:]
         logger.info("starting", metadata: [
             "vrid": "\(configuration.vrid)", "priority": "\(configuration.priority)", "version": "\(configuration.version)",
             "interface": "\(addressInterface)", "source": "\(socket.sourceAddress)",
@@ -132,7 +136,7 @@ final class VRRPInstanceRunner: Sendable {
             for action in actions {
                 switch action {
                 case .sendAdvertisement(let priority):
-                    sendAdvertisement(priority: priority)
+                    sendAdvertisement(priority: priority, encoded: &encoded)
                 case .becameMaster:
                     logger.notice("became MASTER", metadata: ["priority": "\(instance.priority)"])
                     do { try host.addAddresses(configuration.virtualAddresses, interface: addressInterface) } catch {
@@ -161,9 +165,12 @@ final class VRRPInstanceRunner: Sendable {
             }
         }
 
-        // The verdict the instance runs under; nil until the first one (then it waits, not started).
+        // The verdict the instance runs under (the checks' with the link folded in); nil until
+        // the first one (then it waits, not started).
         var applied: VRRPHealthMonitor.Verdict? = nil
         var started = false
+        var checks: VRRPHealthMonitor.Verdict? = nil
+        var link = initialLink
         func apply(_ verdict: VRRPHealthMonitor.Verdict, now: BatonInstant) {
             let base = configuration.priority
             let before = instance.priority
@@ -182,56 +189,107 @@ final class VRRPInstanceRunner: Sendable {
             applied = verdict
         }
 
-        if let initialVerdict { apply(initialVerdict, now: clock.now) }
-        setWakeAt(instance.nextDeadline, announceRepeatAt)
-        for await input in inputs {
-            let now = clock.now
-            switch input {
-            case .advertisement(let advertisement, let source):
-                logger.trace("advertisement", metadata: ["from": "\(source)", "priority": "\(advertisement.priority)"])
-                carryOut(instance.handle(VRRPReceiver.event(advertisement, source: source), now: now), now: now)
-            case .timer:
-                if let at = announceRepeatAt, now >= at {
-                    announceRepeatAt = nil
-                    if instance.state == .master { announce(count: configuration.announcements.repeatBurst) }
+        // Every event is handled with the clock read when it was seen (a datagram: right after
+        // it was read), never earlier than the one before.
+        var last = clock.now
+        func now() -> BatonInstant {
+            last = max(last, clock.now)
+            return last
+        }
+
+        if let link, !link.up {
+            logger.warning("the interface is down: starting in FAULT", metadata: ["interface": "\(link.interface)", "condition": "\(link.condition)"])
+        }
+        if let initialVerdict {
+            checks = initialVerdict
+            apply(initialVerdict.tracking(link), now: now())
+        }
+        while true {
+            for control in controls.withLock({ queue in defer { queue = [] }; return queue }) {
+                switch control {
+                case .health(let verdict):
+                    checks = verdict
+                    apply(verdict.tracking(link), now: now())
+                case .link(let state):
+                    link = state
+                    if let checks { apply(checks.tracking(state), now: now()) }
+                case .shutdown:
+                    carryOut(instance.handle(.shutdown, now: now()), now: last)
+                    return
                 }
-                carryOut(instance.handle(.timerFired, now: now), now: now)
-            case .health(let verdict):
-                apply(verdict, now: now)
-            case .shutdown:
-                carryOut(instance.handle(.shutdown, now: now), now: now)
-                return
             }
-            setWakeAt(instance.nextDeadline, announceRepeatAt)
-            // After a timer the thread waits for a new wake-up time: give it one even if unchanged.
-            if case .timer = input { socket.wake() }
+            // The advertisements this instance may send next, encoded before they are due: a
+            // Backup's takeover advert must not pay for its first encoding.
+            for priority in [instance.priority, 0] where encoded[priority] == nil {
+                encoded[priority] = try? encodeAdvertisement(priority: priority)
+            }
+            let wakeAt = [instance.nextDeadline, announceRepeatAt].compactMap { $0 }.min()
+            if case .datagram(let datagram) = socket.receive(timeout: wakeAt.map { $0 - clock.now }) {
+                // When the kernel received it, on the instance's clock (its age moved back from
+                // now), so the master-down timer runs from the arrival, not from this thread's
+                // wake-up. An implausible age (the wall clock stepped) falls back to now.
+                let before = last
+                let received = Self.arrival(now: now(), notBefore: before, receivedAt: datagram.receivedAt,
+                                            realtimeNow: VRRPSocket.realtimeNanos())
+                last = received
+                if case .advertisement(let advertisement, let source) = accept(datagram) {
+                    logger.trace("advertisement", metadata: ["from": "\(source)", "priority": "\(advertisement.priority)"])
+                    carryOut(instance.handle(VRRPReceiver.event(advertisement, source: source), now: received), now: received)
+                }
+            }
+            // What is due, whether the wait timed out or datagrams kept arriving until past it.
+            let current = now()
+            if let at = announceRepeatAt, current >= at {
+                announceRepeatAt = nil
+                if instance.state == .master { announce(count: configuration.announcements.repeatBurst) }
+            }
+            if let deadline = instance.nextDeadline, current >= deadline {
+                carryOut(instance.handle(.timerFired, now: current), now: current)
+            }
         }
     }
 
-    private func setWakeAt(_ deadline: BatonInstant?, _ repeatAt: BatonInstant?) {
-        let next = [deadline, repeatAt].compactMap { $0 }.min()
-        let changed = wakeAt.withLock { current in
-            defer { current = next }
-            return current != next
-        }
-        if changed { socket.wake() }
+    /// The longest a datagram may have waited in the socket for its kernel receive time to be
+    /// believed (a longer one means the wall clock moved).
+    static let plausibleAge = Duration.milliseconds(100)
+
+    /// When a datagram arrived on the instance's clock: `now` moved back by its age, the time
+    /// since the kernel received it (`receivedAt`, CLOCK_REALTIME nanoseconds, against
+    /// `realtimeNow`), but never before `notBefore` (the last event handled). Without a receive
+    /// time, or with an age that is not in 0..<`plausibleAge`, `now`.
+    static func arrival(now: BatonInstant, notBefore: BatonInstant, receivedAt: Int64?, realtimeNow: Int64) -> BatonInstant {
+        guard let receivedAt else { return now }
+        let age = Duration.nanoseconds(realtimeNow - receivedAt)
+        guard age > .zero, age < plausibleAge else { return now }
+        return max(notBefore, now - age)
     }
 
-    private func sendAdvertisement(priority: UInt8) {
+    /// What `accept` returns: a valid advertisement for this virtual router.
+    enum Input: Sendable {
+        case advertisement(VRRPAdvertisement, source: IPAddress)
+    }
+
+    /// Sends one advertisement at `priority` to the group or every unicast peer, encoding it
+    /// the first time that priority is sent (`encoded` keeps it).
+    private func sendAdvertisement(priority: UInt8, encoded: inout [UInt8: [(destination: IPAddress, message: [UInt8])]]) {
         do {
-            let advertisement = try VRRPAdvertisement(
-                version: configuration.version, vrid: configuration.vrid, priority: priority,
-                maxAdvertIntervalCentiseconds: configuration.advertIntervalCentiseconds,
-                addresses: configuration.virtualAddresses.map(\.address),
-                authentication: configuration.authPassword.map(VRRPAuthentication.password) ?? .none)
-            let destinations = configuration.unicastPeers.isEmpty ? [VRRPWire.group(configuration.family)] : configuration.unicastPeers
-            for destination in destinations {
-                let message = try advertisement.encode(source: socket.sourceAddress, destination: destination,
-                                                       checksumMode: configuration.checksumMode)
-                try socket.send(message, to: destination)
-            }
+            if encoded[priority] == nil { encoded[priority] = try encodeAdvertisement(priority: priority) }
+            for (destination, message) in encoded[priority] ?? [] { try socket.send(message, to: destination) }
         } catch {
             logger.error("cannot send an advertisement", metadata: ["priority": "\(priority)", "error": "\(error)"])
+        }
+    }
+
+    /// The advertisement at `priority`, encoded for the group or for each unicast peer.
+    private func encodeAdvertisement(priority: UInt8) throws -> [(destination: IPAddress, message: [UInt8])] {
+        let advertisement = try VRRPAdvertisement(
+            version: configuration.version, vrid: configuration.vrid, priority: priority,
+            maxAdvertIntervalCentiseconds: configuration.advertIntervalCentiseconds,
+            addresses: configuration.virtualAddresses.map(\.address),
+            authentication: configuration.authPassword.map(VRRPAuthentication.password) ?? .none)
+        let destinations = configuration.unicastPeers.isEmpty ? [VRRPWire.group(configuration.family)] : configuration.unicastPeers
+        return try destinations.map { destination in
+            (destination, try advertisement.encode(source: socket.sourceAddress, destination: destination, checksumMode: configuration.checksumMode))
         }
     }
 
@@ -251,31 +309,6 @@ final class VRRPInstanceRunner: Sendable {
                 logger.warning("notify script failed", metadata: ["state": "\(notification.state.rawValue)", "error": "\(error)"])
             }
         }
-    }
-
-    // MARK: The reading thread
-
-    private func readLoop() {
-        // The wake-up time a `.timer` was delivered for: wait for the task to set another.
-        var firedFor: BatonInstant? = nil
-        while !stopping.withLock({ $0 }) {
-            let target = wakeAt.withLock { $0 }
-            let timeout: Duration? = (target == nil || target == firedFor) ? nil : target! - clock.now
-            switch socket.receive(timeout: timeout) {
-            case .timedOut:
-                firedFor = target
-                inputsIn.yield(.timer)
-            case .woken:
-                firedFor = nil
-            case .datagram(let datagram):
-                if let input = accept(datagram) { inputsIn.yield(input) }
-            }
-        }
-        let waiter = threadExited.withLock { exited in
-            exited = true
-            return threadDone.withLock { $0 }
-        }
-        waiter?.resume()
     }
 
     /// The receive path (`VRRPReceiver`); a refused packet is logged at debug, another virtual

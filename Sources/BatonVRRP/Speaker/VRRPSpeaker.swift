@@ -2,6 +2,7 @@ import BatonAPI
 import BatonCore
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// `baton vrrp`'s engine: runs one `VRRPInstance` per configured virtual router and carries out
 /// its decisions on the wire and on the host. It decides nothing itself: the instance says when
@@ -15,6 +16,12 @@ import ServiceLifecycle
 /// Health checks (`health`) run in one more thread on `VRRPHealthMonitor`'s schedule; every
 /// verdict goes to every instance: none starts before each FAULT check has answered once, a
 /// failed FAULT check sends them all to FAULT, and a weighted one moves their priorities.
+///
+/// The instances' interfaces are watched over rtnetlink (`VRRPLinkWatcher`), as keepalived
+/// watches them: an interface that goes down (administratively, or losing its carrier) puts
+/// its instances in FAULT (a Master removes its VIPs; the notify script gets FAULT), and when it
+/// comes back they leave FAULT as from a failed check: Backup, then Master by the normal rules,
+/// with gratuitous ARP / unsolicited NA on becoming Master.
 ///
 /// Around the instances it sets up, and removes after, what they need on the host: the
 /// nftables table admitting VRRP (`admitChain`) and the `--vmac` instances' macvlans
@@ -129,20 +136,37 @@ public final class VRRPSpeaker: Service, Sendable {
         }
         // Open every socket first: a missing interface or CAP_NET_RAW fails the whole speaker.
         let initial: VRRPHealthMonitor.Verdict? = health.checks.isEmpty ? .healthy : nil
+        // The interfaces' link state, read before any instance starts; changes go to the
+        // runners on that interface once they exist.
+        let runnersBox = Mutex<[VRRPInstanceRunner]>([])
+        let links: VRRPLinkWatcher?
+        do {
+            links = try VRRPLinkWatcher(interfaces: Set(instances.map(\.interface)), logger: logger) { state in
+                for runner in runnersBox.withLock({ $0 }) where runner.configuration.interface == state.interface { runner.deliver(state) }
+            }
+        } catch {
+            logger.error("cannot watch the interfaces' links over rtnetlink: a link going down will not put the instances in FAULT",
+                         metadata: ["error": "\(error)"])
+            links = nil
+        }
         var runners: [VRRPInstanceRunner] = []
+        defer { if runners.count < instances.count { links?.close() } }
         for configuration in instances {
             var logger = logger
             logger[metadataKey: "instance"] = "\(configuration.name)"
             runners.append(try VRRPInstanceRunner(configuration: configuration, virtualMAC: resources.virtualMACs[configuration.name],
-                                                  initialVerdict: initial, clock: clock, host: host, logger: logger,
+                                                  initialVerdict: initial, initialLink: links?.initial[configuration.interface],
+                                                  clock: clock, host: host, logger: logger,
                                                   onTransition: onTransition))
         }
+        runnersBox.withLock { $0 = runners }
         let checks: VRRPHealthRunner? = health.checks.isEmpty ? nil : VRRPHealthRunner(
             settings: health, clock: clock, logger: logger,
             publish: { [runners] verdict in for runner in runners { runner.deliver(verdict) } })
         await withTaskGroup(of: Void.self) { group in
             for runner in runners { group.addTask { await runner.run() } }
             if let checks { group.addTask { await checks.run() } }
+            if let links { group.addTask { await links.run() } }
             // A graceful shutdown of the service group, or `requestStop()`.
             await withTaskGroup(of: Void.self) { wait in
                 wait.addTask { try? await gracefulShutdown() }
@@ -152,6 +176,7 @@ public final class VRRPSpeaker: Service, Sendable {
             }
             logger.notice("shutting down: leaving every virtual router")
             checks?.requestStop()
+            links?.requestStop()
             for runner in runners { runner.requestShutdown() }
             await group.waitForAll()
         }

@@ -19,12 +19,16 @@ public final class VRRPSocket: Sendable {
         public var source: IPAddress
         public var destination: IPAddress
         public var ttl: UInt8
+        /// When the kernel received it (`SO_TIMESTAMPNS`: CLOCK_REALTIME nanoseconds); nil when
+        /// not known.
+        public var receivedAt: Int64?
 
-        public init(message: [UInt8], source: IPAddress, destination: IPAddress, ttl: UInt8) {
+        public init(message: [UInt8], source: IPAddress, destination: IPAddress, ttl: UInt8, receivedAt: Int64? = nil) {
             self.message = message
             self.source = source
             self.destination = destination
             self.ttl = ttl
+            self.receivedAt = receivedAt
         }
     }
 
@@ -107,6 +111,8 @@ public final class VRRPSocket: Sendable {
         guard setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, &name, socklen_t(name.count)) == 0 else {
             throw VRRPSocketError(.socketOption, "cannot bind to device \(interface)", errno: errno)
         }
+        // The kernel's receive time on every datagram: the master-down timer runs from it.
+        try set(SOL_SOCKET, soTimestampNS, Int32(1), "SO_TIMESTAMPNS")
         let ttl = Int32(VRRPWire.requiredTTL)
         switch family {
         case .v4:
@@ -245,8 +251,20 @@ public final class VRRPSocket: Sendable {
         Glibc.close(wakeWriteFD)
     }
 
+    /// `SO_TIMESTAMPNS` and its control message type, `SCM_TIMESTAMPNS` (glibc names them
+    /// through macros Swift does not import).
+    static let soTimestampNS: Int32 = 35
+
+    /// The current CLOCK_REALTIME in nanoseconds, the clock of `Datagram.receivedAt`.
+    public static func realtimeNanos() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
     private func readDatagram() -> Datagram? {
-        var buffer = [UInt8](repeating: 0, count: 65_536)
+        // The largest VRRP packet (VRRPv3 over IPv6 with 255 addresses) is about 4.1 kB.
+        var buffer = [UInt8](repeating: 0, count: 9216)
         var control = [UInt8](repeating: 0, count: 256)
         var from = sockaddr_in6()   // large enough for sockaddr_in too
         let (count, controlLength, fromLength): (Int, Int, socklen_t) = buffer.withUnsafeMutableBytes { payload in
@@ -268,13 +286,17 @@ public final class VRRPSocket: Sendable {
             }
         }
         guard count > 0 else { return nil }
+        let receivedAt = ControlMessage.decode(control[..<controlLength]).first { $0.level == SOL_SOCKET && $0.type == Self.soTimestampNS && $0.data.count >= 16 }
+            .map { _, _, data in
+                data.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) * 1_000_000_000 + $0.loadUnaligned(fromByteOffset: 8, as: Int64.self) }
+            }
         switch family {
         case .v4:
             // The IPv4 header comes first; its fields are checked by the caller.
             guard let (header, payload) = try? IPv4Header.parse(buffer[..<count]), header.ipProtocol == VRRPWire.ipProtocol else {
                 return nil
             }
-            return Datagram(message: Array(payload), source: header.source, destination: header.destination, ttl: header.ttl)
+            return Datagram(message: Array(payload), source: header.source, destination: header.destination, ttl: header.ttl, receivedAt: receivedAt)
         case .v6:
             guard fromLength >= socklen_t(MemoryLayout<sockaddr_in6>.size) else { return nil }
             let source = IPAddress(from.sin6_addr)
@@ -289,7 +311,7 @@ public final class VRRPSocket: Sendable {
                 }
             }
             guard let destination, let hopLimit else { return nil }
-            return Datagram(message: Array(buffer[..<count]), source: source, destination: destination, ttl: hopLimit)
+            return Datagram(message: Array(buffer[..<count]), source: source, destination: destination, ttl: hopLimit, receivedAt: receivedAt)
         }
     }
 }
