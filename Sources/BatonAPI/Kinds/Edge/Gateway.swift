@@ -83,7 +83,14 @@ public struct GatewaySpec: Sendable, Hashable, Codable {
     /// With weights, traffic is split strictly by weight and there is no failover.
     public struct ClusterDestinations: Sendable, Hashable, Codable {
         public var clusters: [ClusterDestination]?
-        public init(clusters: [ClusterDestination]? = nil) { self.clusters = clusters }
+        /// Baton's extension, for weighted lists only (default false): the weights hold while every
+        /// cluster has a healthy ingress, and a cluster without one has its share spread over the
+        /// others in proportion to their weights, instead of getting 503 "no healthy upstream".
+        public var healthAware: Bool?
+        public init(clusters: [ClusterDestination]? = nil, healthAware: Bool? = nil) {
+            self.clusters = clusters
+            self.healthAware = healthAware
+        }
 
         /// True when the clusters carry weights: a strict split, without failover.
         public var isWeighted: Bool { (clusters ?? []).contains { $0.weight != nil } }
@@ -175,6 +182,7 @@ extension KindInfo {
                                         "network": .string("Deprecated in TSB."),
                                         "weight": .integer("The share of traffic; weighted lists do not fail over."),
                                     ])),
+                                    "healthAware": .boolean("Baton: a weighted list spreads the share of a cluster without a healthy ingress over the others, instead of answering 503."),
                                 ]),
                             ]),
                         ])),
@@ -279,6 +287,10 @@ enum GatewayValidation {
                     if let w = c.weight, w < 0 {
                         errors.append(.invalid("\(cf).weight", String(w), "must be greater than or equal to 0"))
                     }
+                }
+                if dest.healthAware == true, !dest.isWeighted {
+                    errors.append(.invalid("\(rf).route.clusterDestination.healthAware", "true",
+                                           "applies only to a weighted list: give the clusters weights, or leave healthAware out (auto and named lists always fail over)"))
                 }
                 if dest.isWeighted, (dest.clusters ?? []).allSatisfy({ ($0.weight ?? 0) == 0 }) {
                     errors.append(.invalid("\(rf).route.clusterDestination.clusters", "0",
