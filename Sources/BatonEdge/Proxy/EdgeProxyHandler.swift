@@ -453,12 +453,8 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         guard let accessLog = state.settings.accessLog else { return }
         let ms = Double((NIODeadline.now() - start).nanoseconds) / 1e6
         let host = head.headers.first(name: "host") ?? "-"
-        let line = "\(Self.timestamp()) \(status) \(cluster ?? "-") \(head.method.rawValue) \(host)\(head.uri) \(endpoint?.key ?? "-") "
+        let line = "\(AccessLog.timestamp()) \(status) \(cluster ?? "-") \(head.method.rawValue) \(host)\(head.uri) \(endpoint?.key ?? "-") "
             + String(format: "%.1fms", ms) + " try=\(attempts) bytes=\(bytes) from=\(clientAddress ?? "-")\(note)"
         accessLog.write(line)
-    }
-
-    static func timestamp() -> String {
-        Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
     }
 }
