@@ -177,9 +177,9 @@ import Testing
 
     @Test func boundedPerRequestAndByTheBudget() {
         #expect(decide(.reset, so: 2) == .giveUp(reason: "2 retries already"))
-        #expect(decide(.reset, inFlight: 10, retries: 2) == .retry)             // min concurrency 3
-        #expect(decide(.reset, inFlight: 10, retries: 3) == .giveUp(reason: "the retry budget (3 in flight) is spent"))
-        #expect(decide(.reset, inFlight: 100, retries: 19) == .retry)           // 20% of 100
-        #expect(decide(.reset, inFlight: 100, retries: 20) == .giveUp(reason: "the retry budget (20 in flight) is spent"))
+        #expect(decide(.reset, inFlight: 10, retries: 9) == .retry)             // min concurrency 10
+        #expect(decide(.reset, inFlight: 10, retries: 10) == .giveUp(reason: "the retry budget (10 in flight) is spent"))
+        #expect(decide(.reset, inFlight: 100, retries: 49) == .retry)           // 50% of 100
+        #expect(decide(.reset, inFlight: 100, retries: 50) == .giveUp(reason: "the retry budget (50 in flight) is spent"))
     }
 }

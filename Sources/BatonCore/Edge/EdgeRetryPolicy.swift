@@ -8,14 +8,16 @@
 ///   A body streamed past the buffer is never replayed.
 /// - At most `maxRetries` retries per request, and the retry budget: retries in flight stay
 ///   within `budgetPercent` of the requests in flight, with `minRetryConcurrency` always allowed
-///   (Envoy's retry budget).
+///   (Envoy's retry budget). The defaults (50%, 10) are above Envoy's (20%, 3): when one of two
+///   clusters dies, half of the requests in flight need a retry at the same moment, and the
+///   budget is there to stop a storm when everything fails, not to fail those.
 /// - A strict weighted list never retries (`EdgeRoute.failsOver`): the seed's weights split traffic
 ///   without failover.
 public struct EdgeRetryPolicy: Sendable, Hashable {
     public var maxRetries: Int = 2
     public var maxBufferedBody: Int = 64 * 1024
-    public var budgetPercent: Int = 20
-    public var minRetryConcurrency: Int = 3
+    public var budgetPercent: Int = 50
+    public var minRetryConcurrency: Int = 10
     public init() {}
 
     /// What a request's body allows.

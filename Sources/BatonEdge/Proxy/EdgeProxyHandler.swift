@@ -28,6 +28,8 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         /// False once the body outgrew the replay buffer: it cannot be sent again.
         var replayable = true
         var tried: Set<String> = []
+        /// The clusters tried, in order (the access log's `tried=`).
+        var triedOrder: [String] = []
         var attempts = 0
         var retries = 0
         var upstream: UpstreamHandler?
@@ -186,6 +188,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
             respond(x, status: .serviceUnavailable, body: "no healthy upstream")
         case .endpoint(let cluster, let endpoint):
             x.tried.insert(cluster)
+            x.triedOrder.append(cluster)
             x.attempts += 1
             connect(x, cluster: cluster, endpoint: endpoint)
         }
@@ -428,7 +431,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         finishAccounting(x)
         state.metrics.request(cluster: x.cluster ?? "none", status: x.status)
         log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
-            bytes: x.responseBytes)
+            bytes: x.responseBytes, note: x.attempts > 1 ? " tried=\(x.triedOrder.joined(separator: ","))" : "")
         if x.keepAlive && !closed { guardian.awaitHead() }
     }
 
