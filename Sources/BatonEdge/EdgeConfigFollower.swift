@@ -72,19 +72,27 @@ public final class EdgeConfigFollower: Service, Sendable {
         throw APIError.unavailable("the \(kind.plural) watch ended")
     }
 
-    /// Rebuilds the route table from the objects last seen.
-    func rebuild() {
-        let selected: [(name: String, spec: GatewaySpec)] = gateways.withLock { Array($0.values) }.compactMap { r in
+    /// The route table an edge with `settings` builds from these Gateways and Clusters, with
+    /// the number of Gateways that select it.
+    public static func table(gateways: [Resource], clusters: [Resource], settings: EdgeSettings) -> (EdgeRouteTable, Int, Int) {
+        let selected: [(name: String, spec: GatewaySpec)] = gateways.compactMap { r in
             guard let spec = try? r.decodeSpec(GatewaySpec.self),
-                  EdgeRouteTable.selects(spec.workloadSelector, namespace: state.settings.namespace, labels: state.settings.labels)
+                  EdgeRouteTable.selects(spec.workloadSelector, namespace: settings.namespace, labels: settings.labels)
             else { return nil }
             return (r.name, spec)
         }
-        let clusterObjects: [EdgeClusterObject] = clusters.withLock { Array($0.values) }.compactMap { r in
+        let clusterObjects: [EdgeClusterObject] = clusters.compactMap { r in
             guard let spec = try? r.decodeSpec(ClusterSpec.self) else { return nil }
             return EdgeClusterObject(name: r.name, labels: r.labels, spec: spec)
         }
-        let table = EdgeRouteTable(gateways: selected, clusters: clusterObjects)
+        return (EdgeRouteTable(gateways: selected, clusters: clusterObjects), selected.count, clusterObjects.count)
+    }
+
+    /// Rebuilds the route table from the objects last seen.
+    func rebuild() {
+        let (table, selectedCount, clusterCount) = Self.table(gateways: gateways.withLock { Array($0.values) },
+                                                              clusters: clusters.withLock { Array($0.values) },
+                                                              settings: state.settings)
         if table == state.routeTable { return }
         state.install(table)
         installs.add(1, ordering: .relaxed)
@@ -93,7 +101,7 @@ public final class EdgeConfigFollower: Service, Sendable {
                 "\(host):\(port) -> " + rules.map { r in r.route.clusters.map(\.name).joined(separator: ",") }.joined(separator: " | ")
             }
         }
-        logger.notice("configuration: \(selected.count) gateways, \(clusterObjects.count) clusters; \(summary.joined(separator: "; "))")
+        logger.notice("configuration: \(selectedCount) gateways, \(clusterCount) clusters; \(summary.joined(separator: "; "))")
         let old = lastConditions.withLock { l -> [String: [EdgeRouteCondition]] in
             let o = l
             l = table.conditions

@@ -48,6 +48,9 @@ struct EdgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-ejection-percent"), help: "The largest share of ingresses outlier detection may eject at once.")
     var maxEjectionPercent: Int = 100
     @Option(name: .customLong("drain-timeout"), help: "Seconds SIGTERM waits for in-flight requests.") var drainTimeout: Double = 30
+    @Option(name: .customLong("config"),
+            help: "Serve the Gateways and Clusters in this YAML file instead of following a server (no watches, no events).")
+    var configFile: String?
     @Option(name: .customLong("log-level")) var logLevel: String = "info"
 
     static func seconds(_ v: Double, _ flag: String, allowZero: Bool = false) throws -> Duration {
@@ -126,10 +129,27 @@ struct EdgeCommand: AsyncParsableCommand {
             }
             logger.notice("metrics on \(channel.localAddress?.description ?? metricsListen)")
         }
-        let follower = EdgeConfigFollower(client: api, state: state, logger: logger, notices: { events.post($0) })
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: proxy), .init(service: follower), .init(service: events)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: proxy)]
+        if let configFile {
+            let docs: [JSONValue]
+            do {
+                docs = try Manifest.parseDocuments(try String(contentsOfFile: configFile, encoding: .utf8))
+            } catch {
+                throw ValidationError("--config \(configFile): \(error)")
+            }
+            let objects = try docs.map { doc -> Resource in
+                do { return try Resource(json: doc) } catch { throw ValidationError("--config \(configFile): \(error)") }
+            }
+            let (table, gateways, clusters) = EdgeConfigFollower.table(gateways: objects.filter { $0.kind == "Gateway" },
+                                                                      clusters: objects.filter { $0.kind == "Cluster" },
+                                                                      settings: settings)
+            state.install(table)
+            logger.notice("configuration from \(configFile): \(gateways) gateways, \(clusters) clusters")
+        } else {
+            services.append(.init(service: EdgeConfigFollower(client: api, state: state, logger: logger, notices: { events.post($0) })))
+            services.append(.init(service: events))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }
