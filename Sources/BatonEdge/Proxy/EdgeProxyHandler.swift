@@ -1,5 +1,6 @@
 import BatonCore
 import Foundation
+import Metrics
 import NIOCore
 import NIOHTTP1
 
@@ -179,9 +180,8 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
 
     private func attempt(_ x: Exchange) {
         let down = state.down
-        var rng = SystemRandomNumberGenerator()
         let pick = EdgeBalancer.pick(x.rule.route, region: state.settings.region, excluding: x.tried,
-                                     isHealthy: { !down.contains($0) }, using: &rng)
+                                     isHealthy: { down.isEmpty || !down.contains($0) }, using: &pool.random)
         switch pick {
         case .noHealthyUpstream(let cluster):
             if let cluster { x.cluster = cluster }
@@ -214,7 +214,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
                 }
                 x.upstream = u
                 u.delegate = self
-                u.setAutoRead(self.context?.channel.isWritable ?? true)
+                if !(self.context?.channel.isWritable ?? true) { u.setAutoRead(false) }
                 u.write(.head(x.upstreamHead))
                 x.connected = true
                 x.sent = 0
@@ -351,7 +351,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
                           promise: nil)
         case .body(let buffer):
             x.responseBytes += buffer.readableBytes
-            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         case .end:
             let u = x.upstream
             x.upstream = nil
@@ -360,6 +360,10 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
             }
             complete(x)
         }
+    }
+
+    func upstreamReadComplete() {
+        context?.flush()
     }
 
     func upstreamClosed() {
@@ -429,7 +433,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
             if !x.keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
         }
         finishAccounting(x)
-        state.metrics.request(cluster: x.cluster ?? "none", status: x.status)
+        countRequest(cluster: x.cluster ?? "none", status: x.status)
         log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
             bytes: x.responseBytes, note: x.attempts > 1 ? " tried=\(x.triedOrder.joined(separator: ","))" : "")
         if x.keepAlive && !closed { guardian.awaitHead() }
@@ -444,6 +448,18 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
             bytes: x.responseBytes, note: " aborted")
         context?.close(promise: nil)
+    }
+
+    /// Counts a finished request on this event loop's cached counter.
+    private func countRequest(cluster: String, status: Int) {
+        let key = UpstreamPool.RequestKey(cluster: cluster, status: status)
+        if let c = pool.requestCounters[key] {
+            c.increment()
+        } else {
+            let c = Counter(label: "baton_edge_requests_total", dimensions: [("cluster", cluster), ("code", String(status))])
+            pool.requestCounters[key] = c
+            c.increment()
+        }
     }
 
     private func finishAccounting(_ x: Exchange) {

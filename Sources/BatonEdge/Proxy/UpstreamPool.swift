@@ -1,4 +1,5 @@
 import BatonCore
+import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -6,6 +7,8 @@ import NIOPosix
 /// What an upstream connection reports to the exchange that holds it. Called on the event loop.
 protocol UpstreamDelegate: AnyObject {
     func upstreamRead(_ part: HTTPClientResponsePart)
+    /// The end of one read burst: flush what was written downstream.
+    func upstreamReadComplete()
     /// The connection closed (or failed) while this delegate held it.
     func upstreamClosed()
     func upstreamWritabilityChanged(_ writable: Bool)
@@ -34,6 +37,10 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         delegate?.upstreamRead(unwrapInboundIn(data))
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         isOpen = false
         pool?.forget(self)
@@ -58,13 +65,13 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func flush() { context?.flush() }
 
+    /// False while the client cannot take more of the response (backpressure).
+    private(set) var autoRead = true
+
     func setAutoRead(_ on: Bool) {
-        guard let context else { return }
-        if on {
-            _ = context.channel.setOption(ChannelOptions.autoRead, value: true)
-        } else {
-            _ = context.channel.setOption(ChannelOptions.autoRead, value: false)
-        }
+        guard let context, on != autoRead else { return }
+        autoRead = on
+        _ = context.channel.setOption(ChannelOptions.autoRead, value: on)
     }
 
     func close() {
@@ -82,6 +89,15 @@ final class UpstreamPool {
     let connectTimeout: TimeAmount
     let maxIdlePerEndpoint: Int
     private var idle: [EdgeEndpoint: [UpstreamHandler]] = [:]
+    /// This loop's random source for picks (xorshift; seeded once from the system).
+    var random = FastRandom()
+    /// This loop's counters, so that the hot path takes no lock for them.
+    var requestCounters: [RequestKey: Counter] = [:]
+
+    struct RequestKey: Hashable {
+        var cluster: String
+        var status: Int
+    }
 
     init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdlePerEndpoint: Int) {
         self.eventLoop = eventLoop
@@ -132,6 +148,7 @@ final class UpstreamPool {
         eventLoop.assertInEventLoop()
         h.delegate = nil
         guard h.isOpen, h.context != nil else { return }
+        h.setAutoRead(true)
         h.reused = true
         var list = idle[h.endpoint, default: []]
         if list.count >= maxIdlePerEndpoint {
@@ -153,5 +170,24 @@ final class UpstreamPool {
         let all = idle.values.flatMap { $0 }
         idle = [:]
         for h in all { h.close() }
+    }
+}
+
+/// A small, fast generator (xorshift64*) for load-balancing picks: one system call to seed it,
+/// none per request. Not for anything secret.
+struct FastRandom: RandomNumberGenerator {
+    private var state: UInt64
+
+    init() {
+        var seed: UInt64 = 0
+        while seed == 0 { seed = UInt64.random(in: 1...UInt64.max) }
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 2_685_821_657_736_338_717
     }
 }
