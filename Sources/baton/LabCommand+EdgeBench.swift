@@ -37,3 +37,32 @@ extension LabCommand {
         }
     }
 }
+
+extension LabCommand {
+    /// `baton lab bench edge-failover`: a cluster dies under load, behind Baton and behind HAProxy.
+    struct EdgeFailoverBenchCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "edge-failover",
+            abstract: "Kill a cluster under load behind baton edge and behind HAProxy (checks, observe layer7, redispatch); print failed requests and how long requests kept reaching the dead cluster.",
+            discussion: "Needs haproxy (Debian package). Runs on loopback only, no root needed.")
+        @Option(help: "Concurrent keep-alive clients.") var connections = 16
+        @Option(help: "Seconds of load before the kill.") var before = 2
+        @Option(help: "Seconds of load after the kill.") var after = 4
+
+        func run() async throws {
+            guard (1...1000).contains(connections) else { throw ValidationError("--connections: \(connections) must be between 1 and 1000") }
+            guard (1...600).contains(before), (1...600).contains(after) else { throw ValidationError("--before and --after must be between 1 and 600 seconds") }
+            var bench = EdgeFailoverBench(batonBinary: CommandLine.executablePath)
+            bench.connections = connections
+            bench.before = before
+            bench.after = after
+            do {
+                let results = try await bench.run()
+                print("")
+                print(EdgeFailoverBench.table(results, before: before, after: after, connections: connections))
+            } catch let e as EdgeBench.Failure {
+                throw ValidationError(e.description)
+            }
+        }
+    }
+}

@@ -30,7 +30,7 @@ extension LabCommand {
     }
 
     struct Bench: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Benchmarks in the lab.", subcommands: [FailoverBench.self, VRRPBenchCommand.self, EdgeBenchCommand.self])
+        static let configuration = CommandConfiguration(abstract: "Benchmarks in the lab.", subcommands: [FailoverBench.self, VRRPBenchCommand.self, EdgeBenchCommand.self, EdgeFailoverBenchCommand.self])
     }
 
     struct FailoverBench: AsyncParsableCommand {

@@ -42,29 +42,46 @@ final class TinyIngress: @unchecked Sendable {
         let ingress: TinyIngress
         init(_ i: TinyIngress) { ingress = i }
         var head: HTTPRequestHead?
+        var bodyBytes = 0
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
-            case .head(let h): head = h
-            case .body: break
+            case .head(let h):
+                head = h
+                bodyBytes = 0
+            case .body(let b):
+                bodyBytes += b.readableBytes
             case .end:
                 guard let h = head else { return }
                 let check = h.headers.first(name: "user-agent") == "baton-edge-healthcheck"
                 if !check { ingress.served.add(1, ordering: .relaxed) }
-                let failing = ingress.isFailing
-                var body = failing ? "upstream connect error\n" : "\(ingress.name)\n"
-                if h.uri == "/echo-headers" {
-                    body += h.headers.map { "\($0.name.lowercased()): \($0.value)\n" }.joined()
+                if h.uri == "/slow" && !check {
+                    context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { self.respond(context, h) }
+                } else {
+                    respond(context, h)
                 }
-                var headers = HTTPHeaders([("content-length", String(body.utf8.count)), ("x-cluster", ingress.name)])
-                if !h.isKeepAlive { headers.add(name: "connection", value: "close") }
-                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: failing ? .serviceUnavailable : .ok,
-                                                                     headers: headers))), promise: nil)
-                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-                let keep = h.isKeepAlive
-                context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                    if !keep { context.close(promise: nil) }
-                }
+            }
+        }
+
+        /// The cluster's name; `/echo-headers` adds the request's headers, `/count` the request
+        /// body's size, `/big` answers 8 MiB.
+        func respond(_ context: ChannelHandlerContext, _ h: HTTPRequestHead) {
+            let failing = ingress.isFailing
+            var body = failing ? "upstream connect error\n" : "\(ingress.name)\n"
+            if h.uri == "/echo-headers" {
+                body += h.headers.map { "\($0.name.lowercased()): \($0.value)\n" }.joined()
+            }
+            if h.uri == "/count" { body += "\(bodyBytes)\n" }
+            var payload = context.channel.allocator.buffer(string: body)
+            if h.uri == "/big" { payload.writeRepeatingByte(UInt8(ascii: "x"), count: 8 << 20) }
+            var headers = HTTPHeaders([("content-length", String(payload.readableBytes)), ("x-cluster", ingress.name)])
+            if !h.isKeepAlive { headers.add(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: failing ? .serviceUnavailable : .ok,
+                                                                 headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(payload))), promise: nil)
+            let keep = h.isKeepAlive
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+                if !keep { context.close(promise: nil) }
             }
         }
     }

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import BatonAPI
 import BatonClient
 import Foundation
+import NIOCore
 import Synchronization
 import Testing
 
@@ -290,6 +291,51 @@ struct EdgeProcessTests {
             #expect(!ok.response.contains("x-secret"))
             #expect(!ok.response.contains("keep-alive: timeout"))
             #expect(await c.spread(10) == ["cluster-1": 10])
+        }
+        await w.tearDown()
+    }
+
+    @Test func bodiesStreamBothWaysAndSIGTERMDrainsInFlightRequests() async throws {
+        let w = try await World.make([("cluster-1", "region-1")])
+        let edge = try w.edge()
+        defer { edge.kill() }
+        do {
+            try await w.apply(World.gateway(destination: "{}"))
+            let c = w.client(edge)
+            #expect(await Self.settle(c, ["cluster-1"]) == ["cluster-1"])
+
+            // A 3 MiB upload, streamed (chunked) through the proxy to the ingress.
+            var upload = HTTPClientRequest(url: "http://127.0.0.1:\(edge.port)/count")
+            upload.method = .POST
+            upload.headers.replaceOrAdd(name: "Host", value: Self.host)
+            let chunk = ByteBuffer(repeating: UInt8(ascii: "y"), count: 64 * 1024)
+            upload.body = .stream(AsyncStream<ByteBuffer> { cont in
+                for _ in 0..<48 { cont.yield(chunk) }
+                cont.finish()
+            }, length: .unknown)
+            let counted = try await w.http.execute(upload, timeout: .seconds(30))
+            #expect(counted.status == .ok)
+            #expect(String(buffer: try await counted.body.collect(upTo: 1 << 20)) == "cluster-1\n\(48 * 64 * 1024)\n")
+
+            // An 8 MiB download.
+            var download = HTTPClientRequest(url: "http://127.0.0.1:\(edge.port)/big")
+            download.headers.replaceOrAdd(name: "Host", value: Self.host)
+            let big = try await w.http.execute(download, timeout: .seconds(30))
+            var received = 0
+            for try await part in big.body { received += part.readableBytes }
+            #expect(received == "cluster-1\n".utf8.count + (8 << 20))
+
+            // SIGTERM while a request is in flight: it completes, then the edge exits.
+            async let slow = c.get("/slow")
+            try await Task.sleep(for: .milliseconds(300))
+            kill(edge.process.processIdentifier, SIGTERM)
+            let answer = await slow
+            #expect(answer == .init(status: 200, body: "cluster-1"))
+            let deadline = ContinuousClock.now + .seconds(10)
+            while edge.process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(!edge.process.isRunning)
+            #expect(edge.process.terminationStatus == 0)
+            #expect(RawHTTP.exchange(port: edge.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").response == "connect failed")
         }
         await w.tearDown()
     }

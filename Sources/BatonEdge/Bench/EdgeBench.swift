@@ -302,6 +302,7 @@ public struct EdgeBench: Sendable {
 struct BenchUpstream: Sendable {
     let channel: any Channel
     let port: Int
+    let children: ChannelSet
 
     final class Handler: ChannelInboundHandler {
         typealias InboundIn = HTTPServerRequestPart
@@ -335,18 +336,20 @@ struct BenchUpstream: Sendable {
     }
 
     static func start(name: String, group: any EventLoopGroup, port: Int = 0) async throws -> BenchUpstream {
+        let children = ChannelSet()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                children.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(Handler(name: name))
                 }
             }
             .bind(host: "127.0.0.1", port: port)
             .get()
-        return BenchUpstream(channel: channel, port: channel.localAddress?.port ?? port)
+        return BenchUpstream(channel: channel, port: channel.localAddress?.port ?? port, children: children)
     }
 }
