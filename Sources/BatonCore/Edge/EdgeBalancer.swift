@@ -45,26 +45,39 @@ public enum EdgeBalancer {
     public static func pick(_ route: EdgeRoute, region: String, excluding: Set<String> = [],
                             isHealthy: (EdgeEndpoint) -> Bool,
                             using rng: inout some RandomNumberGenerator) -> Pick {
-        let candidates = route.clusters.filter { !excluding.contains($0.name) }
         switch route.mode {
         case .weighted(healthAware: false):
+            let candidates = excluding.isEmpty ? route.clusters : route.clusters.filter { !excluding.contains($0.name) }
             guard let c = weightedChoice(candidates, using: &rng) else { return .noHealthyUpstream(cluster: nil) }
             guard let e = endpointChoice(c, isHealthy: isHealthy, using: &rng) else { return .noHealthyUpstream(cluster: c.name) }
             return .endpoint(cluster: c.name, endpoint: e)
         case .weighted(healthAware: true):
+            let candidates = excluding.isEmpty ? route.clusters : route.clusters.filter { !excluding.contains($0.name) }
             let live = candidates.filter { $0.endpoints.contains(where: isHealthy) }
             guard let c = weightedChoice(live, using: &rng), let e = endpointChoice(c, isHealthy: isHealthy, using: &rng) else {
                 return .noHealthyUpstream(cluster: nil)
             }
             return .endpoint(cluster: c.name, endpoint: e)
         case .locality:
-            let live = candidates.filter { $0.endpoints.contains(where: isHealthy) }
-            let local = live.filter { $0.region == region }
-            let pool = local.isEmpty ? live : local
-            guard !pool.isEmpty else { return .noHealthyUpstream(cluster: nil) }
-            let c = pool[Int.random(in: 0..<pool.count, using: &rng)]
-            guard let e = endpointChoice(c, isHealthy: isHealthy, using: &rng) else { return .noHealthyUpstream(cluster: nil) }
-            return .endpoint(cluster: c.name, endpoint: e)
+            // Two passes and no allocation (this runs for every request): count the clusters
+            // that can serve, then take a random one of them.
+            var liveCount = 0, localCount = 0
+            for c in route.clusters where !excluding.contains(c.name) && c.endpoints.contains(where: isHealthy) {
+                liveCount += 1
+                if c.region == region { localCount += 1 }
+            }
+            guard liveCount > 0 else { return .noHealthyUpstream(cluster: nil) }
+            let onlyLocal = localCount > 0
+            var k = Int.random(in: 0..<(onlyLocal ? localCount : liveCount), using: &rng)
+            for c in route.clusters where !excluding.contains(c.name) && (!onlyLocal || c.region == region)
+                && c.endpoints.contains(where: isHealthy) {
+                if k == 0 {
+                    guard let e = endpointChoice(c, isHealthy: isHealthy, using: &rng) else { return .noHealthyUpstream(cluster: nil) }
+                    return .endpoint(cluster: c.name, endpoint: e)
+                }
+                k -= 1
+            }
+            return .noHealthyUpstream(cluster: nil)
         }
     }
 
@@ -81,6 +94,7 @@ public enum EdgeBalancer {
 
     static func endpointChoice(_ c: EdgeCluster, isHealthy: (EdgeEndpoint) -> Bool,
                                using rng: inout some RandomNumberGenerator) -> EdgeEndpoint? {
+        if c.endpoints.count == 1 { return isHealthy(c.endpoints[0]) ? c.endpoints[0] : nil }
         let healthy = c.endpoints.filter(isHealthy)
         guard !healthy.isEmpty else { return nil }
         return healthy.count == 1 ? healthy[0] : healthy[Int.random(in: 0..<healthy.count, using: &rng)]

@@ -42,7 +42,8 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         var transparentReconnect = false
         var responseStarted = false
         var status = 0
-        var responseTimer: Scheduled<Void>?
+        /// The request went out whole and no response head came yet (the response timer runs).
+        var awaitingResponse = false
         var responseBytes = 0
         /// The ingress said it closes after this response: do not pool the connection.
         var upstreamClosesAfter = false
@@ -113,7 +114,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
     func channelInactive(context: ChannelHandlerContext) {
         if let x = exchange {
             exchange = nil
-            x.responseTimer?.cancel()
+            x.awaitingResponse = false
             if let u = x.upstream {
                 u.delegate = nil
                 u.close()
@@ -249,12 +250,29 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         }
     }
 
+    /// The response timer is lazy, as the head timer is: one scheduled task per connection that
+    /// re-arms itself for the current exchange's deadline when it fires early.
+    private var responseDeadline: NIODeadline?
+    private var responseTimer: Scheduled<Void>?
+
     private func armResponseTimer(_ x: Exchange) {
         guard let context else { return }
-        x.responseTimer?.cancel()
-        x.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(state.settings.responseTimeout.nanoseconds))) { [weak self] in
-            guard let self, self.exchange === x else { return }
-            x.responseTimer = nil
+        let when = NIODeadline.now() + .nanoseconds(state.settings.responseTimeout.nanoseconds)
+        responseDeadline = when
+        x.awaitingResponse = true
+        if responseTimer == nil { scheduleResponseTimer(context, at: when) }
+    }
+
+    private func scheduleResponseTimer(_ context: ChannelHandlerContext, at when: NIODeadline) {
+        responseTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
+            guard let self else { return }
+            self.responseTimer = nil
+            guard let x = self.exchange, x.awaitingResponse, let deadline = self.responseDeadline, let context = self.context else { return }
+            if NIODeadline.now() < deadline {
+                self.scheduleResponseTimer(context, at: deadline)
+                return
+            }
+            x.awaitingResponse = false
             if let u = x.upstream {
                 u.delegate = nil
                 u.close()
@@ -277,8 +295,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
             x.upstream = nil
         }
         x.connected = false
-        x.responseTimer?.cancel()
-        x.responseTimer = nil
+        x.awaitingResponse = false
         record(x, outcome)
         state.metrics.error(cluster: x.cluster ?? "none", kind: Self.kind(outcome))
         let decision = state.settings.retry.decide(failure, method: x.head.method.rawValue, body: x.retryBody,
@@ -324,8 +341,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         guard let x = exchange, let context else { return }
         switch part {
         case .head(let head):
-            x.responseTimer?.cancel()
-            x.responseTimer = nil
+            x.awaitingResponse = false
             let code = Int(head.status.code)
             if code == 503, !x.responseStarted {
                 let decision = state.settings.retry.decide(.status(503), method: x.head.method.rawValue, body: x.retryBody,
@@ -379,8 +395,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
             // A kept-alive connection the ingress had closed: try once more on a fresh one,
             // without counting it against the ingress.
             x.transparentReconnect = true
-            x.responseTimer?.cancel()
-            x.responseTimer = nil
+            x.awaitingResponse = false
             connect(x, cluster: c, endpoint: e)
             return
         }
@@ -427,7 +442,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
     private func complete(_ x: Exchange, closed: Bool = false) {
         guard let context, exchange === x else { return }
         exchange = nil
-        x.responseTimer?.cancel()
+        x.awaitingResponse = false
         if x.responseStarted {
             let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
             if !x.keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
@@ -442,7 +457,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
     /// The response broke after it started: the client gets a cut connection.
     private func abort(_ x: Exchange) {
         exchange = nil
-        x.responseTimer?.cancel()
+        x.awaitingResponse = false
         finishAccounting(x)
         state.metrics.request(cluster: x.cluster ?? "none", status: x.status)
         log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,

@@ -40,36 +40,51 @@ final class SlowClientGuard: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if timer != nil { bytesSeen = true }
+        if waiting { bytesSeen = true }
         context.fireChannelRead(data)
     }
 
+    /// Starts the wait for a head. The timer is lazy: one scheduled task at a time, which on
+    /// firing re-arms itself for the current wait instead of being cancelled and scheduled again
+    /// for every request of a kept-alive connection.
     func awaitHead() {
         guard let context else { return }
-        timer?.cancel()
         bytesSeen = false
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+        waiting = true
+        deadline = .now() + timeout
+        if timer == nil { arm(context, at: deadline) }
+    }
+
+    func headReceived() {
+        waiting = false
+    }
+
+    private var waiting = false
+    private var deadline = NIODeadline.now()
+
+    private func arm(_ context: ChannelHandlerContext, at when: NIODeadline) {
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [self] in
             self.timer = nil
+            guard self.waiting, let context = self.context else { return }
+            if NIODeadline.now() < self.deadline {
+                self.arm(context, at: self.deadline)
+                return
+            }
+            self.waiting = false
             self.cut = true
             if self.bytesSeen {
                 self.reject(status: "408 Request Timeout", body: "request head not received in time")
             } else {
-                self.context?.close(promise: nil)
+                context.close(promise: nil)
             }
         }
-    }
-
-    func headReceived() {
-        timer?.cancel()
-        timer = nil
     }
 
     /// Writes a whole response as raw bytes and closes: for a connection whose HTTP state is
     /// lost (a parse error, a timed-out head), never in the middle of a response.
     func reject(status: String, body: String) {
         guard let context else { return }
-        timer?.cancel()
-        timer = nil
+        waiting = false
         let text = "HTTP/1.1 \(status)\r\ncontent-type: text/plain\r\ncontent-length: \(body.utf8.count + 1)\r\nconnection: close\r\n\r\n\(body)\n"
         let buffer = context.channel.allocator.buffer(string: text)
         context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in
