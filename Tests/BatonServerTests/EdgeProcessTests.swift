@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import BatonAPI
 import BatonClient
+import BatonEtcd
 import Foundation
 import NIOCore
 import Synchronization
@@ -101,7 +102,8 @@ struct EdgeProcessTests {
 
     @Test func autoListStaysLocalFailsOverToTheRemoteRegionAndComesHome() async throws {
         let w = try await World.make([("cluster-1", "region-1"), ("cluster-2", "region-2"), ("cluster-3", "region-1")])
-        let edge = try w.edge()
+        let metricsPort = LoopbackPort.free()
+        let edge = try w.edge(extra: ["--metrics", "127.0.0.1:\(metricsPort)"])
         defer { edge.kill() }
         do {
             try await w.apply(World.gateway(destination: "{}"))
@@ -124,6 +126,14 @@ struct EdgeProcessTests {
             #expect(!ejected.isEmpty || !unhealthy.isEmpty)
             // An access log line per request, naming the cluster that served it.
             #expect(edge.accessLog.last?.contains(" 200 cluster-1 GET \(Self.host)/productpage ") == true)
+            // Per-cluster Prometheus metrics.
+            let metrics = String(decoding: try await BatonClient(server: "http://127.0.0.1:\(metricsPort)", token: nil).send(.GET, "/metrics").body,
+                                 as: UTF8.self)
+            #expect(metrics.contains("baton_edge_requests_total{cluster=\"cluster-2\",code=\"200\"}"))
+            // Connect failures at the stopped clusters (the retries that hid them are counted too).
+            #expect(metrics.contains("baton_edge_errors_total{cluster=\"cluster-1\",kind=\"connect_failure\"}")
+                    || metrics.contains("baton_edge_errors_total{cluster=\"cluster-3\",kind=\"connect_failure\"}"))
+            #expect(metrics.contains("baton_edge_retries_total{cluster="))
             // The server goes away: the edge keeps serving what it last saw.
             w.server.kill()
             #expect(await c.spread(20) == ["cluster-1": 20])
