@@ -112,7 +112,8 @@ public struct EdgeFailoverBench: Sendable {
             let r = Result(proxy: proxy, requests: tally.ok.load(ordering: .relaxed) + tally.failed.load(ordering: .relaxed),
                            failed: tally.failed.load(ordering: .relaxed), lastAttempt: last, attemptsAfterKill: attempts.count)
             log("\(proxy): \(r.requests) requests, \(r.failed) failed, \(r.attemptsAfterKill) requests reached the dead cluster, the last "
-                + (last.map { String(format: "%.0f ms", $0 * 1000) } ?? "never") + " after the kill")
+                + (last.map { String(format: "%.0f ms", $0 * 1000) } ?? "never") + " after the kill ("
+                + "\(tombstone?.connections.load(ordering: .relaxed) ?? 0) connections, \(tombstone?.checks.load(ordering: .relaxed) ?? 0) health checks)")
             return r
         } catch {
             try? await tombstone?.channel.close()
@@ -201,6 +202,9 @@ final class TombstoneBox: Sendable {
 final class Tombstone: Sendable {
     let channel: any Channel
     let requests = Mutex<[ContinuousClock.Instant]>([])
+    /// Connections and health checks seen (not counted as requests).
+    let connections = Atomic<Int>(0)
+    let checks = Atomic<Int>(0)
 
     private init(channel: any Channel) { self.channel = channel }
 
@@ -208,12 +212,16 @@ final class Tombstone: Sendable {
         typealias InboundIn = HTTPServerRequestPart
         let tombstone: Tombstone
         init(_ t: Tombstone) { tombstone = t }
+        func channelActive(context: ChannelHandlerContext) {
+            tombstone.connections.add(1, ordering: .relaxed)
+            context.fireChannelActive()
+        }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guard case .head(let h) = unwrapInboundIn(data) else { return }
             let check = h.headers.first(name: "user-agent") == "baton-edge-healthcheck" || h.method == .OPTIONS
                 || h.headers.first(name: "user-agent")?.lowercased().contains("haproxy") == true
                 || (h.method == .GET && h.version == .http1_0)
-            if !check { tombstone.requests.withLock { $0.append(.now) } }
+            if check { tombstone.checks.add(1, ordering: .relaxed) } else { tombstone.requests.withLock { $0.append(.now) } }
             // SO_LINGER 0: close with a reset, as a dead peer's kernel would.
             if let provider = context.channel as? any SocketOptionProvider {
                 _ = provider.setSoLinger(linger(l_onoff: 1, l_linger: 0))
