@@ -9,6 +9,8 @@ extension HTTPHeaders {
     /// Removes the hop-by-hop fields and every field the `Connection` header names. NIO's
     /// encoders then frame the message for the next hop (content-length or chunked).
     mutating func removeHopByHop() {
+        // One pass first: most messages carry none of them, and then nothing is copied.
+        guard contains(where: { Self.isHopByHop($0.name) }) else { return }
         for value in self["connection"] {
             for token in value.split(separator: ",") {
                 let name = String(token).trimmedOWS().lowercased()
@@ -16,6 +18,12 @@ extension HTTPHeaders {
             }
         }
         for name in Self.hopByHop { remove(name: name) }
+    }
+
+    static func isHopByHop(_ name: String) -> Bool {
+        let n = name.utf8.count
+        guard n == 2 || (n >= 7 && n <= 19) else { return false }
+        return hopByHop.contains { $0.utf8.count == n && $0.utf8.elementsEqual(name.utf8, by: { a, b in a == (b | 0x20) || a == b }) }
     }
 
     /// The request head's size as the wire carried it, near enough: for the 431 limit.
