@@ -38,10 +38,10 @@ struct EdgeCommand: AsyncParsableCommand {
     var requestHeadTimeout: Double = 10
     @Option(name: .customLong("response-timeout"), help: "Seconds an ingress has to send a response head after the request.")
     var responseTimeout: Double = 15
-    @Option(name: .customLong("connect-timeout"), help: "Seconds to connect to an ingress.") var connectTimeout: Double = 1
+    @Option(name: .customLong("connect-timeout"), help: "Seconds to connect to an ingress.") var connectTimeout: Double = 0.5
     @Option(name: .customLong("max-header-bytes"), help: "Request heads over this size get 431.") var maxHeaderBytes: Int = 32 * 1024
     @Option(name: .customLong("health-check-interval"), help: "Seconds between active checks of each ingress (0: active checks off).")
-    var healthCheckInterval: Double = 0.5
+    var healthCheckInterval: Double = 0.3
     @Option(name: .customLong("health-check-path"), help: "The path active checks GET.") var healthCheckPath: String = "/"
     @Option(name: .customLong("base-ejection-time"), help: "Seconds an ingress stays ejected the first time (multiplied on repeats).")
     var baseEjectionTime: Double = 5
@@ -91,7 +91,7 @@ struct EdgeCommand: AsyncParsableCommand {
         settings.activeChecks = interval > .zero
         if settings.activeChecks {
             settings.activeCheck.interval = interval
-            settings.activeCheck.timeout = min(settings.activeCheck.timeout, interval)
+            settings.activeCheck.timeout = min(settings.activeCheck.timeout, interval * 0.8)
         }
         guard healthCheckPath.hasPrefix("/") else { throw ValidationError("--health-check-path: \"\(healthCheckPath)\" must start with /") }
         settings.activeCheck.path = healthCheckPath

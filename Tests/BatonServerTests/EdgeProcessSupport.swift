@@ -22,6 +22,9 @@ final class TinyIngress: @unchecked Sendable {
     private var listener: (any Channel)?
     private var children: [ObjectIdentifier: any Channel] = [:]
     private let failing = Atomic<Bool>(false)
+    /// Set by `cutLink`: requests are read and never answered.
+    let frozen = Atomic<Bool>(false)
+    private var blackHoleFD: Int32 = -1
     /// Requests served, not counting the edge's health checks.
     let served = Atomic<Int>(0)
 
@@ -55,6 +58,7 @@ final class TinyIngress: @unchecked Sendable {
                 guard let h = head else { return }
                 let check = h.headers.first(name: "user-agent") == "baton-edge-healthcheck"
                 if !check { ingress.served.add(1, ordering: .relaxed) }
+                if ingress.frozen.load(ordering: .relaxed) { return }
                 if h.uri == "/slow" && !check {
                     context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { self.respond(context, h) }
                 } else {
@@ -108,8 +112,42 @@ final class TinyIngress: @unchecked Sendable {
         c.closeFuture.whenComplete { [weak self] _ in self?.lock.withLock { _ = self?.children.removeValue(forKey: id) } }
     }
 
+    /// As if the link to the ingress were cut: open connections get no answer (and no reset),
+    /// and new connects hang. The listener is replaced by a socket that never accepts, with a
+    /// backlog of 0, so the kernel drops further SYNs.
+    func cutLink() async throws {
+        frozen.store(true, ordering: .relaxed)
+        let l = lock.withLock { () -> (any Channel)? in
+            let l = listener
+            listener = nil
+            return l
+        }
+        try? await l?.close()
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 0) == 0 else {
+            close(fd)
+            throw APIError.internalError("cannot hold port \(port) as a black hole: errno \(errno)")
+        }
+        lock.withLock { blackHoleFD = fd }
+    }
+
     /// Closes the listener and every connection: connects are refused from now on.
     func stop() async {
+        let hole = lock.withLock { () -> Int32 in
+            let fd = blackHoleFD
+            blackHoleFD = -1
+            return fd
+        }
+        if hole >= 0 { close(hole) }
         let (l, cs) = lock.withLock { () -> ((any Channel)?, [any Channel]) in
             let r = (listener, Array(children.values))
             listener = nil
@@ -128,8 +166,10 @@ final class EdgeProcess: @unchecked Sendable {
     let accessLogPath: String
     let logPath: String
 
+    /// `defaults` false speeds detection up for tests that are not about it (1 s ejections,
+    /// checks every 0.2 s); true runs with the edge's own defaults.
     init(server: ServerProcess, dir: String, region: String, labels: String = "app=edgegw", namespace: String = "edge",
-         extra: [String] = []) throws {
+         defaults: Bool = false, extra: [String] = []) throws {
         port = LoopbackPort.free()
         accessLogPath = dir + "/edge-\(port).access"
         logPath = dir + "/edge-\(port).log"
@@ -137,8 +177,8 @@ final class EdgeProcess: @unchecked Sendable {
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: BatonBinary.path!)
         process.arguments = ["edge", "--server", server.url, "--token", server.adminToken, "--listen", "127.0.0.1:\(port)",
-                             "--region", region, "--labels", labels, "--namespace", namespace,
-                             "--base-ejection-time", "1", "--health-check-interval", "0.2"] + extra
+                             "--region", region, "--labels", labels, "--namespace", namespace]
+            + (defaults ? [] : ["--base-ejection-time", "1", "--health-check-interval", "0.2"]) + extra
         process.standardOutput = FileHandle(forWritingAtPath: accessLogPath)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()

@@ -260,16 +260,29 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         let when = NIODeadline.now() + .nanoseconds(state.settings.responseTimeout.nanoseconds)
         responseDeadline = when
         x.awaitingResponse = true
-        if responseTimer == nil { scheduleResponseTimer(context, at: when) }
+        if responseTimer == nil { scheduleResponseTimer(context, at: min(when, .now() + Self.downCheckInterval)) }
     }
+
+    /// How often a request waiting for its response head looks whether its ingress left
+    /// rotation (a cut link: the connection neither answers nor resets). An idempotent request
+    /// whose ingress went down is then retried on another cluster instead of waiting for the
+    /// response timeout.
+    static let downCheckInterval = TimeAmount.milliseconds(250)
 
     private func scheduleResponseTimer(_ context: ChannelHandlerContext, at when: NIODeadline) {
         responseTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
             guard let self else { return }
             self.responseTimer = nil
             guard let x = self.exchange, x.awaitingResponse, let deadline = self.responseDeadline, let context = self.context else { return }
-            if NIODeadline.now() < deadline {
-                self.scheduleResponseTimer(context, at: deadline)
+            let now = NIODeadline.now()
+            if now < deadline {
+                if let e = x.endpoint, EdgeRetryPolicy.idempotentMethods.contains(x.head.method.rawValue), self.state.down.contains(e) {
+                    x.awaitingResponse = false
+                    self.state.logger.info("retrying \(x.head.method.rawValue) \(x.head.uri) elsewhere: ingress \(e) of \(x.cluster ?? "?") left rotation while it waited")
+                    self.failed(x, .reset, outcome: nil)
+                    return
+                }
+                self.scheduleResponseTimer(context, at: min(deadline, now + Self.downCheckInterval))
                 return
             }
             x.awaitingResponse = false
@@ -288,7 +301,9 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
     }
 
     /// An attempt failed before any response byte went to the client.
-    private func failed(_ x: Exchange, _ failure: EdgeRetryPolicy.Failure, outcome: EdgeAttemptOutcome) {
+    /// `outcome` nil: the attempt was abandoned because its ingress is already out of rotation;
+    /// nothing more is counted against it.
+    private func failed(_ x: Exchange, _ failure: EdgeRetryPolicy.Failure, outcome: EdgeAttemptOutcome?) {
         if let u = x.upstream {
             u.delegate = nil
             u.close()
@@ -296,8 +311,12 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         }
         x.connected = false
         x.awaitingResponse = false
-        record(x, outcome)
-        state.metrics.error(cluster: x.cluster ?? "none", kind: Self.kind(outcome))
+        if let outcome {
+            record(x, outcome)
+            state.metrics.error(cluster: x.cluster ?? "none", kind: Self.kind(outcome))
+        } else {
+            state.metrics.error(cluster: x.cluster ?? "none", kind: "abandoned")
+        }
         let decision = state.settings.retry.decide(failure, method: x.head.method.rawValue, body: x.retryBody,
                                                    route: x.rule.route, retriesSoFar: x.retries,
                                                    inFlight: state.inFlight.load(ordering: .relaxed),
