@@ -133,7 +133,11 @@ public final class EdgeState: Sendable {
             for decision in d {
                 switch decision {
                 case .markUnhealthy(let e): h.down.insert(e)
-                case .markHealthy(let e) where !h.outlier.isEjected(e): h.down.remove(e); back = true
+                case .markHealthy(let e):
+                    // Failed checks, then passed again: back, and its ejection (if any) ends.
+                    h.outlier.uneject(e, now: now)
+                    h.down.remove(e)
+                    back = true
                 default: break
                 }
             }

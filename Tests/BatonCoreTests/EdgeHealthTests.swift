@@ -70,6 +70,19 @@ import Testing
         #expect(fail() == [.eject(Self.a, reason: .consecutiveLocalOriginFailures, until: clock.now + .seconds(10), count: 2)])
     }
 
+    @Test func unejectEndsAnEjectionEarlyAndKeepsItsCount() {
+        var d = detector()
+        _ = (0..<3).map { _ in d.record(.connectFailure, for: Self.a, now: .zero) }
+        let first = d.uneject(Self.a, now: .zero + .seconds(1))
+        #expect(first)
+        #expect(!d.isEjected(Self.a))
+        #expect(d.evaluate(now: .zero + .seconds(5)) == [])
+        let second = d.uneject(Self.a, now: .zero + .seconds(1))
+        #expect(!second)
+        let again = (0..<3).flatMap { _ in d.record(.connectFailure, for: Self.a, now: .zero + .seconds(2)) }
+        #expect(again == [.eject(Self.a, reason: .consecutiveLocalOriginFailures, until: .zero + .seconds(12), count: 2)])
+    }
+
     @Test func ejectionTimeIsCapped() {
         var d = detector { $0.maxEjectionTime = .seconds(12) }
         var now = BatonInstant.zero

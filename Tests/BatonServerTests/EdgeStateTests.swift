@@ -82,7 +82,9 @@ import Testing
         _ = state.tick()
         #expect(state.down == [Self.e1])
         #expect(notices.take() == [])
-        // Two passing checks: back, and traffic goes home.
+        // Ejected again, for 10 s this time; two passing checks end it early: back, and traffic goes home.
+        for _ in 0..<3 { state.record(.reset, endpoint: Self.e1, cluster: "cluster-1") }
+        #expect(notices.take() == ["Cluster/cluster-1 IngressEjected"])
         state.checked(Self.e1, passed: true, detail: "HTTP 200")
         clock.advance(by: .milliseconds(500))
         _ = state.tick()

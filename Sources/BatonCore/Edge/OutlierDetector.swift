@@ -24,7 +24,8 @@ public enum EdgeAttemptOutcome: Sendable, Hashable {
 ///   spends in rotation without being ejected.
 /// - At most `maxEjectionPercent` of the endpoints are ejected at once; the default is 100%,
 ///   because Envoy's 10% is why failover never happens with few ingresses (Istio #34605).
-/// - An ejected endpoint returns at the end of its time (`evaluate` reports it), not before.
+/// - An ejected endpoint returns at the end of its time (`evaluate` reports it), or when its
+///   active checks, having failed, pass again (`uneject`).
 public struct OutlierDetector: Sendable {
     public struct Settings: Sendable, Hashable {
         public var consecutive5xx: Int = 5
@@ -123,6 +124,17 @@ public struct OutlierDetector: Sendable {
         s.ejectedUntil = now + time
         s.fivexx = 0; s.gateway = 0; s.localOrigin = 0
         return [.eject(e, reason: reason, until: now + time, count: s.ejections)]
+    }
+
+    /// Ends an ejection before its time (the ejection count stays): for an endpoint that failed
+    /// its active checks and then passed them again, as Envoy's
+    /// `successful_active_health_check_uneject_host` does. Returns whether it was ejected.
+    @discardableResult
+    public mutating func uneject(_ e: EdgeEndpoint, now: BatonInstant) -> Bool {
+        guard endpoints[e]?.ejectedUntil != nil else { return false }
+        endpoints[e]!.ejectedUntil = nil
+        endpoints[e]!.decayFrom = now
+        return true
     }
 
     /// Returns the endpoints whose ejection time is over at `now`. Call at `nextDeadline`.
