@@ -17,14 +17,28 @@ public final class EdgeConfigFollower: Service, Sendable {
     private let clusters = Mutex<[String: Resource]>([:])
     private let lastConditions = Mutex<[String: [EdgeRouteCondition]]>([:])
     private let notices: @Sendable (EdgeNotice) -> Void
+    private let statusWriter: @Sendable (String, GatewayStatus) -> Void
     /// How many tables have been installed (tests wait on it through the log).
     public let installs = Atomic<Int>(0)
 
-    public init(client: BatonClient, state: EdgeState, logger: Logger, notices: @escaping @Sendable (EdgeNotice) -> Void = { _ in }) {
+    public init(client: BatonClient, state: EdgeState, logger: Logger, notices: @escaping @Sendable (EdgeNotice) -> Void = { _ in },
+                status: @escaping @Sendable (String, GatewayStatus) -> Void = { _, _ in }) {
         self.client = client
         self.state = state
         self.logger = logger
         self.notices = notices
+        self.statusWriter = status
+    }
+
+    /// The Gateway status an edge writes for the conditions its routes resolved with.
+    static func status(_ conds: [EdgeRouteCondition]) -> GatewayStatus {
+        let now = AccessLog.timestamp()
+        guard let first = conds.first else {
+            return GatewayStatus(conditions: [.init(type: "ResolvedRefs", status: "True", reason: "Resolved",
+                                                    message: "every destination cluster publishes the hostname", lastTransitionTime: now)])
+        }
+        return GatewayStatus(conditions: [.init(type: "ResolvedRefs", status: "False", reason: first.reason.rawValue,
+                                                message: conds.map(\.description).joined(separator: "; "), lastTransitionTime: now)])
     }
 
     public func run() async throws {
@@ -107,6 +121,9 @@ public final class EdgeConfigFollower: Service, Sendable {
             l = table.conditions
             return o
         }
+        for (gateway, conds) in table.conditions where old[gateway] != conds {
+            statusWriter(gateway, Self.status(conds))
+        }
         for (gateway, conds) in table.conditions {
             for c in conds where !(old[gateway] ?? []).contains(c) {
                 logger.warning("Gateway \(gateway): \(c)")
@@ -123,23 +140,38 @@ public final class EdgeEventWriter: Service, Sendable {
     let namespace: String
     let component: String
     let logger: Logger
-    private let stream: AsyncStream<EdgeNotice>
-    private let continuation: AsyncStream<EdgeNotice>.Continuation
+    enum Work: Sendable {
+        case notice(EdgeNotice)
+        case status(gateway: String, GatewayStatus)
+    }
+    private let stream: AsyncStream<Work>
+    private let continuation: AsyncStream<Work>.Continuation
 
     public init(client: BatonClient, namespace: String, component: String, logger: Logger) {
         self.client = client
         self.namespace = namespace
         self.component = component
         self.logger = logger
-        (stream, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1000))
+        (stream, continuation) = AsyncStream<Work>.makeStream(bufferingPolicy: .bufferingNewest(1000))
     }
 
-    public func post(_ notice: EdgeNotice) { continuation.yield(notice) }
+    public func post(_ notice: EdgeNotice) { continuation.yield(.notice(notice)) }
+
+    /// Writes a Gateway's status (merged: only the fields given change).
+    public func postStatus(_ gateway: String, _ status: GatewayStatus) { continuation.yield(.status(gateway: gateway, status)) }
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
-            for await n in self.stream {
-                await self.write(n)
+            for await work in self.stream {
+                switch work {
+                case .notice(let n): await self.write(n)
+                case .status(let gateway, let status):
+                    do {
+                        _ = try await self.client.mergeStatus(.tsbGateway, name: gateway, namespace: nil, status: try JSONValue(encoding: status))
+                    } catch {
+                        self.logger.debug("could not write Gateway \(gateway)'s status: \(error)")
+                    }
+                }
             }
         }
     }

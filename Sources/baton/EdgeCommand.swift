@@ -146,7 +146,8 @@ struct EdgeCommand: AsyncParsableCommand {
             state.install(table)
             logger.notice("configuration from \(configFile): \(gateways) gateways, \(clusters) clusters")
         } else {
-            services.append(.init(service: EdgeConfigFollower(client: api, state: state, logger: logger, notices: { events.post($0) })))
+            services.append(.init(service: EdgeConfigFollower(client: api, state: state, logger: logger, notices: { events.post($0) },
+                                                               status: { events.postStatus($0, $1) })))
             services.append(.init(service: events))
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -158,6 +158,16 @@ struct EdgeProcessTests {
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(conditions.contains { $0.contains("cluster \"other\" has no ingress that publishes the hostname \(Self.host)") })
+            // And a status condition on the Gateway.
+            var condition: JSONValue?
+            while condition == nil && ContinuousClock.now < deadline + .seconds(5) {
+                condition = try await w.server.client.get(.tsbGateway, name: "bookinfo-edge", namespace: nil).status?["conditions"]?.arrayValue?.first
+                if condition == nil { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(condition?["type"]?.stringValue == "ResolvedRefs")
+            #expect(condition?["status"]?.stringValue == "False")
+            #expect(condition?["reason"]?.stringValue == "HostnameNotPublished")
+            #expect(condition?["message"]?.stringValue?.contains("clusters[2].name: HostnameNotPublished: cluster \"other\" has no ingress") == true)
 
             // Drill: delete the cluster's Gateway (its ingress stops publishing the hostname). Followed through the watch.
             let port1 = w.ingresses["cluster-1"]!.port

@@ -138,9 +138,30 @@ public struct GatewayStatus: Sendable, Hashable, Codable {
             self.lastTransitionTime = lastTransitionTime
         }
     }
+    /// A Kubernetes-style condition. `baton edge` writes `ResolvedRefs`: `False`, with the reason
+    /// (`HostnameNotPublished`, `ClusterNotFound`, `NoClusters`, `Conflict`) and every problem in
+    /// the message, when a destination cluster cannot take the route's traffic; else `True`.
+    public struct Condition: Sendable, Hashable, Codable {
+        public var type: String
+        public var status: String
+        public var reason: String?
+        public var message: String?
+        public var lastTransitionTime: String?
+        public init(type: String, status: String, reason: String? = nil, message: String? = nil, lastTransitionTime: String? = nil) {
+            self.type = type
+            self.status = status
+            self.reason = reason
+            self.message = message
+            self.lastTransitionTime = lastTransitionTime
+        }
+    }
     public var clusters: [ClusterState]?
+    public var conditions: [Condition]?
     public var observedGeneration: Int64?
-    public init(clusters: [ClusterState]? = nil) { self.clusters = clusters }
+    public init(clusters: [ClusterState]? = nil, conditions: [Condition]? = nil) {
+        self.clusters = clusters
+        self.conditions = conditions
+    }
 }
 
 extension KindInfo {
@@ -196,6 +217,13 @@ extension KindInfo {
                     "phase": .string(enum: ["Healthy", "Ejected", "Unknown"]),
                     "lastTransitionTime": .string(format: "date-time"),
                 ], required: ["name", "phase"])),
+                "conditions": .array(.object([
+                    "type": .string("ResolvedRefs: whether every destination cluster can take the route's traffic."),
+                    "status": .string(enum: ["True", "False", "Unknown"]),
+                    "reason": .string(),
+                    "message": .string(),
+                    "lastTransitionTime": .string(format: "date-time"),
+                ], required: ["type", "status"])),
                 "observedGeneration": .integer(),
             ]),
         ], required: ["spec"]),
