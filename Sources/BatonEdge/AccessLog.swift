@@ -6,9 +6,12 @@ import Synchronization
 /// One line per request, the cluster that served it near the front so that `cut -c -60` (the
 /// seed's demo) still shows it:
 ///
-///     2026-11-24T10:00:00.123Z 200 cluster-1 GET bookinfo.tse.tetratelabs.io/productpage 127.0.0.11:8080 1.2ms try=1 from=127.0.0.1
+///     2026-11-24T10:00:00.123Z 200 cluster-1 GET bookinfo.tse.tetratelabs.io/productpage 127.0.0.11:8080 1.2ms try=1 bytes=10 from=127.0.0.1
+///     2026-11-24T10:00:01.456Z 200 cluster-3 GET bookinfo.tse.tetratelabs.io/productpage 127.0.0.13:8080 0.9ms try=2 bytes=10 from=127.0.0.1 tried=cluster-1,cluster-3
 ///
-/// The cluster is `-` when none took the request (404, 503 no healthy upstream). Lines are
+/// The time is when the response ended (UTC); the duration is from the request head. The
+/// cluster is `-` when none took the request (404, 503 no healthy upstream); `tried=` lists the
+/// clusters of a retried request in order. Lines are
 /// written with one `write(2)` each, so lines from several event loops never interleave.
 public final class AccessLog: Sendable {
     private let fd: Int32
