@@ -21,7 +21,7 @@ struct Baton: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Server.self, Agent.self, Apply.self, Get.self, Delete.self, Describe.self, Label.self, Events.self, EgressGatewayCommands.self,
-            Token.self, OpenAPI.self, Bench.self, LabCommand.self, VRRPCommand.self,
+            Token.self, OpenAPI.self, Bench.self, LabCommand.self, VRRPCommand.self, EdgeCommand.self,
         ])
 }
 

@@ -30,7 +30,9 @@ extension LabCommand {
     }
 
     struct Bench: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Benchmarks in the lab.", subcommands: [FailoverBench.self, VRRPBenchCommand.self, StaticRouteBenchCommand.self])
+        static let configuration = CommandConfiguration(abstract: "Benchmarks in the lab.", subcommands: [
+            FailoverBench.self, VRRPBenchCommand.self, StaticRouteBenchCommand.self, EdgeBenchCommand.self, EdgeFailoverBenchCommand.self,
+        ])
     }
 
     struct FailoverBench: AsyncParsableCommand {

@@ -11,7 +11,7 @@ struct LabCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lab",
         abstract: "A testbed in network namespaces on this machine (root): a LAN, nodes with pods, an external echo host, a server and agents.",
-        subcommands: [Up.self, Down.self, Status.self, Failover.self, Bench.self, Echo.self, Probe.self, Watch.self, Send.self, Spin.self])
+        subcommands: [Up.self, Down.self, Status.self, Failover.self, Bench.self, Echo.self, Probe.self, Watch.self, Send.self, Spin.self, EdgeLabCommand.self, IngressCommand.self])
 
     struct LabOptions: ParsableArguments {
         @Option(help: "Prefix of the lab's namespaces (PREFIX-lan, PREFIX-node1, ...).") var prefix = "blab"

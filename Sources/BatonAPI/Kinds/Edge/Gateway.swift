@@ -83,7 +83,14 @@ public struct GatewaySpec: Sendable, Hashable, Codable {
     /// With weights, traffic is split strictly by weight and there is no failover.
     public struct ClusterDestinations: Sendable, Hashable, Codable {
         public var clusters: [ClusterDestination]?
-        public init(clusters: [ClusterDestination]? = nil) { self.clusters = clusters }
+        /// Baton's extension, for weighted lists only (default false): the weights hold while every
+        /// cluster has a healthy ingress, and a cluster without one has its share spread over the
+        /// others in proportion to their weights, instead of getting 503 "no healthy upstream".
+        public var healthAware: Bool?
+        public init(clusters: [ClusterDestination]? = nil, healthAware: Bool? = nil) {
+            self.clusters = clusters
+            self.healthAware = healthAware
+        }
 
         /// True when the clusters carry weights: a strict split, without failover.
         public var isWeighted: Bool { (clusters ?? []).contains { $0.weight != nil } }
@@ -131,9 +138,30 @@ public struct GatewayStatus: Sendable, Hashable, Codable {
             self.lastTransitionTime = lastTransitionTime
         }
     }
+    /// A Kubernetes-style condition. `baton edge` writes `ResolvedRefs`: `False`, with the reason
+    /// (`HostnameNotPublished`, `ClusterNotFound`, `NoClusters`, `Conflict`) and every problem in
+    /// the message, when a destination cluster cannot take the route's traffic; else `True`.
+    public struct Condition: Sendable, Hashable, Codable {
+        public var type: String
+        public var status: String
+        public var reason: String?
+        public var message: String?
+        public var lastTransitionTime: String?
+        public init(type: String, status: String, reason: String? = nil, message: String? = nil, lastTransitionTime: String? = nil) {
+            self.type = type
+            self.status = status
+            self.reason = reason
+            self.message = message
+            self.lastTransitionTime = lastTransitionTime
+        }
+    }
     public var clusters: [ClusterState]?
+    public var conditions: [Condition]?
     public var observedGeneration: Int64?
-    public init(clusters: [ClusterState]? = nil) { self.clusters = clusters }
+    public init(clusters: [ClusterState]? = nil, conditions: [Condition]? = nil) {
+        self.clusters = clusters
+        self.conditions = conditions
+    }
 }
 
 extension KindInfo {
@@ -175,6 +203,7 @@ extension KindInfo {
                                         "network": .string("Deprecated in TSB."),
                                         "weight": .integer("The share of traffic; weighted lists do not fail over."),
                                     ])),
+                                    "healthAware": .boolean("Baton: a weighted list spreads the share of a cluster without a healthy ingress over the others, instead of answering 503."),
                                 ]),
                             ]),
                         ])),
@@ -188,6 +217,13 @@ extension KindInfo {
                     "phase": .string(enum: ["Healthy", "Ejected", "Unknown"]),
                     "lastTransitionTime": .string(format: "date-time"),
                 ], required: ["name", "phase"])),
+                "conditions": .array(.object([
+                    "type": .string("ResolvedRefs: whether every destination cluster can take the route's traffic."),
+                    "status": .string(enum: ["True", "False", "Unknown"]),
+                    "reason": .string(),
+                    "message": .string(),
+                    "lastTransitionTime": .string(format: "date-time"),
+                ], required: ["type", "status"])),
                 "observedGeneration": .integer(),
             ]),
         ], required: ["spec"]),
@@ -279,6 +315,10 @@ enum GatewayValidation {
                     if let w = c.weight, w < 0 {
                         errors.append(.invalid("\(cf).weight", String(w), "must be greater than or equal to 0"))
                     }
+                }
+                if dest.healthAware == true, !dest.isWeighted {
+                    errors.append(.invalid("\(rf).route.clusterDestination.healthAware", "true",
+                                           "applies only to a weighted list: give the clusters weights, or leave healthAware out (auto and named lists always fail over)"))
                 }
                 if dest.isWeighted, (dest.clusters ?? []).allSatisfy({ ($0.weight ?? 0) == 0 }) {
                     errors.append(.invalid("\(rf).route.clusterDestination.clusters", "0",

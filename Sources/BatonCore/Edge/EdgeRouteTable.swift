@@ -1,0 +1,116 @@
+import BatonAPI
+
+/// Everything one edge serves, resolved from the Gateways that select it and the Clusters it
+/// knows: per listening port, per hostname, the rules in order. Rebuilt whole on every Gateway or
+/// Cluster change; requests look routes up in it.
+public struct EdgeRouteTable: Sendable, Hashable {
+    public struct Rule: Sendable, Hashable {
+        public var match: [GatewaySpec.HTTPMatchCondition]
+        public var route: EdgeRoute
+        /// `gateway/server` for logs and metrics.
+        public var server: String
+    }
+
+    /// port → lowercased hostname (or `*.suffix`) → rules in order.
+    public private(set) var servers: [Int: [String: [Rule]]] = [:]
+    /// Per Gateway name, the conditions found while resolving it.
+    public private(set) var conditions: [String: [EdgeRouteCondition]] = [:]
+
+    public init() {}
+
+    /// Whether a Gateway's `workloadSelector` selects an edge in `namespace` with `labels`.
+    public static func selects(_ selector: GatewaySpec.WorkloadSelector, namespace: String, labels: [String: String]) -> Bool {
+        guard selector.namespace == namespace || selector.namespace == "*" else { return false }
+        return (selector.labels ?? [:]).allSatisfy { labels[$0.key] == $0.value }
+    }
+
+    /// Builds the table from the selected Gateways (by name, applied in name order: the first
+    /// Gateway to claim a port and hostname keeps it) and every Cluster.
+    public init(gateways: [(name: String, spec: GatewaySpec)], clusters: [EdgeClusterObject]) {
+        for (name, spec) in gateways.sorted(by: { $0.name < $1.name }) {
+            var conds: [EdgeRouteCondition] = []
+            for (i, server) in (spec.http ?? []).enumerated() {
+                let host = server.hostname.lowercased()
+                let port = Int(server.port)
+                if servers[port]?[host] != nil {
+                    conds.append(.init(field: "spec.http[\(i)].hostname", reason: .init(rawValue: "Conflict"),
+                                       message: "port \(port) and hostname \(host) are already served by another Gateway"))
+                    continue
+                }
+                var rules: [Rule] = []
+                for (j, rule) in (server.routing?.rules ?? []).enumerated() {
+                    let field = "spec.http[\(i)].routing.rules[\(j)].route.clusterDestination"
+                    let dest = rule.route?.clusterDestination ?? .init()
+                    let (route, c) = EdgeRouteResolver.resolve(dest, hostname: host, clusters: clusters, field: field)
+                    conds += c
+                    rules.append(Rule(match: rule.match ?? [], route: route, server: "\(name)/\(server.name)"))
+                }
+                if rules.isEmpty {
+                    // No routing: every cluster publishing the hostname (as `clusterDestination: {}`).
+                    let (route, c) = EdgeRouteResolver.resolve(.init(), hostname: host, clusters: clusters,
+                                                               field: "spec.http[\(i)].routing")
+                    conds += c
+                    rules.append(Rule(match: [], route: route, server: "\(name)/\(server.name)"))
+                }
+                servers[port, default: [:]][host] = rules
+            }
+            conditions[name] = conds
+        }
+    }
+
+    public var ports: [Int] { servers.keys.sorted() }
+
+    /// The rule for a request on `port` for `host` (the Host header, port stripped), or nil (404).
+    /// `header` looks a request header up by lowercased name.
+    public func lookup(port: Int, host: String, path: String, header: (String) -> String?) -> Rule? {
+        guard let byHost = servers[port] else { return nil }
+        let h = Self.stripPort(host).lowercased()
+        let rules = byHost[h] ?? wildcard(h, in: byHost)
+        guard let rules else { return nil }
+        return rules.first { rule in
+            rule.match.isEmpty || rule.match.contains { Self.matches($0, port: port, path: path, header: header) }
+        }
+    }
+
+    /// The rule for a host served on any port: for an edge whose listening port differs from
+    /// the Gateway's (`port` is the port clients address, behind a load balancer or NAT).
+    public func lookupAnyPort(host: String, path: String, header: (String) -> String?) -> Rule? {
+        for port in ports {
+            if let r = lookup(port: port, host: host, path: path, header: header) { return r }
+        }
+        return nil
+    }
+
+    private func wildcard(_ h: String, in byHost: [String: [Rule]]) -> [Rule]? {
+        var rest = Substring(h)
+        while let dot = rest.firstIndex(of: ".") {
+            rest = rest[rest.index(after: dot)...]
+            if let r = byHost["*." + rest] { return r }
+        }
+        return nil
+    }
+
+    static func stripPort(_ host: String) -> String {
+        if host.hasPrefix("[") { return String(host.prefix { $0 != "]" }.dropFirst()) }
+        if let colon = host.lastIndex(of: ":") { return String(host[..<colon]) }
+        return host
+    }
+
+    /// TSB's match condition: every part present must hold.
+    public static func matches(_ m: GatewaySpec.HTTPMatchCondition, port: Int, path: String,
+                               header: (String) -> String?) -> Bool {
+        if let p = m.port, Int(p) != port { return false }
+        if let uri = m.uri, !matches(uri, path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path) { return false }
+        for (name, sm) in m.headers ?? [:] {
+            guard let v = header(name.lowercased()), matches(sm, v) else { return false }
+        }
+        return true
+    }
+
+    static func matches(_ sm: GatewaySpec.StringMatch, _ value: String) -> Bool {
+        if let e = sm.exact { return value == e }
+        if let p = sm.prefix { return value.hasPrefix(p) }
+        if let r = sm.regex, let re = try? Regex(r) { return (try? re.wholeMatch(in: value)) != nil }
+        return false
+    }
+}

@@ -1,0 +1,355 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `baton lab bench edge`: wrk against `baton edge` and against HAProxy, each proxying to the
+/// same loopback upstreams (two clusters answering with their names), with the same
+/// connections and duration, at each thread count. Everything runs on loopback; every process
+/// it starts is stopped by PID before it returns.
+public struct EdgeBench: Sendable {
+    public var batonBinary: String
+    public var connections = 32
+    public var duration = 10
+    public var threads = [1, 2]
+    public var wrkThreads = 1
+    public var log: @Sendable (String) -> Void = { print($0) }
+    static let hostname = "bench.example.com"
+
+    public init(batonBinary: String) { self.batonBinary = batonBinary }
+
+    public struct Run: Sendable {
+        public var proxy: String
+        public var threads: Int
+        public var requestsPerSecond: Double
+        public var p50ms: Double
+        public var p99ms: Double
+        public var errors: Int
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case missing(String)
+        case start(String)
+        case wrk(String)
+        public var description: String {
+            switch self {
+            case .missing(let s), .start(let s), .wrk(let s): s
+            }
+        }
+    }
+
+    public static func which(_ tool: String) -> String? {
+        for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin", "/usr/local/sbin"] {
+            let p = "\(dir)/\(tool)"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }
+
+    public func run() async throws -> [Run] {
+        guard let wrk = Self.which("wrk") else { throw Failure.missing("wrk is not installed (apt-get install wrk)") }
+        guard let haproxy = Self.which("haproxy") else { throw Failure.missing("haproxy is not installed (apt-get install haproxy)") }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("baton-edge-bench-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let upstreamGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let upstreams = try await [BenchUpstream.start(name: "cluster-1", group: upstreamGroup),
+                                   BenchUpstream.start(name: "cluster-2", group: upstreamGroup)]
+        do {
+            let runs = try await measure(dir: dir, wrk: wrk, haproxy: haproxy, upstreams: upstreams)
+            for u in upstreams { try? await u.channel.close() }
+            try? await upstreamGroup.shutdownGracefully()
+            return runs
+        } catch {
+            for u in upstreams { try? await u.channel.close() }
+            try? await upstreamGroup.shutdownGracefully()
+            throw error
+        }
+    }
+
+    func measure(dir: String, wrk: String, haproxy: String, upstreams: [BenchUpstream]) async throws -> [Run] {
+        log("upstreams: cluster-1 on 127.0.0.1:\(upstreams[0].port), cluster-2 on 127.0.0.1:\(upstreams[1].port) (one event loop, in this process)")
+        var runs: [Run] = []
+        for t in threads {
+            for proxy in ["HAProxy", "Baton"] {
+                let port = Self.freePort()
+                let process = proxy == "Baton"
+                    ? try startBaton(dir: dir, port: port, threads: t, upstreams: upstreams.map(\.port))
+                    : try startHAProxy(haproxy, dir: dir, port: port, threads: t, upstreams: upstreams.map(\.port))
+                defer { Self.stop(process) }
+                try await Self.waitReady(port: port, process: process, name: proxy)
+                // A short warm-up fills both proxies' connection pools.
+                _ = try? Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: 1)
+                let r = try Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: duration)
+                let run = Run(proxy: proxy, threads: t, requestsPerSecond: r.rps, p50ms: r.p50, p99ms: r.p99, errors: r.errors)
+                log(String(format: "%@ with %d thread(s): %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors",
+                           proxy, t, run.requestsPerSecond, run.p50ms, run.p99ms, run.errors))
+                runs.append(run)
+            }
+        }
+        return runs
+    }
+
+    /// The side-by-side table.
+    public func table(_ runs: [Run]) -> String {
+        var lines = ["| threads | proxy | req/s | p50 | p99 | errors | Baton / HAProxy req/s |",
+                     "|---|---|---|---|---|---|---|"]
+        for t in threads {
+            let h = runs.first { $0.threads == t && $0.proxy == "HAProxy" }
+            for r in runs where r.threads == t {
+                let ratio = r.proxy == "Baton" && (h?.requestsPerSecond ?? 0) > 0
+                    ? String(format: "%.2f×", r.requestsPerSecond / h!.requestsPerSecond) : ""
+                lines.append(String(format: "| %d | %@ | %.0f | %.2f ms | %.2f ms | %d | %@ |", t, r.proxy, r.requestsPerSecond,
+                                    r.p50ms, r.p99ms, r.errors, ratio))
+            }
+        }
+        lines.append("")
+        lines.append("wrk -t\(wrkThreads) -c\(connections) -d\(duration)s, keep-alive, to two loopback upstreams; same machine, same run.")
+        return lines.joined(separator: "\n")
+    }
+
+    // MARK: Processes
+
+    func startBaton(dir: String, port: Int, threads: Int, upstreams: [Int]) throws -> Process {
+        let config = dir + "/edge-\(port).yaml"
+        var yaml = """
+            apiVersion: gateway.tsb.tetrate.io/v2
+            kind: Gateway
+            metadata: {name: bench}
+            spec:
+              workloadSelector: {namespace: edge}
+              http:
+              - name: bench
+                port: \(port)
+                hostname: \(Self.hostname)
+                routing: {rules: [{route: {clusterDestination: {}}}]}
+
+            """
+        for (i, p) in upstreams.enumerated() {
+            yaml += """
+                ---
+                apiVersion: api.tsb.tetrate.io/v2
+                kind: Cluster
+                metadata: {name: cluster-\(i + 1)}
+                spec:
+                  locality: {region: bench}
+                  ingresses: [{address: 127.0.0.1, port: \(p)}]
+
+                """
+        }
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: batonBinary)
+        p.arguments = ["edge", "--config", config, "--listen", "127.0.0.1:\(port)", "--region", "bench",
+                       "--event-loops", String(threads), "--access-log", "off", "--log-level", "warning"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle(forWritingAtPath: "/dev/stderr")
+        try p.run()
+        return p
+    }
+
+    func startHAProxy(_ haproxy: String, dir: String, port: Int, threads: Int, upstreams: [Int]) throws -> Process {
+        let config = dir + "/haproxy-\(port).cfg"
+        var cfg = """
+            global
+                nbthread \(threads)
+                maxconn 4096
+            defaults
+                mode http
+                option http-keep-alive
+                http-reuse always
+                timeout connect 1s
+                timeout client 30s
+                timeout server 30s
+                retries 2
+                option redispatch
+            frontend edge
+                bind 127.0.0.1:\(port)
+                default_backend clusters
+            backend clusters
+                balance roundrobin
+
+            """
+        for (i, p) in upstreams.enumerated() {
+            cfg += "    server cluster-\(i + 1) 127.0.0.1:\(p) check inter 500 observe layer7\n"
+        }
+        try cfg.write(toFile: config, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: haproxy)
+        p.arguments = ["-f", config, "-db"]
+        let errors = dir + "/haproxy-\(port).log"
+        _ = FileManager.default.createFile(atPath: errors, contents: nil)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle(forWritingAtPath: errors)
+        try p.run()
+        return p
+    }
+
+    static func stop(_ p: Process) {
+        guard p.isRunning else { return }
+        kill(p.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while p.isRunning && Date() < deadline { usleep(20_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+    }
+
+    static func waitReady(port: Int, process: Process, name: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else {
+                let log = (process.arguments?.first == "-f")
+                    ? ((try? String(contentsOfFile: (process.arguments![1] as NSString).deletingPathExtension + ".log", encoding: .utf8)) ?? "") : ""
+                throw Failure.start("\(name) exited at start (status \(process.terminationStatus)): \(log)")
+            }
+            if probe(port: port) { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw Failure.start("\(name) did not answer on 127.0.0.1:\(port) within 15 s")
+    }
+
+    /// One request; true on a 200.
+    static func probe(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { return false }
+        var tv = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let req = "GET / HTTP/1.1\r\nHost: \(hostname)\r\nConnection: close\r\n\r\n"
+        _ = req.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        var buf = [UInt8](repeating: 0, count: 512)
+        let n = recv(fd, &buf, buf.count, 0)
+        return n > 12 && String(decoding: buf[0..<12], as: UTF8.self) == "HTTP/1.1 200"
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    // MARK: wrk
+
+    struct WrkResult { var rps: Double; var p50: Double; var p99: Double; var errors: Int }
+
+    static func wrk(_ wrk: String, port: Int, connections: Int, threads: Int, seconds: Int) throws -> WrkResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: wrk)
+        p.arguments = ["-t\(threads)", "-c\(connections)", "-d\(seconds)s", "--latency", "-H", "Host: \(hostname)",
+                       "http://127.0.0.1:\(port)/"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return try parseWrk(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Reads wrk's `--latency` report.
+    static func parseWrk(_ text: String) throws -> WrkResult {
+        var r = WrkResult(rps: 0, p50: 0, p99: 0, errors: 0)
+        var sawRPS = false
+        for raw in text.split(separator: "\n") {
+            let fields = raw.split(separator: " ", omittingEmptySubsequences: true)
+            guard let first = fields.first else { continue }
+            if first == "Requests/sec:", fields.count > 1, let v = Double(fields[1]) { r.rps = v; sawRPS = true }
+            if first == "50%", fields.count > 1 { r.p50 = millis(fields[1]) }
+            if first == "99%", fields.count > 1 { r.p99 = millis(fields[1]) }
+            if raw.contains("Non-2xx or 3xx responses:"), let n = Int(fields.last ?? "") { r.errors += n }
+            if raw.contains("Socket errors:") {
+                for f in fields where f.allSatisfy(\.isNumber) || f.hasSuffix(",") {
+                    if let n = Int(f.trimmingCharacters(in: CharacterSet(charactersIn: ","))) { r.errors += n }
+                }
+            }
+        }
+        guard sawRPS else { throw Failure.wrk("cannot read wrk's report: \(text.prefix(400))") }
+        return r
+    }
+
+    static func millis(_ s: Substring) -> Double {
+        if s.hasSuffix("us"), let v = Double(s.dropLast(2)) { return v / 1000 }
+        if s.hasSuffix("ms"), let v = Double(s.dropLast(2)) { return v }
+        if s.hasSuffix("s"), let v = Double(s.dropLast(1)) { return v * 1000 }
+        if s.hasSuffix("m"), let v = Double(s.dropLast(1)) { return v * 60_000 }
+        return 0
+    }
+}
+
+/// A minimal upstream for the benchmark: answers every request with its name, keep-alive.
+struct BenchUpstream: Sendable {
+    let channel: any Channel
+    let port: Int
+    let children: ChannelSet
+
+    final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let body: ByteBuffer
+        let headers: HTTPHeaders
+        var keepAlive = true
+        init(name: String) {
+            body = ByteBuffer(string: name + "\n")
+            headers = HTTPHeaders([("content-length", String(name.utf8.count + 1)), ("content-type", "text/plain")])
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let h):
+                keepAlive = h.isKeepAlive
+                var hs = headers
+                if !keepAlive { hs.add(name: "connection", value: "close") }
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: .ok, headers: hs))), promise: nil)
+            case .body:
+                break
+            case .end:
+                context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+                if keepAlive {
+                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                } else {
+                    context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                }
+            }
+        }
+    }
+
+    static func start(name: String, group: any EventLoopGroup, port: Int = 0) async throws -> BenchUpstream {
+        let children = ChannelSet()
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                children.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(Handler(name: name))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port)
+            .get()
+        return BenchUpstream(channel: channel, port: channel.localAddress?.port ?? port, children: children)
+    }
+}

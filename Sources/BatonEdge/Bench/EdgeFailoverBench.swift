@@ -1,0 +1,251 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `baton lab bench edge-failover`: a steady load through each proxy to two clusters, then one
+/// cluster dies. Its ingress is replaced at once by a tombstone on the same port that reads each
+/// request head, notes the time, and resets the connection, so that every request either proxy
+/// still sends there is seen (health checks are told apart and not counted). Prints the failed
+/// requests and the time from the kill to the last request the dead cluster received.
+public struct EdgeFailoverBench: Sendable {
+    public var batonBinary: String
+    public var connections = 16
+    public var before = 2
+    public var after = 4
+    public var log: @Sendable (String) -> Void = { print($0) }
+
+    public init(batonBinary: String) { self.batonBinary = batonBinary }
+
+    public struct Result: Sendable {
+        public var proxy: String
+        public var requests: Int
+        public var failed: Int
+        /// Seconds from the kill to the last request (not a health check) at the dead cluster; nil if none came.
+        public var lastAttempt: Double?
+        public var attemptsAfterKill: Int
+    }
+
+    final class Tally: Sendable {
+        let ok = Atomic<Int>(0)
+        let failed = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+    }
+
+    public func run() async throws -> [Result] {
+        guard let haproxy = EdgeBench.which("haproxy") else { throw EdgeBench.Failure.missing("haproxy is not installed (apt-get install haproxy)") }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("baton-edge-failover-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let http = HTTPClient(eventLoopGroupProvider: .shared(group),
+                              configuration: .init(connectionPool: .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: connections)))
+        var results: [Result] = []
+        do {
+            for proxy in ["HAProxy", "Baton"] {
+                results.append(try await trial(proxy: proxy, haproxy: haproxy, dir: dir, group: group, http: http))
+            }
+        } catch {
+            try? await http.shutdown()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        try? await http.shutdown()
+        try? await group.shutdownGracefully()
+        return results
+    }
+
+    func trial(proxy: String, haproxy: String, dir: String, group: any EventLoopGroup, http: HTTPClient) async throws -> Result {
+        let live = try await BenchUpstream.start(name: "cluster-1", group: group)
+        var doomed: BenchUpstream? = try await BenchUpstream.start(name: "cluster-2", group: group)
+        let doomedPort = doomed!.port
+        let port = EdgeBench.freePort()
+        var bench = EdgeBench(batonBinary: batonBinary)
+        bench.threads = [1]
+        let process = proxy == "Baton"
+            ? try bench.startBaton(dir: dir, port: port, threads: 1, upstreams: [live.port, doomedPort])
+            : try startHAProxy(haproxy, dir: dir, port: port, upstreams: [live.port, doomedPort])
+        var tombstone: Tombstone?
+        defer {
+            EdgeBench.stop(process)
+        }
+        do {
+            try await EdgeBench.waitReady(port: port, process: process, name: proxy)
+            let tally = Tally()
+            let killedAt = Mutex<ContinuousClock.Instant?>(nil)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for _ in 0..<connections {
+                    tasks.addTask {
+                        while !tally.stop.load(ordering: .relaxed) {
+                            var r = HTTPClientRequest(url: "http://127.0.0.1:\(port)/")
+                            r.headers.replaceOrAdd(name: "Host", value: EdgeBench.hostname)
+                            do {
+                                let resp = try await http.execute(r, timeout: .seconds(5))
+                                _ = try await resp.body.collect(upTo: 1 << 16)
+                                if resp.status == .ok { tally.ok.add(1, ordering: .relaxed) } else { tally.failed.add(1, ordering: .relaxed) }
+                            } catch {
+                                tally.failed.add(1, ordering: .relaxed)
+                            }
+                        }
+                    }
+                }
+                try await Task.sleep(for: .seconds(before))
+                // The kill: the ingress and its connections go, a tombstone takes the port.
+                killedAt.withLock { $0 = .now }
+                if let d = doomed { try await d.stopAll() }
+                doomed = nil
+                tombstone = try await Tombstone.start(port: doomedPort, group: group)
+                try await Task.sleep(for: .seconds(after))
+                tally.stop.store(true, ordering: .relaxed)
+                try await tasks.waitForAll()
+            }
+            let kill = killedAt.withLock { $0 }!
+            let attempts = tombstone?.requests.withLock { $0 } ?? []
+            try? await tombstone?.channel.close()
+            try? await live.channel.close()
+            let last = attempts.max().map { Double(($0 - kill).components.attoseconds) / 1e18 + Double(($0 - kill).components.seconds) }
+            let r = Result(proxy: proxy, requests: tally.ok.load(ordering: .relaxed) + tally.failed.load(ordering: .relaxed),
+                           failed: tally.failed.load(ordering: .relaxed), lastAttempt: last, attemptsAfterKill: attempts.count)
+            log("\(proxy): \(r.requests) requests, \(r.failed) failed, \(r.attemptsAfterKill) requests reached the dead cluster, the last "
+                + (last.map { String(format: "%.0f ms", $0 * 1000) } ?? "never") + " after the kill ("
+                + "\(tombstone?.connections.load(ordering: .relaxed) ?? 0) connections, \(tombstone?.checks.load(ordering: .relaxed) ?? 0) health checks)")
+            return r
+        } catch {
+            try? await tombstone?.channel.close()
+            try? await live.channel.close()
+            throw error
+        }
+    }
+
+    func startHAProxy(_ haproxy: String, dir: String, port: Int, upstreams: [Int]) throws -> Process {
+        let config = dir + "/haproxy-failover-\(port).cfg"
+        var cfg = """
+            global
+                nbthread 1
+                maxconn 4096
+            defaults
+                mode http
+                option http-keep-alive
+                http-reuse always
+                timeout connect 1s
+                timeout client 30s
+                timeout server 30s
+                retries 2
+                option redispatch 1
+                retry-on conn-failure empty-response response-timeout 503
+            frontend edge
+                bind 127.0.0.1:\(port)
+                default_backend clusters
+            backend clusters
+                balance roundrobin
+                option httpchk GET /
+                default-server check inter 500 fall 2 rise 2 observe layer7 error-limit 3 on-error mark-down
+
+            """
+        for (i, p) in upstreams.enumerated() { cfg += "    server cluster-\(i + 1) 127.0.0.1:\(p)\n" }
+        try cfg.write(toFile: config, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: haproxy)
+        p.arguments = ["-f", config, "-db"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    public static func table(_ results: [Result], before: Int, after: Int, connections: Int) -> String {
+        var lines = ["| proxy | requests | failed | requests at the dead cluster | last one after the kill |", "|---|---|---|---|---|"]
+        for r in results {
+            lines.append("| \(r.proxy) | \(r.requests) | \(r.failed) | \(r.attemptsAfterKill) | "
+                         + (r.lastAttempt.map { String(format: "%.0f ms", $0 * 1000) } ?? "none") + " |")
+        }
+        lines.append("")
+        lines.append("\(connections) keep-alive clients, \(before) s of load, then cluster-2 killed (its port resets every connection), \(after) s more. "
+                     + "HAProxy: checks every 500 ms, observe layer7, error-limit 3 on-error mark-down, redispatch, retry-on conn-failure/empty-response/503. "
+                     + "Baton: its defaults.")
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension BenchUpstream {
+    /// Closes the listener and every open connection, as a killed ingress process would.
+    func stopAll() async throws {
+        try await channel.close()
+        for c in children.all() { try? await c.close() }
+    }
+}
+
+/// The open connections of a server, to close them all at once.
+final class ChannelSet: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ c: any Channel) {
+        let id = ObjectIdentifier(c)
+        channels.withLock { $0[id] = c }
+        c.closeFuture.whenComplete { [weak self] _ in _ = self?.channels.withLock { $0.removeValue(forKey: id) } }
+    }
+
+    func all() -> [any Channel] { channels.withLock { Array($0.values) } }
+}
+
+final class TombstoneBox: Sendable {
+    let tombstone = Mutex<Tombstone?>(nil)
+}
+
+/// Listens on a dead ingress's port: records when each request (not a health check) arrives,
+/// then resets the connection.
+final class Tombstone: Sendable {
+    let channel: any Channel
+    let requests = Mutex<[ContinuousClock.Instant]>([])
+    /// Connections and health checks seen (not counted as requests).
+    let connections = Atomic<Int>(0)
+    let checks = Atomic<Int>(0)
+
+    private init(channel: any Channel) { self.channel = channel }
+
+    final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        let tombstone: Tombstone
+        init(_ t: Tombstone) { tombstone = t }
+        func channelActive(context: ChannelHandlerContext) {
+            tombstone.connections.add(1, ordering: .relaxed)
+            context.fireChannelActive()
+        }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard case .head(let h) = unwrapInboundIn(data) else { return }
+            let check = h.headers.first(name: "user-agent") == "baton-edge-healthcheck" || h.method == .OPTIONS
+                || h.headers.first(name: "user-agent")?.lowercased().contains("haproxy") == true
+                || (h.method == .GET && h.version == .http1_0)
+            if check { tombstone.checks.add(1, ordering: .relaxed) } else { tombstone.requests.withLock { $0.append(.now) } }
+            // SO_LINGER 0: close with a reset, as a dead peer's kernel would.
+            if let provider = context.channel as? any SocketOptionProvider {
+                _ = provider.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+            }
+            context.close(promise: nil)
+        }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    }
+
+    static func start(port: Int, group: any EventLoopGroup) async throws -> Tombstone {
+        let box = TombstoneBox()
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    guard let t = box.tombstone.withLock({ $0 }) else { throw ChannelError.ioOnClosedChannel }
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: false)
+                    try channel.pipeline.syncOperations.addHandler(Handler(t))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port)
+            .get()
+        let t = Tombstone(channel: channel)
+        box.tombstone.withLock { $0 = t }
+        return t
+    }
+}

@@ -1,0 +1,513 @@
+import BatonCore
+import Foundation
+import Metrics
+import NIOCore
+import NIOHTTP1
+
+/// One downstream (client) connection. For each request: look the route up, let `EdgeBalancer`
+/// pick a cluster and ingress, take a connection from this event loop's pool, stream the request
+/// and the response through with backpressure, count the outcome for outlier detection, and
+/// retry on another cluster when `EdgeRetryPolicy` says so. Everything here runs on the
+/// connection's event loop.
+final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// The request being served.
+    final class Exchange {
+        let head: HTTPRequestHead
+        let rule: EdgeRouteTable.Rule
+        var upstreamHead: HTTPRequestHead
+        let hasBody: Bool
+        let keepAlive: Bool
+        let start: NIODeadline
+        /// Body parts received and not yet dropped; `sent` of them went to the current upstream.
+        var parts: [ByteBuffer] = []
+        var sent = 0
+        var bodyBytes = 0
+        var bodyEnded: Bool
+        /// False once the body outgrew the replay buffer: it cannot be sent again.
+        var replayable = true
+        var tried: Set<String> = []
+        /// The clusters tried, in order (the access log's `tried=`).
+        var triedOrder: [String] = []
+        var attempts = 0
+        var retries = 0
+        var upstream: UpstreamHandler?
+        var endpoint: EdgeEndpoint?
+        var cluster: String?
+        /// The current upstream has the head; parts go to it as they come.
+        var connected = false
+        var requestSent = false
+        var transparentReconnect = false
+        var responseStarted = false
+        var status = 0
+        /// The request went out whole and no response head came yet (the response timer runs).
+        var awaitingResponse = false
+        var responseBytes = 0
+        /// The ingress said it closes after this response: do not pool the connection.
+        var upstreamClosesAfter = false
+
+        init(head: HTTPRequestHead, rule: EdgeRouteTable.Rule, upstreamHead: HTTPRequestHead, hasBody: Bool) {
+            self.head = head
+            self.rule = rule
+            self.upstreamHead = upstreamHead
+            self.hasBody = hasBody
+            self.keepAlive = head.isKeepAlive
+            self.bodyEnded = !hasBody
+            self.start = .now()
+        }
+
+        var retryBody: EdgeRetryPolicy.Body {
+            if !hasBody { return .none }
+            return replayable ? .buffered(bytes: bodyBytes) : .streamed
+        }
+    }
+
+    let state: EdgeState
+    let pool: UpstreamPool
+    let guardian: SlowClientGuard
+    private var context: ChannelHandlerContext?
+    private var exchange: Exchange?
+    /// A local answer was sent while the request's body was still coming: drop the rest.
+    private var discarding = false
+    private var clientAddress: String?
+
+    init(state: EdgeState, pool: UpstreamPool, guardian: SlowClientGuard) {
+        self.state = state
+        self.pool = pool
+        self.guardian = guardian
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        clientAddress = context.channel.remoteAddress?.ipAddress
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    // MARK: Downstream
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            guardian.headReceived()
+            discarding = false
+            begin(head)
+        case .body(let buffer):
+            guard !discarding, let x = exchange else { return }
+            x.parts.append(buffer)
+            x.bodyBytes += buffer.readableBytes
+            if x.bodyBytes > state.settings.retry.maxBufferedBody { x.replayable = false }
+            pump(x)
+        case .end:
+            if discarding {
+                discarding = false
+                return
+            }
+            guard let x = exchange else { return }
+            x.bodyEnded = true
+            pump(x)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let x = exchange {
+            exchange = nil
+            x.awaitingResponse = false
+            if let u = x.upstream {
+                u.delegate = nil
+                u.close()
+            }
+            finishAccounting(x)
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        exchange?.upstream?.setAutoRead(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parse = error as? HTTPParserError else {
+            context.close(promise: nil)
+            return
+        }
+        if exchange == nil {
+            // The codec cannot go on; answer with raw bytes and cut the connection.
+            if parse == .headerOverflow {
+                guardian.reject(status: "431 Request Header Fields Too Large", body: "request header fields too large")
+            } else {
+                guardian.reject(status: "400 Bad Request", body: "malformed request: \(parse)")
+            }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    private func begin(_ head: HTTPRequestHead) {
+        let settings = state.settings
+        if HTTPHeaders.headSize(head) > settings.maxHeaderBytes {
+            respondLocal(head: head, status: .requestHeaderFieldsTooLarge, body: "request header fields too large", close: true)
+            return
+        }
+        let hosts = head.headers["host"]
+        guard head.version.major == 1, (head.version.minor == 0 || hosts.count == 1), hosts.count <= 1 else {
+            respondLocal(head: head, status: .badRequest, body: "bad request: HTTP/1.1 needs exactly one Host header", close: true)
+            return
+        }
+        let host = hosts.first ?? ""
+        let table = state.routeTable
+        let path = head.uri
+        let headers = head.headers
+        guard let rule = table.lookup(port: settings.port, host: host, path: path, header: { headers.first(name: $0) })
+                ?? table.lookupAnyPort(host: host, path: path, header: { headers.first(name: $0) }) else {
+            respondLocal(head: head, status: .notFound, body: "no route for host \(host)")
+            return
+        }
+        var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: head.headers)
+        up.headers.removeHopByHop()
+        up.headers.addForwarded(client: clientAddress, host: host.isEmpty ? nil : host)
+        let chunked = head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
+        let length = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
+        let x = Exchange(head: head, rule: rule, upstreamHead: up, hasBody: chunked || length > 0)
+        exchange = x
+        state.inFlight.add(1, ordering: .relaxed)
+        attempt(x)
+    }
+
+    // MARK: Attempts
+
+    private func attempt(_ x: Exchange) {
+        let down = state.down
+        let pick = EdgeBalancer.pick(x.rule.route, region: state.settings.region, excluding: x.tried,
+                                     isHealthy: { down.isEmpty || !down.contains($0) }, using: &pool.random)
+        switch pick {
+        case .noHealthyUpstream(let cluster):
+            if let cluster { x.cluster = cluster }
+            respond(x, status: .serviceUnavailable, body: "no healthy upstream")
+        case .endpoint(let cluster, let endpoint):
+            x.tried.insert(cluster)
+            x.triedOrder.append(cluster)
+            x.attempts += 1
+            connect(x, cluster: cluster, endpoint: endpoint)
+        }
+    }
+
+    private func connect(_ x: Exchange, cluster: String, endpoint: EdgeEndpoint) {
+        x.cluster = cluster
+        x.endpoint = endpoint
+        x.connected = false
+        x.requestSent = false
+        pool.acquire(endpoint) { [weak self] result in
+            guard let self, self.exchange === x else {
+                if case .success(let u) = result { u.close() }
+                return
+            }
+            switch result {
+            case .failure:
+                self.failed(x, .connectFailure, outcome: .connectFailure)
+            case .success(let u):
+                guard u.isOpen else {
+                    self.failed(x, .reset, outcome: .reset)
+                    return
+                }
+                x.upstream = u
+                u.delegate = self
+                if !(self.context?.channel.isWritable ?? true) { u.setAutoRead(false) }
+                u.write(.head(x.upstreamHead))
+                x.connected = true
+                x.sent = 0
+                self.pump(x)
+            }
+        }
+    }
+
+    /// Sends what the upstream has not had yet, ends the request when the body has ended, and
+    /// applies backpressure to the client while the upstream cannot take more.
+    private func pump(_ x: Exchange) {
+        guard x.connected, let u = x.upstream, !x.requestSent else {
+            if !x.connected, x.bodyBytes > state.settings.retry.maxBufferedBody {
+                context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+            }
+            return
+        }
+        while x.sent < x.parts.count {
+            u.write(.body(.byteBuffer(x.parts[x.sent])))
+            x.sent += 1
+        }
+        if !x.replayable {
+            x.parts.removeAll(keepingCapacity: true)
+            x.sent = 0
+        }
+        if x.bodyEnded {
+            u.write(.end(nil), flush: true)
+            x.requestSent = true
+            armResponseTimer(x)
+        } else {
+            u.flush()
+        }
+    }
+
+    /// The response timer is lazy, as the head timer is: one scheduled task per connection that
+    /// re-arms itself for the current exchange's deadline when it fires early.
+    private var responseDeadline: NIODeadline?
+    private var responseTimer: Scheduled<Void>?
+
+    private func armResponseTimer(_ x: Exchange) {
+        guard let context else { return }
+        let when = NIODeadline.now() + .nanoseconds(state.settings.responseTimeout.nanoseconds)
+        responseDeadline = when
+        x.awaitingResponse = true
+        if responseTimer == nil { scheduleResponseTimer(context, at: min(when, .now() + Self.downCheckInterval)) }
+    }
+
+    /// How often a request waiting for its response head looks whether its ingress left
+    /// rotation (a cut link: the connection neither answers nor resets). An idempotent request
+    /// whose ingress went down is then retried on another cluster instead of waiting for the
+    /// response timeout.
+    static let downCheckInterval = TimeAmount.milliseconds(250)
+
+    private func scheduleResponseTimer(_ context: ChannelHandlerContext, at when: NIODeadline) {
+        responseTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
+            guard let self else { return }
+            self.responseTimer = nil
+            guard let x = self.exchange, x.awaitingResponse, let deadline = self.responseDeadline, let context = self.context else { return }
+            let now = NIODeadline.now()
+            if now < deadline {
+                if let e = x.endpoint, EdgeRetryPolicy.idempotentMethods.contains(x.head.method.rawValue), self.state.down.contains(e) {
+                    x.awaitingResponse = false
+                    self.state.logger.info("retrying \(x.head.method.rawValue) \(x.head.uri) elsewhere: ingress \(e) of \(x.cluster ?? "?") left rotation while it waited")
+                    self.failed(x, .reset, outcome: nil)
+                    return
+                }
+                self.scheduleResponseTimer(context, at: min(deadline, now + Self.downCheckInterval))
+                return
+            }
+            x.awaitingResponse = false
+            if let u = x.upstream {
+                u.delegate = nil
+                u.close()
+                x.upstream = nil
+            }
+            if x.responseStarted {
+                self.record(x, .timeout)
+                self.abort(x)
+            } else {
+                self.failed(x, .timeout, outcome: .timeout)
+            }
+        }
+    }
+
+    /// An attempt failed before any response byte went to the client.
+    /// `outcome` nil: the attempt was abandoned because its ingress is already out of rotation;
+    /// nothing more is counted against it.
+    private func failed(_ x: Exchange, _ failure: EdgeRetryPolicy.Failure, outcome: EdgeAttemptOutcome?) {
+        if let u = x.upstream {
+            u.delegate = nil
+            u.close()
+            x.upstream = nil
+        }
+        x.connected = false
+        x.awaitingResponse = false
+        if let outcome {
+            record(x, outcome)
+            state.metrics.error(cluster: x.cluster ?? "none", kind: Self.kind(outcome))
+        } else {
+            state.metrics.error(cluster: x.cluster ?? "none", kind: "abandoned")
+        }
+        let decision = state.settings.retry.decide(failure, method: x.head.method.rawValue, body: x.retryBody,
+                                                   route: x.rule.route, retriesSoFar: x.retries,
+                                                   inFlight: state.inFlight.load(ordering: .relaxed),
+                                                   retriesInFlight: state.retriesInFlight.load(ordering: .relaxed))
+        if case .retry = decision {
+            x.retries += 1
+            state.retriesInFlight.add(1, ordering: .relaxed)
+            state.metrics.retry(cluster: x.cluster ?? "none")
+            x.sent = 0
+            attempt(x)
+            return
+        }
+        switch failure {
+        case .connectFailure, .reset:
+            respond(x, status: .serviceUnavailable, body: "no healthy upstream")
+        case .timeout:
+            respond(x, status: .gatewayTimeout, body: "upstream timeout")
+        case .status(let code):
+            respond(x, status: HTTPResponseStatus(statusCode: code), body: "upstream answered \(code)")
+        }
+    }
+
+    private func record(_ x: Exchange, _ outcome: EdgeAttemptOutcome) {
+        guard let e = x.endpoint, let c = x.cluster else { return }
+        state.record(outcome, endpoint: e, cluster: c)
+    }
+
+    static func kind(_ o: EdgeAttemptOutcome) -> String {
+        switch o {
+        case .success: "none"
+        case .status(let s): String(s)
+        case .connectFailure: "connect_failure"
+        case .reset: "reset"
+        case .timeout: "timeout"
+        }
+    }
+
+    // MARK: Upstream
+
+    func upstreamRead(_ part: HTTPClientResponsePart) {
+        guard let x = exchange, let context else { return }
+        switch part {
+        case .head(let head):
+            x.awaitingResponse = false
+            let code = Int(head.status.code)
+            if code == 503, !x.responseStarted {
+                let decision = state.settings.retry.decide(.status(503), method: x.head.method.rawValue, body: x.retryBody,
+                                                           route: x.rule.route, retriesSoFar: x.retries,
+                                                           inFlight: state.inFlight.load(ordering: .relaxed),
+                                                           retriesInFlight: state.retriesInFlight.load(ordering: .relaxed))
+                if case .retry = decision {
+                    failed(x, .status(503), outcome: .status(503))
+                    return
+                }
+            }
+            record(x, code >= 500 ? .status(code) : .success)
+            if code >= 500 { state.metrics.error(cluster: x.cluster ?? "none", kind: String(code)) }
+            x.responseStarted = true
+            x.status = code
+            var headers = head.headers
+            let upstreamKeepAlive = head.isKeepAlive
+            headers.removeHopByHop()
+            if !x.keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
+            else if x.head.version.minor == 0 { headers.replaceOrAdd(name: "connection", value: "keep-alive") }
+            if !upstreamKeepAlive { x.upstreamClosesAfter = true }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: x.head.version, status: head.status, headers: headers))),
+                          promise: nil)
+        case .body(let buffer):
+            x.responseBytes += buffer.readableBytes
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        case .end:
+            let u = x.upstream
+            x.upstream = nil
+            if let u {
+                if x.requestSent && !x.upstreamClosesAfter { pool.release(u) } else { u.delegate = nil; u.close() }
+            }
+            complete(x)
+        }
+    }
+
+    func upstreamReadComplete() {
+        context?.flush()
+    }
+
+    func upstreamClosed() {
+        guard let x = exchange else { return }
+        let wasReused = x.upstream?.reused ?? false
+        x.upstream = nil
+        if x.responseStarted {
+            record(x, .reset)
+            abort(x)
+            return
+        }
+        if wasReused, !x.transparentReconnect, let e = x.endpoint, let c = x.cluster {
+            // A kept-alive connection the ingress had closed: try once more on a fresh one,
+            // without counting it against the ingress.
+            x.transparentReconnect = true
+            x.awaitingResponse = false
+            connect(x, cluster: c, endpoint: e)
+            return
+        }
+        failed(x, .reset, outcome: .reset)
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        context?.channel.setOption(ChannelOptions.autoRead, value: writable).whenComplete { _ in }
+    }
+
+    // MARK: Answers
+
+    /// Ends the exchange with the proxy's own answer (no response byte went out yet).
+    private func respond(_ x: Exchange, status: HTTPResponseStatus, body: String) {
+        x.status = Int(status.code)
+        let close = !x.keepAlive || !x.bodyEnded
+        if !x.bodyEnded { discarding = true }
+        writeLocal(version: x.head.version, status: status, body: body, close: close)
+        complete(x, closed: close)
+    }
+
+    private func respondLocal(head: HTTPRequestHead, status: HTTPResponseStatus, body: String, close: Bool = false) {
+        let hasBody = head.headers.first(name: "content-length").flatMap(Int.init).map { $0 > 0 } ?? false
+            || head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
+        let closeNow = close || !head.isKeepAlive || hasBody
+        writeLocal(version: head.version, status: status, body: body, close: closeNow)
+        if hasBody { discarding = true }
+        state.metrics.request(cluster: "none", status: Int(status.code))
+        log(head: head, status: Int(status.code), cluster: nil, endpoint: nil, start: .now(), attempts: 0, bytes: 0)
+        if !closeNow { guardian.awaitHead() }
+    }
+
+    private func writeLocal(version: HTTPVersion, status: HTTPResponseStatus, body: String, close: Bool) {
+        guard let context else { return }
+        var headers = HTTPHeaders([("content-type", "text/plain"), ("content-length", String(body.utf8.count))])
+        if close { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if close { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    }
+
+    /// The response went out whole (or the proxy answered): log, count, get ready for the next.
+    private func complete(_ x: Exchange, closed: Bool = false) {
+        guard let context, exchange === x else { return }
+        exchange = nil
+        x.awaitingResponse = false
+        if x.responseStarted {
+            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !x.keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+        }
+        finishAccounting(x)
+        countRequest(cluster: x.cluster ?? "none", status: x.status)
+        log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
+            bytes: x.responseBytes, note: x.attempts > 1 ? " tried=\(x.triedOrder.joined(separator: ","))" : "")
+        if x.keepAlive && !closed { guardian.awaitHead() }
+    }
+
+    /// The response broke after it started: the client gets a cut connection.
+    private func abort(_ x: Exchange) {
+        exchange = nil
+        x.awaitingResponse = false
+        finishAccounting(x)
+        state.metrics.request(cluster: x.cluster ?? "none", status: x.status)
+        log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
+            bytes: x.responseBytes, note: " aborted")
+        context?.close(promise: nil)
+    }
+
+    /// Counts a finished request on this event loop's cached counter.
+    private func countRequest(cluster: String, status: Int) {
+        let key = UpstreamPool.RequestKey(cluster: cluster, status: status)
+        if let c = pool.requestCounters[key] {
+            c.increment()
+        } else {
+            let c = Counter(label: "baton_edge_requests_total", dimensions: [("cluster", cluster), ("code", String(status))])
+            pool.requestCounters[key] = c
+            c.increment()
+        }
+    }
+
+    private func finishAccounting(_ x: Exchange) {
+        state.inFlight.subtract(1, ordering: .relaxed)
+        if x.retries > 0 { state.retriesInFlight.subtract(x.retries, ordering: .relaxed) }
+    }
+
+    private func log(head: HTTPRequestHead, status: Int, cluster: String?, endpoint: EdgeEndpoint?, start: NIODeadline,
+                     attempts: Int, bytes: Int, note: String = "") {
+        guard let accessLog = state.settings.accessLog else { return }
+        let ms = Double((NIODeadline.now() - start).nanoseconds) / 1e6
+        let host = head.headers.first(name: "host") ?? "-"
+        let line = "\(AccessLog.timestamp()) \(status) \(cluster ?? "-") \(head.method.rawValue) \(host)\(head.uri) \(endpoint?.key ?? "-") "
+            + String(format: "%.1fms", ms) + " try=\(attempts) bytes=\(bytes) from=\(clientAddress ?? "-")\(note)"
+        accessLog.write(line)
+    }
+}

@@ -1,0 +1,193 @@
+import BatonCore
+import Metrics
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// What an upstream connection reports to the exchange that holds it. Called on the event loop.
+protocol UpstreamDelegate: AnyObject {
+    func upstreamRead(_ part: HTTPClientResponsePart)
+    /// The end of one read burst: flush what was written downstream.
+    func upstreamReadComplete()
+    /// The connection closed (or failed) while this delegate held it.
+    func upstreamClosed()
+    func upstreamWritabilityChanged(_ writable: Bool)
+}
+
+/// The client side of one kept-alive connection to an ingress. Lives on its event loop only.
+final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    weak var delegate: (any UpstreamDelegate)?
+    let endpoint: EdgeEndpoint
+    private(set) var context: ChannelHandlerContext?
+    var isOpen = true
+    /// Served at least one full exchange: a failure before any byte of the next response may be
+    /// the ingress closing an idle connection, not a failure of the ingress.
+    var reused = false
+    weak var pool: UpstreamPool?
+
+    init(endpoint: EdgeEndpoint) { self.endpoint = endpoint }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        delegate?.upstreamRead(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isOpen = false
+        pool?.forget(self)
+        let d = delegate
+        delegate = nil
+        d?.upstreamClosed()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged(context.channel.isWritable)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func write(_ part: HTTPClientRequestPart, flush: Bool = false) {
+        guard let context else { return }
+        context.write(wrapOutboundOut(part), promise: nil)
+        if flush { context.flush() }
+    }
+
+    func flush() { context?.flush() }
+
+    /// False while the client cannot take more of the response (backpressure).
+    private(set) var autoRead = true
+
+    func setAutoRead(_ on: Bool) {
+        guard let context, on != autoRead else { return }
+        autoRead = on
+        _ = context.channel.setOption(ChannelOptions.autoRead, value: on)
+    }
+
+    func close() {
+        isOpen = false
+        pool?.forget(self)
+        context?.close(promise: nil)
+    }
+}
+
+/// One event loop's idle connections to the ingresses, by endpoint. Used only on `eventLoop`:
+/// every connection it hands out runs on the same loop as the downstream connection, so an
+/// exchange never crosses threads.
+final class UpstreamPool {
+    let eventLoop: any EventLoop
+    let connectTimeout: TimeAmount
+    let maxIdlePerEndpoint: Int
+    private var idle: [EdgeEndpoint: [UpstreamHandler]] = [:]
+    /// This loop's random source for picks (xorshift; seeded once from the system).
+    var random = FastRandom()
+    /// This loop's counters, so that the hot path takes no lock for them.
+    var requestCounters: [RequestKey: Counter] = [:]
+
+    struct RequestKey: Hashable {
+        var cluster: String
+        var status: Int
+    }
+
+    init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdlePerEndpoint: Int) {
+        self.eventLoop = eventLoop
+        self.connectTimeout = connectTimeout
+        self.maxIdlePerEndpoint = maxIdlePerEndpoint
+    }
+
+    /// Calls `done` with an idle connection to `endpoint`, or a new one, or the connect error.
+    /// `done` runs on the event loop (at once for an idle connection).
+    func acquire(_ endpoint: EdgeEndpoint, _ done: @escaping (Result<UpstreamHandler, any Error>) -> Void) {
+        eventLoop.assertInEventLoop()
+        while var list = idle[endpoint], let h = list.popLast() {
+            idle[endpoint] = list
+            if h.isOpen && h.context != nil { return done(.success(h)) }
+        }
+        let ep = endpoint
+        ClientBootstrap(group: eventLoop)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+            .connectTimeout(connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .fireError)
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(endpoint: ep))
+                }
+            }
+            .connect(host: endpoint.address, port: endpoint.port)
+            .assumeIsolated()
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    do {
+                        let h = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+                        h.pool = self
+                        done(.success(h))
+                    } catch {
+                        channel.close(promise: nil)
+                        done(.failure(error))
+                    }
+                case .failure(let error):
+                    done(.failure(error))
+                }
+            }
+    }
+
+    /// Returns a connection whose exchange ended cleanly (response read to its end, request sent
+    /// to its end, both sides keep-alive).
+    func release(_ h: UpstreamHandler) {
+        eventLoop.assertInEventLoop()
+        h.delegate = nil
+        guard h.isOpen, h.context != nil else { return }
+        h.setAutoRead(true)
+        h.reused = true
+        var list = idle[h.endpoint, default: []]
+        if list.count >= maxIdlePerEndpoint {
+            h.close()
+            return
+        }
+        list.append(h)
+        idle[h.endpoint] = list
+    }
+
+    func forget(_ h: UpstreamHandler) {
+        guard var list = idle[h.endpoint], let i = list.firstIndex(where: { $0 === h }) else { return }
+        list.remove(at: i)
+        idle[h.endpoint] = list
+    }
+
+    /// Closes every idle connection (drain).
+    func closeAll() {
+        let all = idle.values.flatMap { $0 }
+        idle = [:]
+        for h in all { h.close() }
+    }
+}
+
+/// A small, fast generator (xorshift64*) for load-balancing picks: one system call to seed it,
+/// none per request. Not for anything secret.
+struct FastRandom: RandomNumberGenerator {
+    private var state: UInt64
+
+    init() {
+        var seed: UInt64 = 0
+        while seed == 0 { seed = UInt64.random(in: 1...UInt64.max) }
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 2_685_821_657_736_338_717
+    }
+}
