@@ -218,8 +218,14 @@ public final class EgressAgent: Service, Sendable {
         if actions.contains(where: { if case .announce = $0 { true } else { false } }) { fenceWakeIn.yield() }
     }
 
-    /// At most this many heartbeats wait for an answer at once.
-    static let maxHeartbeatsInFlight = 4
+    /// At most this many heartbeats wait for an answer at once: enough that one goes out every
+    /// `tunnelUpdatePeriod` even while every earlier one waits out its timeout
+    /// (`eipEvictionTimeout`), so ceil(E / U) + 1, at most 16. The rate stays one per period;
+    /// what grows while the server is slow is the number of open connections (5 at the defaults).
+    public static func maxHeartbeatsInFlight(_ settings: FeatureSettings) -> Int {
+        let periods = (settings.eipEvictionTimeout / max(settings.tunnelUpdatePeriod, 0.001)).rounded(.up)
+        return min(16, max(2, Int(periods) + 1))
+    }
 
     /// Every tunnelUpdatePeriod: a heartbeat (with the agent's wall-clock time, for display). The
     /// send instant of each acknowledged heartbeat moves the fence deadline. A 404 means the
@@ -235,10 +241,11 @@ public final class EgressAgent: Service, Sendable {
         var client = self.client
         client.timeout = .milliseconds(Int64(max(0.2, options.settings.eipEvictionTimeout) * 1000))
         let beatClient = client
+        let inFlightLimit = Self.maxHeartbeatsInFlight(options.settings)
         await withDiscardingTaskGroup { group in
             var next = ContinuousClock.now
             while !Task.isCancelled {
-                if heartbeatsInFlight.load(ordering: .relaxed) < Self.maxHeartbeatsInFlight {
+                if heartbeatsInFlight.load(ordering: .relaxed) < inFlightLimit {
                     heartbeatsInFlight.add(1, ordering: .relaxed)
                     let sent = clock.now
                     group.addTask {

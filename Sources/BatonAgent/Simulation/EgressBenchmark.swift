@@ -79,7 +79,10 @@ public struct EgressBenchmark: Sendable {
         Self.raiseFileLimit()
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(
             timeout: .init(connect: .seconds(10)),
-            connectionPool: .init(idleTimeout: .seconds(120), concurrentHTTP1ConnectionsPerHostSoftLimit: agents * 3 + 64)))
+            // Per agent: its watch, its heartbeats in flight (more while the server is slow),
+            // and one spare; the admin client's requests must never wait behind them.
+            connectionPool: .init(idleTimeout: .seconds(120),
+                                  concurrentHTTP1ConnectionsPerHostSoftLimit: agents * (EgressAgent.maxHeartbeatsInFlight(settings) + 2) + 64)))
         do {
             try await run(http: http, print: print)
         } catch {
