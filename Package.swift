@@ -44,7 +44,7 @@ let package = Package(
         ]),
         // HTTP API, auth, controllers' run loop.
         .target(name: "BatonServer", dependencies: [
-            "BatonAPI", "BatonCore", "BatonStore",
+            "BatonAPI", "BatonCore", "BatonStore", "BatonDataplane",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),

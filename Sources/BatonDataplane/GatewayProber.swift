@@ -49,14 +49,14 @@ public final class GatewayProber: Sendable {
             var param = sched_param(sched_priority: p)
             _ = sched_setscheduler(0, SCHED_RR, &param)  // best effort: without CAP_SYS_NICE it stays normal
         }
-        var echo: EchoSocket?
+        var echo: ICMPEchoSocket?
         var sequence: UInt16 = 0
         var next = ContinuousClock.now
         while !stopped.load(ordering: .relaxed) {
             let answered: Bool
             switch method {
             case .icmp:
-                if echo == nil { echo = try? EchoSocket(target) }
+                if echo == nil { echo = try? ICMPEchoSocket(target) }
                 if let e = echo {
                     sequence &+= 1
                     answered = e.probe(sequence: sequence, timeout: timeout)
@@ -130,91 +130,6 @@ public final class GatewayProber: Sendable {
                 for i in 0..<16 { buf[i] = UInt8(truncatingIfNeeded: a.value >> UInt128((15 - i) * 8)) }
             }
             return withUnsafePointer(to: &s) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
-        }
-    }
-
-    // MARK: ICMP
-
-    /// An ICMP or ICMPv6 echo socket connected to one gateway (so the kernel hands it only that
-    /// gateway's packets).
-    final class EchoSocket {
-        let fd: Int32
-        let family: IPAddress.Family
-        /// A raw socket sees every echo reply of the namespace (IPv4 ones with their IP header);
-        /// a ping socket only its own.
-        let raw: Bool
-        let identifier: UInt16
-        var buffer = [UInt8](repeating: 0, count: 2048)
-
-        init(_ target: IPAddress) throws {
-            family = target.family
-            let domain = family == .v4 ? AF_INET : AF_INET6
-            let proto = family == .v4 ? Int32(IPPROTO_ICMP) : Int32(IPPROTO_ICMPV6)
-            var fd = socket(domain, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), proto)
-            var raw = false
-            if fd < 0 {
-                fd = socket(domain, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), proto)
-                raw = true
-            }
-            guard fd >= 0 else { throw DataplaneCommandError("cannot open an ICMP socket: errno \(errno)") }
-            self.fd = fd
-            self.raw = raw
-            self.identifier = UInt16(truncatingIfNeeded: getpid() &* 31 &+ fd)
-            guard GatewayProber.withSockaddr(target, port: 0, { Glibc.connect(fd, $0, $1) }) == 0 else {
-                close(fd)
-                throw DataplaneCommandError("cannot connect an ICMP socket to \(target): errno \(errno)")
-            }
-        }
-        deinit { close(fd) }
-
-        /// Sends echo request `sequence` and waits up to `timeout` for its reply.
-        func probe(sequence: UInt16, timeout: Duration) -> Bool {
-            // Replies to earlier probes that came too late are not this probe's.
-            while recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT)) > 0 {}
-            let request = Self.echoRequest(v6: family == .v6, identifier: identifier, sequence: sequence)
-            guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == request.count else { return false }
-            let deadline = ContinuousClock.now + timeout
-            while true {
-                let left = ContinuousClock.now.duration(to: deadline)
-                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                let n = poll(&p, 1, left > .zero ? GatewayProber.milliseconds(left) : 0)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return false }
-                let got = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-                if got > 0, isReply(buffer[0..<got], sequence: sequence) { return true }
-                if left <= .zero { return false }
-            }
-        }
-
-        func isReply(_ bytes: ArraySlice<UInt8>, sequence: UInt16) -> Bool {
-            var icmp = bytes
-            if raw && family == .v4 {
-                guard let first = bytes.first else { return false }
-                icmp = bytes.dropFirst(Int(first & 0x0f) * 4)
-            }
-            guard icmp.count >= 8 else { return false }
-            let s = icmp.startIndex
-            let replyType: UInt8 = family == .v4 ? 0 : 129
-            guard icmp[s] == replyType else { return false }
-            let id = UInt16(icmp[s + 4]) << 8 | UInt16(icmp[s + 5])
-            let seq = UInt16(icmp[s + 6]) << 8 | UInt16(icmp[s + 7])
-            // A ping socket's identifier is the kernel's choice; it delivers only its own replies.
-            return seq == sequence && (!raw || id == identifier)
-        }
-
-        /// An echo request; IPv4 with its checksum, IPv6 without (the kernel fills it in).
-        static func echoRequest(v6: Bool, identifier: UInt16, sequence: UInt16) -> [UInt8] {
-            var packet: [UInt8] = [v6 ? 128 : 8, 0, 0, 0, UInt8(identifier >> 8), UInt8(identifier & 0xff), UInt8(sequence >> 8), UInt8(sequence & 0xff)]
-            packet += Array("baton-gw".utf8)
-            if !v6 {
-                var sum: UInt32 = 0
-                for i in stride(from: 0, to: packet.count, by: 2) { sum += UInt32(packet[i]) << 8 | UInt32(packet[i + 1]) }
-                while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
-                let checksum = ~UInt16(sum)
-                packet[2] = UInt8(checksum >> 8)
-                packet[3] = UInt8(checksum & 0xff)
-            }
-            return packet
         }
     }
 }
