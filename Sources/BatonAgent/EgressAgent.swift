@@ -238,10 +238,13 @@ public final class EgressAgent: Service, Sendable {
     func heartbeatLoop() async {
         // A heartbeat answered later than eipEvictionTimeout is worth nothing (the fence deadline
         // has passed): give up on it then and send the next one, rather than wait for 30 s.
-        var client = self.client
+        let inFlightLimit = Self.maxHeartbeatsInFlight(options.settings)
+        // A pool of their own: the agent's watches (egress, IPFailover, ...) hold connections
+        // of the shared pool for as long as they run, and a heartbeat must never wait for one.
+        let pool = self.client.withOwnConnections(connections: inFlightLimit + 1)
+        var client = pool.client
         client.timeout = .milliseconds(Int64(max(0.2, options.settings.eipEvictionTimeout) * 1000))
         let beatClient = client
-        let inFlightLimit = Self.maxHeartbeatsInFlight(options.settings)
         await withDiscardingTaskGroup { group in
             var next = ContinuousClock.now
             while !Task.isCancelled {
@@ -260,6 +263,7 @@ public final class EgressAgent: Service, Sendable {
             }
             group.cancelAll()
         }
+        await pool.shutdown()
     }
 
     /// One heartbeat, sent at `sentAt` (agent clock), and what its answer means for the fence.

@@ -240,9 +240,12 @@ public struct BatonClient: Sendable {
 extension BatonClient {
     /// The same server and token over a connection pool of its own, and how to close it. An
     /// agent part that holds long watches uses one, so that its watches cannot take the
-    /// connections the heartbeats need (a pool opens at most 8 connections to one server).
-    public func withOwnConnections() -> (client: BatonClient, shutdown: @Sendable () async -> Void) {
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+    /// connections the heartbeats need; the heartbeats use one too. A pool opens at most
+    /// `connections` connections to one server (8 by default, as the shared pool).
+    public func withOwnConnections(connections: Int = 8) -> (client: BatonClient, shutdown: @Sendable () async -> Void) {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(1, connections)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         var c = BatonClient(server: server, token: token, http: http)
         c.timeout = timeout
         return (c, { try? await http.shutdown() })
