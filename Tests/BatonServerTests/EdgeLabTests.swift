@@ -11,9 +11,15 @@ import Glibc
 @Suite(.serialized, .enabled(if: LabPrerequisites.met,
                              "needs BATON_LAB_TESTS=1, root, iproute2 and nftables, and a built baton binary"))
 struct EdgeLabTests {
-    /// Waits (up to 10 s) until 20 requests in a row get exactly the answers in `expected`.
+    /// Waits (up to 30 s) until 20 requests in a row get exactly the answers in `expected`.
+    /// An ejected ingress comes back early only if its active checks had failed (and then pass
+    /// again); otherwise when its ejection ends, after 5 s × its ejection count. Live traffic
+    /// ejects an ingress that answers 503 within a few requests, often before its checks (every
+    /// 0.3 s) have failed enough to count, and stop-ingress has ejected it once already: so
+    /// after fail-ingress is restored, traffic may come home only after 10 s. One CI run saw
+    /// exactly that with a 10 s wait.
     static func settle(_ lab: EdgeLab, _ expected: Set<String>) async throws -> Set<String> {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         var last: Set<String> = []
         while ContinuousClock.now < deadline {
             last = Set(try lab.traffic(count: 20).keys)
