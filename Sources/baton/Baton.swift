@@ -75,11 +75,7 @@ struct Server: AsyncParsableCommand {
         bootstrapLogging(logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ValidationError("--listen must be HOST:PORT, not \"\(listen)\"")
-        }
-        var host = String(listen[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let (host, port) = try hostAndPort(listen, flag: "--listen")
         let location: StoreLocation
         do { location = try StoreLocation.parse(store) } catch { throw ValidationError(error.message) }
         try await BatonServerMain.run(options: ServerOptions(dataDir: dataDir, host: host, port: port, settings: settings, store: location),
@@ -466,6 +462,16 @@ struct Agent: AsyncParsableCommand {
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
+}
+
+/// A `HOST:PORT` flag's value (`[v6]:PORT` too), or a ValidationError naming the flag.
+func hostAndPort(_ text: String, flag: String) throws -> (host: String, port: Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+        throw ValidationError("\(flag) must be HOST:PORT, not \"\(text)\"")
+    }
+    var host = String(text[..<colon])
+    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    return (host, port)
 }
 
 /// Logs to standard error at `--log-level` (info when the name is not a level): the one

@@ -64,11 +64,7 @@ struct EdgeCommand: AsyncParsableCommand {
         bootstrapLogging(logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-            throw ValidationError("--listen must be HOST:PORT, not \"\(listen)\"")
-        }
-        var host = String(listen[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let (host, port) = try hostAndPort(listen, flag: "--listen")
         guard !region.isEmpty else { throw ValidationError("--region must not be empty") }
         guard (1...64).contains(eventLoops) else { throw ValidationError("--event-loops: \(eventLoops) must be between 1 and 64") }
         var labelMap: [String: String] = [:]
@@ -121,10 +117,8 @@ struct EdgeCommand: AsyncParsableCommand {
         let bound = try await proxy.bind()
         logger.notice("edge listening on \(host):\(bound), region \(region), serving Gateways for namespace \(namespace) labels \(labelMap)")
         if let metricsListen {
-            guard let c = metricsListen.lastIndex(of: ":"), let mport = Int(metricsListen[metricsListen.index(after: c)...]) else {
-                throw ValidationError("--metrics must be HOST:PORT, not \"\(metricsListen)\"")
-            }
-            let channel = try await EdgeAdminServer.bind(host: String(metricsListen[..<c]), port: mport, group: MultiThreadedEventLoopGroup.singleton) {
+            let (mhost, mport) = try hostAndPort(metricsListen, flag: "--metrics")
+            let channel = try await EdgeAdminServer.bind(host: mhost, port: mport, group: MultiThreadedEventLoopGroup.singleton) {
                 String(decoding: registry.emitToBuffer(), as: UTF8.self)
             }
             logger.notice("metrics on \(channel.localAddress?.description ?? metricsListen)")
