@@ -26,6 +26,8 @@ public final class EdgeState: Sendable {
         var owners: [EdgeEndpoint: (cluster: String, hostname: String)] = [:]
         /// Per locality route (`gateway/server#rule`), the tier it served from last.
         var tiers: [String: EdgeLocalityTier] = [:]
+        /// Endpoints with a failure counted toward an ejection.
+        var streaking: Set<EdgeEndpoint> = []
     }
 
     public let settings: EdgeSettings
@@ -38,6 +40,14 @@ public final class EdgeState: Sendable {
     /// Requests and retries in flight, for the retry budget.
     let inFlight = Atomic<Int>(0)
     let retriesInFlight = Atomic<Int>(0)
+    /// Bumped after every change to the route table or to the endpoints out of rotation, so
+    /// that each event loop keeps its own copy of both and takes no lock per request.
+    let generation = Atomic<UInt64>(1)
+    /// How many endpoints have a failure streak. While none has, a success changes nothing and
+    /// is not recorded (no lock, no clock read). Two loops may race here: a success read as
+    /// "nothing to reset" just as another loop counts a failure leaves that failure counted,
+    /// which only shortens a streak's path to ejection by one success that overlapped it.
+    private let streaks = Atomic<Int>(0)
 
     public init(settings: EdgeSettings, clock: any BatonClock = MonotonicClock(), logger: Logger,
                 notices: @escaping @Sendable (EdgeNotice) -> Void = { _ in }) {
@@ -73,8 +83,11 @@ public final class EdgeState: Sendable {
             h.active.track(set, now: now)
             h.owners = owners
             h.down = h.down.intersection(set)
+            h.streaking = h.streaking.intersection(set)
+            streaks.store(h.streaking.count, ordering: .relaxed)
         }
         table.withLock { $0 = new }
+        generation.add(1, ordering: .releasing)
         checkLocality()
     }
 
@@ -85,13 +98,17 @@ public final class EdgeState: Sendable {
 
     /// Counts one attempt's outcome against its endpoint (passive outlier detection).
     func record(_ outcome: EdgeAttemptOutcome, endpoint: EdgeEndpoint, cluster: String) {
+        if case .success = outcome, streaks.load(ordering: .relaxed) == 0 { return }
         let now = clock.now
         let decisions = health.withLock { h -> [OutlierDetector.Decision] in
             let d = h.outlier.record(outcome, for: endpoint, now: now)
             for case .eject(let e, _, _, _) in d { h.down.insert(e) }
+            if h.outlier.hasStreak(endpoint) { h.streaking.insert(endpoint) } else { h.streaking.remove(endpoint) }
+            streaks.store(h.streaking.count, ordering: .relaxed)
             return d
         }
         guard !decisions.isEmpty else { return }
+        generation.add(1, ordering: .releasing)
         for case .eject(let e, let reason, let until, let count) in decisions {
             metrics.ejection(cluster: cluster)
             let message = "ingress \(e) of cluster \(cluster) ejected for \(until - now) (ejection \(count)): \(reason.rawValue), last \(outcome)"
@@ -119,6 +136,7 @@ public final class EdgeState: Sendable {
             }
             return (back, checks)
         }
+        if !returned.isEmpty { generation.add(1, ordering: .releasing) }
         for e in returned { announceReturn(e, why: "its ejection time is over") }
         if !returned.isEmpty { checkLocality() }
         return checks
@@ -144,6 +162,7 @@ public final class EdgeState: Sendable {
             return (d, back)
         }
         guard !decisions.isEmpty else { return }
+        generation.add(1, ordering: .releasing)
         let cluster = owner(of: e)?.cluster ?? "?"
         if decisions.contains(.markUnhealthy(e)) {
             let message = "ingress \(e) of cluster \(cluster) failed \(settings.activeCheck.unhealthyThreshold) health checks: \(detail)"

@@ -249,6 +249,39 @@ struct EdgeClient: Sendable {
 
 /// Raw bytes over one TCP connection, for requests an HTTP client will not send.
 enum RawHTTP {
+    /// Sends `head`, waits up to `wait` seconds for an interim `100 Continue`, then sends `body`
+    /// and reads to the close. Returns what was read before the body went, and all of it.
+    static func expectContinue(port: Int, head: String, body: String, wait: Double = 3) -> (beforeBody: String, response: String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { return ("connect failed", "connect failed") }
+        var tv = timeval(tv_sec: Int(wait), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        _ = head.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while !String(decoding: out, as: UTF8.self).contains("\r\n\r\n") {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        let before = String(decoding: out, as: UTF8.self)
+        _ = body.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        while true {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return (before, String(decoding: out, as: UTF8.self))
+    }
+
     /// Connects, sends `bytes` (in `chunks` with `pause` between them when given), and reads until
     /// the peer closes or `timeout` passes. Returns what was read and whether the peer closed.
     static func exchange(port: Int, _ bytes: String, timeout: Double = 5) -> (response: String, closed: Bool) {

@@ -330,6 +330,45 @@ struct EdgeProcessTests {
         await w.tearDown()
     }
 
+    @Test func pipelinedRequestsAreAnsweredInOrderAndExpectContinueIsAnsweredByTheEdge() async throws {
+        let w = try await World.make([("cluster-1", "region-1")])
+        let edge = try w.edge()
+        defer { edge.kill() }
+        do {
+            try await w.apply(World.gateway(destination: "{}"))
+            let c = w.client(edge)
+            #expect(await Self.settle(c, ["cluster-1"]) == ["cluster-1"])
+            let port = edge.port
+            let h = Self.host
+            // Three requests in one write, the second with a body: three answers, in order.
+            let pipelined = RawHTTP.exchange(port: port, "GET /echo-headers HTTP/1.1\r\nHost: \(h)\r\nX-Order: first\r\n\r\n"
+                                             + "POST /count HTTP/1.1\r\nHost: \(h)\r\nContent-Length: 5\r\n\r\nhello"
+                                             + "GET /echo-headers HTTP/1.1\r\nHost: \(h)\r\nX-Order: third\r\nConnection: close\r\n\r\n")
+            #expect(pipelined.closed)
+            let answers = pipelined.response.components(separatedBy: "HTTP/1.1 200 OK").dropFirst()
+            #expect(answers.count == 3, "\(pipelined.response)")
+            if answers.count == 3 {
+                let a = Array(answers)
+                #expect(a[0].contains("x-order: first") && !a[0].contains("third"))
+                #expect(a[1].contains("cluster-1\n5\n"))
+                #expect(a[2].contains("x-order: third"))
+            }
+
+            // Expect: 100-continue gets the interim answer from the edge before the body is sent;
+            // the ingress never sees the expectation.
+            let e = RawHTTP.expectContinue(port: port, head: "POST /echo-headers HTTP/1.1\r\nHost: \(h)\r\nContent-Length: 5\r\n"
+                                           + "Expect: 100-continue\r\nConnection: close\r\n\r\n", body: "hello")
+            #expect(e.beforeBody.hasPrefix("HTTP/1.1 100 Continue\r\n"), "\(e.beforeBody)")
+            #expect(e.response.contains("HTTP/1.1 200 OK"), "\(e.response)")
+            #expect(e.response.contains("content-length: 5"))
+            #expect(!e.response.lowercased().contains("expect:"))
+            let odd = RawHTTP.exchange(port: port, "POST /count HTTP/1.1\r\nHost: \(h)\r\nContent-Length: 5\r\nExpect: teapot\r\n\r\nhello")
+            #expect(odd.response.hasPrefix("HTTP/1.1 417"), "\(odd.response)")
+            #expect(await c.spread(10) == ["cluster-1": 10])
+        }
+        await w.tearDown()
+    }
+
     @Test func bodiesStreamBothWaysAndSIGTERMDrainsInFlightRequests() async throws {
         let w = try await World.make([("cluster-1", "region-1")])
         let edge = try w.edge()

@@ -87,6 +87,11 @@ public struct OutlierDetector: Sendable {
     }
 
     public func isEjected(_ e: EdgeEndpoint) -> Bool { endpoints[e]?.ejectedUntil != nil }
+    /// Whether `e` has a failure counted toward an ejection (a success would then change state).
+    public func hasStreak(_ e: EdgeEndpoint) -> Bool {
+        guard let s = endpoints[e] else { return false }
+        return s.fivexx > 0 || s.gateway > 0 || s.localOrigin > 0
+    }
     public var ejected: Set<EdgeEndpoint> { Set(endpoints.filter { $0.value.ejectedUntil != nil }.keys) }
     public func ejectionCount(_ e: EdgeEndpoint) -> Int { endpoints[e]?.ejections ?? 0 }
 

@@ -9,8 +9,14 @@ import NIOHTTP1
 /// and the response through with backpressure, count the outcome for outlier detection, and
 /// retry on another cluster when `EdgeRetryPolicy` says so. Everything here runs on the
 /// connection's event loop.
-final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
+///
+/// Pipelined requests wait in a queue until the response before them has ended. The handler
+/// keeps reading while a request is served (NIO's `HTTPServerPipelineHandler` instead stops
+/// reading, which costs two `epoll_ctl` calls per request); it stops only when the queue holds
+/// more than `maxQueuedBytes`.
+final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     /// The request being served.
@@ -19,7 +25,8 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         let rule: EdgeRouteTable.Rule
         var upstreamHead: HTTPRequestHead
         let hasBody: Bool
-        let keepAlive: Bool
+        /// False when the client asked to close, or the edge is draining.
+        var keepAlive: Bool
         let start: NIODeadline
         /// Body parts received and not yet dropped; `sent` of them went to the current upstream.
         var parts: [ByteBuffer] = []
@@ -72,6 +79,17 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
     /// A local answer was sent while the request's body was still coming: drop the rest.
     private var discarding = false
     private var clientAddress: String?
+    /// Between a request's head and its end, for the request being served (not a queued one).
+    private var requestOpen = false
+    /// Pipelined request parts that arrived while the response before them was still going.
+    private var queue = CircularBuffer<HTTPServerRequestPart>()
+    private var queuedBytes = 0
+    private var draining = false
+    /// A `read` held back while the queue was over `maxQueuedBytes`.
+    private var readHeld = false
+    /// The edge is draining (SIGTERM): the current response is the connection's last.
+    private var quiescing = false
+    static let maxQueuedBytes = 64 * 1024
 
     init(state: EdgeState, pool: UpstreamPool, guardian: SlowClientGuard) {
         self.state = state
@@ -89,8 +107,19 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
     // MARK: Downstream
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if !queue.isEmpty || (exchange != nil && !requestOpen) {
+            // The next request, pipelined behind one whose response has not ended yet.
+            enqueue(part)
+            return
+        }
+        handle(part)
+    }
+
+    private func handle(_ part: HTTPServerRequestPart) {
+        switch part {
         case .head(let head):
+            requestOpen = true
             guardian.headReceived()
             discarding = false
             begin(head)
@@ -101,6 +130,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
             if x.bodyBytes > state.settings.retry.maxBufferedBody { x.replayable = false }
             pump(x)
         case .end:
+            requestOpen = false
             if discarding {
                 discarding = false
                 return
@@ -111,7 +141,61 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         }
     }
 
+    private func enqueue(_ part: HTTPServerRequestPart) {
+        switch part {
+        case .head(let h): queuedBytes += HTTPHeaders.headSize(h)
+        case .body(let b): queuedBytes += b.readableBytes
+        case .end: queuedBytes += 1
+        }
+        queue.append(part)
+    }
+
+    /// Serves queued requests once the response before them has ended, in order, until one is
+    /// in progress again with its request read whole.
+    private func drainQueue() {
+        guard !draining else { return }
+        draining = true
+        defer { draining = false }
+        while let first = queue.first, context != nil {
+            if exchange != nil && !requestOpen { break }
+            queue.removeFirst()
+            switch first {
+            case .head(let h): queuedBytes -= HTTPHeaders.headSize(h)
+            case .body(let b): queuedBytes -= b.readableBytes
+            case .end: queuedBytes -= 1
+            }
+            handle(first)
+        }
+        if readHeld, queuedBytes <= Self.maxQueuedBytes, let context {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if queuedBytes > Self.maxQueuedBytes {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        quiescing = true
+        if let x = exchange {
+            x.keepAlive = false
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
+        queue.removeAll()
+        queuedBytes = 0
         if let x = exchange {
             exchange = nil
             x.awaitingResponse = false
@@ -152,13 +236,18 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
             respondLocal(head: head, status: .requestHeaderFieldsTooLarge, body: "request header fields too large", close: true)
             return
         }
-        let hosts = head.headers["host"]
-        guard head.version.major == 1, (head.version.minor == 0 || hosts.count == 1), hosts.count <= 1 else {
+        var hostCount = 0
+        var hostValue: String?
+        for (name, value) in head.headers where name.utf8.count == 4 && name.lowercased() == "host" {
+            hostCount += 1
+            hostValue = value
+        }
+        guard head.version.major == 1, (head.version.minor == 0 || hostCount == 1), hostCount <= 1 else {
             respondLocal(head: head, status: .badRequest, body: "bad request: HTTP/1.1 needs exactly one Host header", close: true)
             return
         }
-        let host = hosts.first ?? ""
-        let table = state.routeTable
+        let host = hostValue ?? ""
+        let table = pool.snapshot(state).table
         let path = head.uri
         let headers = head.headers
         guard let rule = table.lookup(port: settings.port, host: host, path: path, header: { headers.first(name: $0) })
@@ -167,11 +256,24 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
             return
         }
         var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: head.headers)
+        if let expect = head.headers.first(name: "expect"), head.version.minor >= 1 {
+            // The edge takes the body itself (it buffers and streams it), so it answers
+            // `100-continue` at once, as Envoy does, instead of waiting for an ingress to; the
+            // ingress gets no Expect. Any other expectation cannot be met (RFC 9110 §10.1.1).
+            guard expect.trimmedOWS().lowercased() == "100-continue" else {
+                respondLocal(head: head, status: .expectationFailed, body: "expectation not supported: \(expect)", close: true)
+                return
+            }
+            up.headers.remove(name: "expect")
+            context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        }
         up.headers.removeHopByHop()
         up.headers.addForwarded(client: clientAddress, host: host.isEmpty ? nil : host)
-        let chunked = head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
+        let chunked = head.headers.contains(name: "transfer-encoding")
+            && head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
         let length = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
         let x = Exchange(head: head, rule: rule, upstreamHead: up, hasBody: chunked || length > 0)
+        if quiescing { x.keepAlive = false }
         exchange = x
         state.inFlight.add(1, ordering: .relaxed)
         attempt(x)
@@ -180,7 +282,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
     // MARK: Attempts
 
     private func attempt(_ x: Exchange) {
-        let down = state.down
+        let down = pool.snapshot(state).down
         let pick = EdgeBalancer.pick(x.rule.route, region: state.settings.region, excluding: x.tried,
                                      isHealthy: { down.isEmpty || !down.contains($0) }, using: &pool.random)
         switch pick {
@@ -276,7 +378,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
             guard let x = self.exchange, x.awaitingResponse, let deadline = self.responseDeadline, let context = self.context else { return }
             let now = NIODeadline.now()
             if now < deadline {
-                if let e = x.endpoint, EdgeRetryPolicy.idempotentMethods.contains(x.head.method.rawValue), self.state.down.contains(e) {
+                if let e = x.endpoint, EdgeRetryPolicy.idempotentMethods.contains(x.head.method.rawValue), self.pool.isDown(e, self.state) {
                     x.awaitingResponse = false
                     self.state.logger.info("retrying \(x.head.method.rawValue) \(x.head.uri) elsewhere: ingress \(e) of \(x.cluster ?? "?") left rotation while it waited")
                     self.failed(x, .reset, outcome: nil)
@@ -439,7 +541,7 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
     private func respondLocal(head: HTTPRequestHead, status: HTTPResponseStatus, body: String, close: Bool = false) {
         let hasBody = head.headers.first(name: "content-length").flatMap(Int.init).map { $0 > 0 } ?? false
             || head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
-        let closeNow = close || !head.isKeepAlive || hasBody
+        let closeNow = close || !head.isKeepAlive || hasBody || quiescing
         writeLocal(version: head.version, status: status, body: body, close: closeNow)
         if hasBody { discarding = true }
         state.metrics.request(cluster: "none", status: Int(status.code))
@@ -470,7 +572,10 @@ final class EdgeProxyHandler: ChannelInboundHandler, UpstreamDelegate {
         countRequest(cluster: x.cluster ?? "none", status: x.status)
         log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
             bytes: x.responseBytes, note: x.attempts > 1 ? " tried=\(x.triedOrder.joined(separator: ","))" : "")
-        if x.keepAlive && !closed { guardian.awaitHead() }
+        if x.keepAlive && !closed {
+            guardian.awaitHead()
+            drainQueue()
+        }
     }
 
     /// The response broke after it started: the client gets a cut connection.

@@ -66,7 +66,6 @@ public final class EdgeProxyServer: Service, Sendable {
                     try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes,
                                                                                  informationalResponseStrategy: .drop,
                                                                                  limitConfiguration: limits)))
-                    try sync.addHandler(HTTPServerPipelineHandler())
                     try sync.addHandler(EdgeProxyHandler(state: st, pool: box.pool, guardian: guardian))
                     self?.track(channel)
                 }

@@ -44,7 +44,7 @@ extension HTTPHeaders {
         }
         if self["x-forwarded-proto"].isEmpty { add(name: "X-Forwarded-Proto", value: "http") }
         if let host, self["x-forwarded-host"].isEmpty { add(name: "X-Forwarded-Host", value: host) }
-        let forNode = ip.contains(":") ? "\"[\(ip)]\"" : ip
+        let forNode = ip.utf8.contains(UInt8(ascii: ":")) ? "\"[\(ip)]\"" : ip
         var element = "for=\(forNode);proto=http"
         if let host { element += ";host=\"\(host)\"" }
         if let existing = self.first(name: "forwarded") {

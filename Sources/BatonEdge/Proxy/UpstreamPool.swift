@@ -93,6 +93,28 @@ final class UpstreamPool {
     var random = FastRandom()
     /// This loop's counters, so that the hot path takes no lock for them.
     var requestCounters: [RequestKey: Counter] = [:]
+    /// This loop's copy of the route table and of the endpoints out of rotation, as of
+    /// `EdgeState.generation` = `seen`.
+    private var seen: UInt64 = 0
+    private var table = EdgeRouteTable()
+    private var down: Set<EdgeEndpoint> = []
+
+    /// The route table and the endpoints out of rotation, refreshed only when they changed.
+    func snapshot(_ state: EdgeState) -> (table: EdgeRouteTable, down: Set<EdgeEndpoint>) {
+        let g = state.generation.load(ordering: .acquiring)
+        if g != seen {
+            table = state.routeTable
+            down = state.down
+            seen = g
+        }
+        return (table, down)
+    }
+
+    /// Whether `e` is out of rotation, as of this loop's copy.
+    func isDown(_ e: EdgeEndpoint, _ state: EdgeState) -> Bool {
+        let d = snapshot(state).down
+        return !d.isEmpty && d.contains(e)
+    }
 
     struct RequestKey: Hashable {
         var cluster: String
@@ -119,7 +141,8 @@ final class UpstreamPool {
             .connectTimeout(connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .fireError)
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .fireError,
+                                                                                 enableOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler(endpoint: ep))
                 }
             }
