@@ -59,6 +59,31 @@ import Testing
         #expect(notices.take() == ["Cluster/cluster-1 IngressReturned", "Gateway/g LocalityReturned"])
     }
 
+    @Test func aSuccessStillBreaksAStreakAndEveryChangeInRotationMovesTheGeneration() {
+        let clock = ManualClock()
+        let notices = Notices()
+        let state = make(clock, notices)
+        let g0 = state.generation.load(ordering: .relaxed)
+        // Two failures, a success (which must reset the streak, not be skipped), two more: no ejection.
+        for _ in 0..<2 { state.record(.connectFailure, endpoint: Self.e1, cluster: "cluster-1") }
+        state.record(.success, endpoint: Self.e1, cluster: "cluster-1")
+        for _ in 0..<2 { state.record(.connectFailure, endpoint: Self.e1, cluster: "cluster-1") }
+        #expect(state.down.isEmpty)
+        #expect(state.generation.load(ordering: .relaxed) == g0)
+        // The third in a row ejects, and the per-loop copies must see it.
+        state.record(.connectFailure, endpoint: Self.e1, cluster: "cluster-1")
+        #expect(state.down == [Self.e1])
+        let g1 = state.generation.load(ordering: .relaxed)
+        #expect(g1 > g0)
+        // Successes while no streak is open change nothing, the generation included.
+        for _ in 0..<5 { state.record(.success, endpoint: Self.e2, cluster: "cluster-2") }
+        #expect(state.generation.load(ordering: .relaxed) == g1)
+        clock.advance(by: .seconds(5))
+        _ = state.tick()
+        #expect(state.down.isEmpty)
+        #expect(state.generation.load(ordering: .relaxed) > g1)
+    }
+
     @Test func anIngressFailingItsChecksStaysOutAfterItsEjectionEnds() {
         let clock = ManualClock()
         let notices = Notices()
