@@ -29,6 +29,9 @@ public struct EdgeBench: Sendable {
         public var p50ms: Double
         public var p99ms: Double
         public var errors: Int
+        /// The proxy process's CPU per request during the measured run, user and system (µs).
+        public var userMicros: Double = 0
+        public var systemMicros: Double = 0
     }
 
     public enum Failure: Error, CustomStringConvertible {
@@ -84,10 +87,16 @@ public struct EdgeBench: Sendable {
                 try await Self.waitReady(port: port, process: process, name: proxy)
                 // A short warm-up fills both proxies' connection pools.
                 _ = try? Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: 1)
+                let before = Self.cpuTime(process.processIdentifier)
                 let r = try Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: duration)
-                let run = Run(proxy: proxy, threads: t, requestsPerSecond: r.rps, p50ms: r.p50, p99ms: r.p99, errors: r.errors)
-                log(String(format: "%@ with %d thread(s): %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors",
-                           proxy, t, run.requestsPerSecond, run.p50ms, run.p99ms, run.errors))
+                let after = Self.cpuTime(process.processIdentifier)
+                var run = Run(proxy: proxy, threads: t, requestsPerSecond: r.rps, p50ms: r.p50, p99ms: r.p99, errors: r.errors)
+                let requests = max(1, r.rps * Double(duration))
+                run.userMicros = (after.user - before.user) / requests * 1e6
+                run.systemMicros = (after.system - before.system) / requests * 1e6
+                log(String(format: "%@ with %d thread(s): %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors, CPU %.1f µs/request (user %.1f, system %.1f)",
+                           proxy, t, run.requestsPerSecond, run.p50ms, run.p99ms, run.errors,
+                           run.userMicros + run.systemMicros, run.userMicros, run.systemMicros))
                 runs.append(run)
             }
         }
@@ -96,15 +105,16 @@ public struct EdgeBench: Sendable {
 
     /// The side-by-side table.
     public func table(_ runs: [Run]) -> String {
-        var lines = ["| threads | proxy | req/s | p50 | p99 | errors | Baton / HAProxy req/s |",
-                     "|---|---|---|---|---|---|---|"]
+        var lines = ["| threads | proxy | req/s | p50 | p99 | errors | CPU µs/request (user + system) | Baton / HAProxy req/s |",
+                     "|---|---|---|---|---|---|---|---|"]
         for t in threads {
             let h = runs.first { $0.threads == t && $0.proxy == "HAProxy" }
             for r in runs where r.threads == t {
                 let ratio = r.proxy == "Baton" && (h?.requestsPerSecond ?? 0) > 0
                     ? String(format: "%.2f×", r.requestsPerSecond / h!.requestsPerSecond) : ""
-                lines.append(String(format: "| %d | %@ | %.0f | %.2f ms | %.2f ms | %d | %@ |", t, r.proxy, r.requestsPerSecond,
-                                    r.p50ms, r.p99ms, r.errors, ratio))
+                lines.append(String(format: "| %d | %@ | %.0f | %.2f ms | %.2f ms | %d | %.1f (%.1f + %.1f) | %@ |", t, r.proxy,
+                                    r.requestsPerSecond, r.p50ms, r.p99ms, r.errors, r.userMicros + r.systemMicros,
+                                    r.userMicros, r.systemMicros, ratio))
             }
         }
         lines.append("")
@@ -113,6 +123,17 @@ public struct EdgeBench: Sendable {
     }
 
     // MARK: Processes
+
+    /// A process's CPU time so far (all its threads), from /proc/PID/stat, in seconds.
+    static func cpuTime(_ pid: Int32) -> (user: Double, system: Double) {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return (0, 0) }
+        // Fields after the command name: state is field 3, utime 14 and stime 15.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return (0, 0) }
+        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+        return (u / hz, s / hz)
+    }
 
     func startBaton(dir: String, port: Int, threads: Int, upstreams: [Int]) throws -> Process {
         let config = dir + "/edge-\(port).yaml"
