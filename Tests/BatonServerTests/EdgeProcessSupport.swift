@@ -78,11 +78,14 @@ final class TinyIngress: @unchecked Sendable {
             if h.uri == "/count" { body += "\(bodyBytes)\n" }
             var payload = context.channel.allocator.buffer(string: body)
             if h.uri == "/big" { payload.writeRepeatingByte(UInt8(ascii: "x"), count: 8 << 20) }
-            var headers = HTTPHeaders([("content-length", String(payload.readableBytes)), ("x-cluster", ingress.name)])
+            // `/chunked` goes out without a length, so NIO's encoder sends it chunked.
+            var headers = h.uri == "/chunked" ? HTTPHeaders([("x-cluster", ingress.name)])
+                : HTTPHeaders([("content-length", String(payload.readableBytes)), ("x-cluster", ingress.name)])
             if !h.isKeepAlive { headers.add(name: "connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: failing ? .serviceUnavailable : .ok,
                                                                  headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(payload))), promise: nil)
+            if h.uri == "/chunked" { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "and more\n")))), promise: nil) }
             let keep = h.isKeepAlive
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
                 if !keep { context.close(promise: nil) }

@@ -354,6 +354,23 @@ struct EdgeProcessTests {
                 #expect(a[2].contains("x-order: third"))
             }
 
+            // A chunked response stays chunked for HTTP/1.1 and comes de-chunked, then a close,
+            // for HTTP/1.0; a HEAD response has no body, and the connection goes on after it.
+            let chunked11 = RawHTTP.exchange(port: port, "GET /chunked HTTP/1.1\r\nHost: \(h)\r\nConnection: close\r\n\r\n")
+            #expect(chunked11.response.lowercased().contains("transfer-encoding: chunked"), "\(chunked11.response)")
+            #expect(chunked11.response.hasSuffix("\r\n0\r\n\r\n"))
+            let chunked10 = RawHTTP.exchange(port: port, "GET /chunked HTTP/1.0\r\nHost: \(h)\r\n\r\n")
+            #expect(chunked10.response.hasPrefix("HTTP/1.0 200 OK\r\n"), "\(chunked10.response)")
+            #expect(!chunked10.response.lowercased().contains("transfer-encoding"))
+            #expect(chunked10.response.hasSuffix("\r\n\r\ncluster-1\nand more\n"))
+            #expect(chunked10.closed)
+            let head = RawHTTP.exchange(port: port, "HEAD /productpage HTTP/1.1\r\nHost: \(h)\r\n\r\n"
+                                        + "GET /productpage HTTP/1.1\r\nHost: \(h)\r\nConnection: close\r\n\r\n")
+            let heads = head.response.components(separatedBy: "HTTP/1.1 200 OK").dropFirst()
+            #expect(heads.count == 2, "\(head.response)")
+            #expect(heads.first?.hasSuffix("\r\n\r\n") == true)
+            #expect(head.response.hasSuffix("\r\n\r\ncluster-1\n"))
+
             // Expect: 100-continue gets the interim answer from the edge before the body is sent;
             // the ingress never sees the expectation.
             let e = RawHTTP.expectContinue(port: port, head: "POST /echo-headers HTTP/1.1\r\nHost: \(h)\r\nContent-Length: 5\r\n"

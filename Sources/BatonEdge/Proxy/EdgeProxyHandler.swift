@@ -16,14 +16,17 @@ import NIOHTTP1
 /// more than `maxQueuedBytes`.
 final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// The request being served.
     final class Exchange {
         let head: HTTPRequestHead
         let rule: EdgeRouteTable.Rule
-        var upstreamHead: HTTPRequestHead
+        /// The head as every ingress tried gets it, already encoded.
+        let upstreamHead: ByteBuffer
+        /// The body comes chunked: each part goes out as a chunk.
+        let chunked: Bool
         let hasBody: Bool
         /// False when the client asked to close, or the edge is draining.
         var keepAlive: Bool
@@ -55,10 +58,11 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         /// The ingress said it closes after this response: do not pool the connection.
         var upstreamClosesAfter = false
 
-        init(head: HTTPRequestHead, rule: EdgeRouteTable.Rule, upstreamHead: HTTPRequestHead, hasBody: Bool) {
+        init(head: HTTPRequestHead, rule: EdgeRouteTable.Rule, upstreamHead: ByteBuffer, chunked: Bool, hasBody: Bool) {
             self.head = head
             self.rule = rule
             self.upstreamHead = upstreamHead
+            self.chunked = chunked
             self.hasBody = hasBody
             self.keepAlive = head.isKeepAlive
             self.bodyEnded = !hasBody
@@ -255,7 +259,6 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             respondLocal(head: head, status: .notFound, body: "no route for host \(host)")
             return
         }
-        var up = HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri, headers: head.headers)
         if let expect = head.headers.first(name: "expect"), head.version.minor >= 1 {
             // The edge takes the body itself (it buffers and streams it), so it answers
             // `100-continue` at once, as Envoy does, instead of waiting for an ingress to; the
@@ -264,15 +267,14 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
                 respondLocal(head: head, status: .expectationFailed, body: "expectation not supported: \(expect)", close: true)
                 return
             }
-            up.headers.remove(name: "expect")
-            context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            context?.writeAndFlush(wrapOutboundOut(Self.continueHead), promise: nil)
         }
-        up.headers.removeHopByHop()
-        up.headers.addForwarded(client: clientAddress, host: host.isEmpty ? nil : host)
         let chunked = head.headers.contains(name: "transfer-encoding")
             && head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
         let length = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
-        let x = Exchange(head: head, rule: rule, upstreamHead: up, hasBody: chunked || length > 0)
+        let up = UpstreamRequest.head(head, client: clientAddress, host: host.isEmpty ? nil : host, chunked: chunked,
+                                      allocator: allocator)
+        let x = Exchange(head: head, rule: rule, upstreamHead: up, chunked: chunked, hasBody: chunked || length > 0)
         if quiescing { x.keepAlive = false }
         exchange = x
         state.inFlight.add(1, ordering: .relaxed)
@@ -318,7 +320,8 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
                 x.upstream = u
                 u.delegate = self
                 if !(self.context?.channel.isWritable ?? true) { u.setAutoRead(false) }
-                u.write(.head(x.upstreamHead))
+                u.expectResponse(toHead: x.head.method == .HEAD, dechunk: x.head.version.minor == 0)
+                u.write(x.upstreamHead)
                 x.connected = true
                 x.sent = 0
                 self.pump(x)
@@ -336,7 +339,8 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             return
         }
         while x.sent < x.parts.count {
-            u.write(.body(.byteBuffer(x.parts[x.sent])))
+            let part = x.parts[x.sent]
+            u.write(x.chunked ? UpstreamRequest.chunk(part, allocator: allocator) : part)
             x.sent += 1
         }
         if !x.replayable {
@@ -344,7 +348,8 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             x.sent = 0
         }
         if x.bodyEnded {
-            u.write(.end(nil), flush: true)
+            if x.chunked { u.write(UpstreamRequest.lastChunk) }
+            u.flush()
             x.requestSent = true
             armResponseTimer(x)
         } else {
@@ -458,12 +463,12 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
 
     // MARK: Upstream
 
-    func upstreamRead(_ part: HTTPClientResponsePart) {
+    func upstreamRead(_ part: ResponseFramer.Part) {
         guard let x = exchange, let context else { return }
         switch part {
         case .head(let head):
             x.awaitingResponse = false
-            let code = Int(head.status.code)
+            let code = head.status
             if code == 503, !x.responseStarted {
                 let decision = state.settings.retry.decide(.status(503), method: x.head.method.rawValue, body: x.retryBody,
                                                            route: x.rule.route, retriesSoFar: x.retries,
@@ -478,17 +483,17 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             if code >= 500 { state.metrics.error(cluster: x.cluster ?? "none", kind: String(code)) }
             x.responseStarted = true
             x.status = code
-            var headers = head.headers
-            let upstreamKeepAlive = head.isKeepAlive
-            headers.removeHopByHop()
-            if !x.keepAlive { headers.replaceOrAdd(name: "connection", value: "close") }
-            else if x.head.version.minor == 0 { headers.replaceOrAdd(name: "connection", value: "keep-alive") }
-            if !upstreamKeepAlive { x.upstreamClosesAfter = true }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: x.head.version, status: head.status, headers: headers))),
-                          promise: nil)
+            if !head.keepAlive { x.upstreamClosesAfter = true }
+            // A body that ends with the ingress's close, or a chunked one for an HTTP/1.0 client
+            // (sent de-chunked), has no length the client could read: the client's connection
+            // closes after it.
+            let clientMinor = Int(x.head.version.minor)
+            if head.framing == .untilClose || (clientMinor == 0 && head.framing == .chunked) { x.keepAlive = false }
+            context.write(wrapOutboundOut(ResponseFramer.clientHead(head, clientMinor: clientMinor, keepAlive: x.keepAlive,
+                                                                    allocator: allocator)), promise: nil)
         case .body(let buffer):
             x.responseBytes += buffer.readableBytes
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.write(wrapOutboundOut(buffer), promise: nil)
         case .end:
             let u = x.upstream
             x.upstream = nil
@@ -551,13 +556,24 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
 
     private func writeLocal(version: HTTPVersion, status: HTTPResponseStatus, body: String, close: Bool) {
         guard let context else { return }
-        var headers = HTTPHeaders([("content-type", "text/plain"), ("content-length", String(body.utf8.count))])
-        if close { headers.add(name: "connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        var b = allocator.buffer(capacity: 128 + body.utf8.count)
+        b.writeStaticString(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        b.writeString(String(status.code))
+        b.writeStaticString(" ")
+        b.writeString(status.reasonPhrase)
+        b.writeStaticString("\r\ncontent-type: text/plain\r\ncontent-length: ")
+        b.writeString(String(body.utf8.count))
+        if close { b.writeStaticString("\r\nconnection: close") }
+        else if version.minor == 0 { b.writeStaticString("\r\nconnection: keep-alive") }
+        b.writeStaticString("\r\n\r\n")
+        b.writeString(body)
+        let done = context.writeAndFlush(wrapOutboundOut(b))
         if close { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }
+
+    static let continueHead = ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")
+
+    private var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
 
     /// The response went out whole (or the proxy answered): log, count, get ready for the next.
     private func complete(_ x: Exchange, closed: Bool = false) {
@@ -565,8 +581,14 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         exchange = nil
         x.awaitingResponse = false
         if x.responseStarted {
-            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-            if !x.keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+            if x.keepAlive {
+                context.flush()
+            } else {
+                // Closes once everything written before has gone out.
+                context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            }
         }
         finishAccounting(x)
         countRequest(cluster: x.cluster ?? "none", status: x.status)

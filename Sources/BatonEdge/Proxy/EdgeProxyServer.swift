@@ -32,6 +32,10 @@ public final class EdgeProxyServer: Service, Sendable {
             pools[ObjectIdentifier(loop)] = UpstreamPoolBox(UpstreamPool(
                 eventLoop: loop, connectTimeout: .nanoseconds(Int64(s.connectTimeout.nanoseconds)),
                 maxIdlePerEndpoint: s.maxIdlePerEndpoint))
+            let logger = state.logger
+            pools[ObjectIdentifier(loop)]!.pool.logFramingError = { error, endpoint in
+                logger.warning("ingress \(endpoint): \(error); connection closed")
+            }
         }
         self.pools = pools
     }
@@ -62,7 +66,6 @@ public final class EdgeProxyServer: Service, Sendable {
                     let guardian = SlowClientGuard(timeout: headTimeout)
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(guardian)
-                    try sync.addHandler(HTTPResponseEncoder(configuration: .init()))
                     try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes,
                                                                                  informationalResponseStrategy: .drop,
                                                                                  limitConfiguration: limits)))

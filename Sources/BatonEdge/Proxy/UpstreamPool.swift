@@ -6,7 +6,7 @@ import NIOPosix
 
 /// What an upstream connection reports to the exchange that holds it. Called on the event loop.
 protocol UpstreamDelegate: AnyObject {
-    func upstreamRead(_ part: HTTPClientResponsePart)
+    func upstreamRead(_ part: ResponseFramer.Part)
     /// The end of one read burst: flush what was written downstream.
     func upstreamReadComplete()
     /// The connection closed (or failed) while this delegate held it.
@@ -15,9 +15,12 @@ protocol UpstreamDelegate: AnyObject {
 }
 
 /// The client side of one kept-alive connection to an ingress. Lives on its event loop only.
+/// It speaks bytes: the exchange writes the request already encoded, and `ResponseFramer`
+/// finds the response in what comes back, so that neither direction is decoded and encoded
+/// again on its way through.
 final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     weak var delegate: (any UpstreamDelegate)?
     let endpoint: EdgeEndpoint
@@ -27,14 +30,53 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// the ingress closing an idle connection, not a failure of the ingress.
     var reused = false
     weak var pool: UpstreamPool?
+    var framer = ResponseFramer()
 
     init(endpoint: EdgeEndpoint) { self.endpoint = endpoint }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
+    /// Inside `framer.feed`: the exchange it reports to may end, and this connection be taken
+    /// for the next request, before `feed` returns; the framer is not touched until then.
+    private var feeding = false
+    private var nextExpectation: (toHead: Bool, dechunk: Bool)?
+
+    /// Starts an exchange: how to frame the response to come.
+    func expectResponse(toHead: Bool, dechunk: Bool) {
+        if feeding {
+            nextExpectation = (toHead, dechunk)
+        } else {
+            framer.requestWasHead = toHead
+            framer.dechunk = dechunk
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        delegate?.upstreamRead(unwrapInboundIn(data))
+        guard let d = delegate else {
+            // Bytes on an idle connection: nothing can be trusted on it any more.
+            close()
+            return
+        }
+        feeding = true
+        do {
+            try framer.feed(unwrapInboundIn(data)) { part in
+                d.upstreamRead(part)
+                return self.isOpen && self.delegate === d
+            }
+        } catch {
+            feeding = false
+            pool?.logFramingError(error, endpoint)
+            close()
+            return
+        }
+        feeding = false
+        if let e = nextExpectation {
+            nextExpectation = nil
+            framer.requestWasHead = e.toHead
+            framer.dechunk = e.dechunk
+        }
+        if framer.sawExtraBytes { close() }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -44,9 +86,19 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         isOpen = false
         pool?.forget(self)
-        let d = delegate
-        delegate = nil
-        d?.upstreamClosed()
+        guard let d = delegate else { return }
+        // A body that runs until the close ends here (not while the framer is busy: then this
+        // close came from the exchange itself).
+        if !feeding {
+            try? framer.eof { part in
+                d.upstreamRead(part)
+                return true
+            }
+        }
+        if let d = delegate {
+            delegate = nil
+            d.upstreamClosed()
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -57,9 +109,9 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
-    func write(_ part: HTTPClientRequestPart, flush: Bool = false) {
+    func write(_ bytes: ByteBuffer, flush: Bool = false) {
         guard let context else { return }
-        context.write(wrapOutboundOut(part), promise: nil)
+        context.write(wrapOutboundOut(bytes), promise: nil)
         if flush { context.flush() }
     }
 
@@ -91,6 +143,8 @@ final class UpstreamPool {
     private var idle: [EdgeEndpoint: [UpstreamHandler]] = [:]
     /// This loop's random source for picks (xorshift; seeded once from the system).
     var random = FastRandom()
+    /// Where a malformed response from an ingress is reported.
+    var logFramingError: (any Error, EdgeEndpoint) -> Void = { _, _ in }
     /// This loop's counters, so that the hot path takes no lock for them.
     var requestCounters: [RequestKey: Counter] = [:]
     /// This loop's copy of the route table and of the endpoints out of rotation, as of
@@ -141,8 +195,6 @@ final class UpstreamPool {
             .connectTimeout(connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .fireError,
-                                                                                 enableOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler(endpoint: ep))
                 }
             }
