@@ -42,7 +42,7 @@ public enum EdgeBalancer {
     /// Chooses the cluster and ingress for an attempt. `excluding` holds the clusters earlier
     /// attempts of this request went to: a retry never goes back to one of them (when no other
     /// cluster can take it, the pick is `noHealthyUpstream`).
-    public static func pick(_ route: EdgeRoute, region: String, excluding: Set<String> = [],
+    public static func pick(_ route: EdgeRoute, region: String, excluding: [String] = [],
                             isHealthy: (EdgeEndpoint) -> Bool,
                             using rng: inout some RandomNumberGenerator) -> Pick {
         switch route.mode {

@@ -38,9 +38,8 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         var bodyEnded: Bool
         /// False once the body outgrew the replay buffer: it cannot be sent again.
         var replayable = true
-        var tried: Set<String> = []
-        /// The clusters tried, in order (the access log's `tried=`).
-        var triedOrder: [String] = []
+        /// The clusters tried, in order (a retry goes elsewhere; the access log's `tried=`).
+        var tried: [String] = []
         var attempts = 0
         var retries = 0
         var upstream: UpstreamHandler?
@@ -292,8 +291,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             if let cluster { x.cluster = cluster }
             respond(x, status: .serviceUnavailable, body: "no healthy upstream")
         case .endpoint(let cluster, let endpoint):
-            x.tried.insert(cluster)
-            x.triedOrder.append(cluster)
+            x.tried.append(cluster)
             x.attempts += 1
             connect(x, cluster: cluster, endpoint: endpoint)
         }
@@ -304,6 +302,10 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         x.endpoint = endpoint
         x.connected = false
         x.requestSent = false
+        if let u = pool.takeIdle(endpoint) {
+            send(x, on: u)
+            return
+        }
         pool.acquire(endpoint) { [weak self] result in
             guard let self, self.exchange === x else {
                 if case .success(let u) = result { u.close() }
@@ -317,16 +319,21 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
                     self.failed(x, .reset, outcome: .reset)
                     return
                 }
-                x.upstream = u
-                u.delegate = self
-                if !(self.context?.channel.isWritable ?? true) { u.setAutoRead(false) }
-                u.expectResponse(toHead: x.head.method == .HEAD, dechunk: x.head.version.minor == 0)
-                u.write(x.upstreamHead)
-                x.connected = true
-                x.sent = 0
-                self.pump(x)
+                self.send(x, on: u)
             }
         }
+    }
+
+    /// Hands the exchange to an upstream connection and sends what there is of the request.
+    private func send(_ x: Exchange, on u: UpstreamHandler) {
+        x.upstream = u
+        u.delegate = self
+        if !(context?.channel.isWritable ?? true) { u.setAutoRead(false) }
+        u.expectResponse(toHead: x.head.method == .HEAD, dechunk: x.head.version.minor == 0)
+        u.write(x.upstreamHead)
+        x.connected = true
+        x.sent = 0
+        pump(x)
     }
 
     /// Sends what the upstream has not had yet, ends the request when the body has ended, and
@@ -593,7 +600,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         finishAccounting(x)
         countRequest(cluster: x.cluster ?? "none", status: x.status)
         log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
-            bytes: x.responseBytes, note: x.attempts > 1 ? " tried=\(x.triedOrder.joined(separator: ","))" : "")
+            bytes: x.responseBytes, note: x.attempts > 1 ? " tried=\(x.tried.joined(separator: ","))" : "")
         if x.keepAlive && !closed {
             guardian.awaitHead()
             drainQueue()

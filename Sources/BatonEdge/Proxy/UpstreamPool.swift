@@ -184,11 +184,7 @@ final class UpstreamPool {
     /// Calls `done` with an idle connection to `endpoint`, or a new one, or the connect error.
     /// `done` runs on the event loop (at once for an idle connection).
     func acquire(_ endpoint: EdgeEndpoint, _ done: @escaping (Result<UpstreamHandler, any Error>) -> Void) {
-        eventLoop.assertInEventLoop()
-        while var list = idle[endpoint], let h = list.popLast() {
-            idle[endpoint] = list
-            if h.isOpen && h.context != nil { return done(.success(h)) }
-        }
+        if let h = takeIdle(endpoint) { return done(.success(h)) }
         let ep = endpoint
         ClientBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
@@ -217,6 +213,16 @@ final class UpstreamPool {
             }
     }
 
+    /// An idle connection to `endpoint`, if one is open. (The lists are changed in place: taking
+    /// one out of a copy would copy the whole list, and retain every connection on it.)
+    func takeIdle(_ endpoint: EdgeEndpoint) -> UpstreamHandler? {
+        eventLoop.assertInEventLoop()
+        while let h = idle[endpoint]?.popLast() {
+            if h.isOpen && h.context != nil { return h }
+        }
+        return nil
+    }
+
     /// Returns a connection whose exchange ended cleanly (response read to its end, request sent
     /// to its end, both sides keep-alive).
     func release(_ h: UpstreamHandler) {
@@ -225,19 +231,16 @@ final class UpstreamPool {
         guard h.isOpen, h.context != nil else { return }
         h.setAutoRead(true)
         h.reused = true
-        var list = idle[h.endpoint, default: []]
-        if list.count >= maxIdlePerEndpoint {
+        if (idle[h.endpoint]?.count ?? 0) >= maxIdlePerEndpoint {
             h.close()
             return
         }
-        list.append(h)
-        idle[h.endpoint] = list
+        idle[h.endpoint, default: []].append(h)
     }
 
     func forget(_ h: UpstreamHandler) {
-        guard var list = idle[h.endpoint], let i = list.firstIndex(where: { $0 === h }) else { return }
-        list.remove(at: i)
-        idle[h.endpoint] = list
+        guard let i = idle[h.endpoint]?.lastIndex(where: { $0 === h }) else { return }
+        idle[h.endpoint]!.remove(at: i)
     }
 
     /// Closes every idle connection (drain).
