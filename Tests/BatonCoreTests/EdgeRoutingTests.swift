@@ -45,7 +45,7 @@ enum EdgeFixtures {
         var rng = EdgeRNG(7)
         var counts: [String: Int] = [:]
         for _ in 0..<n {
-            switch EdgeBalancer.pick(route, region: region, excluding: excluding, isHealthy: { !down.contains($0) }, using: &rng) {
+            switch EdgeBalancer.pick(route, region: region, excluding: Array(excluding), isHealthy: { !down.contains($0) }, using: &rng) {
             case .endpoint(let c, _): counts[c, default: 0] += 1
             case .noHealthyUpstream(let c): counts["503:\(c ?? "-")", default: 0] += 1
             }

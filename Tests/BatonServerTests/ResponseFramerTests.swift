@@ -19,7 +19,14 @@ import Testing
         var seen = Seen()
         let emit: (ResponseFramer.Part) -> Bool = { part in
             switch part {
-            case .head(let h): seen.heads.append(h)
+            case .head(let h):
+                seen.heads.append(h)
+                // A body that came with its head rides in `whole`, after the head's bytes.
+                if let w = h.whole {
+                    let n = h.bytes.readableBytes
+                    seen.body += w.getString(at: w.readerIndex + n, length: w.readableBytes - n) ?? "?"
+                }
+                #expect(h.whole.map { String(buffer: $0).hasPrefix(String(buffer: h.bytes)) } ?? true)
             case .body(let b): seen.body += String(buffer: b)
             case .end: seen.ends += 1
             }
@@ -49,6 +56,9 @@ import Testing
             #expect(s.heads.first?.framing == .length(5))
             #expect(s.heads.first?.keepAlive == true)
             #expect(s.heads.first?.needsRewrite == false)
+            // Whole when head and body came in one read, in parts otherwise.
+            let headLength = Self.plain.utf8.count - 5
+            #expect((s.heads.first?.whole != nil) == (split < headLength || split == Self.plain.utf8.count), "split at \(split)")
             #expect(s.heads.first.map { String(buffer: $0.bytes) } == "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-type: text/plain\r\n\r\n")
         }
         // The same connection, the next response.

@@ -496,10 +496,23 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             // closes after it.
             let clientMinor = Int(x.head.version.minor)
             if head.framing == .untilClose || (clientMinor == 0 && head.framing == .chunked) { x.keepAlive = false }
-            context.write(wrapOutboundOut(ResponseFramer.clientHead(head, clientMinor: clientMinor, keepAlive: x.keepAlive,
-                                                                    allocator: allocator)), promise: nil)
+            let clientHead = ResponseFramer.clientHead(head, clientMinor: clientMinor, keepAlive: x.keepAlive, allocator: allocator)
+            unflushed = true
+            if let whole = head.whole {
+                x.responseBytes += whole.readableBytes - head.bytes.readableBytes
+                if clientHead == head.bytes {
+                    context.write(wrapOutboundOut(whole), promise: nil)  // as it came: one write
+                } else {
+                    context.write(wrapOutboundOut(clientHead), promise: nil)
+                    context.write(wrapOutboundOut(whole.getSlice(at: whole.readerIndex + head.bytes.readableBytes,
+                                                                 length: whole.readableBytes - head.bytes.readableBytes)!), promise: nil)
+                }
+            } else {
+                context.write(wrapOutboundOut(clientHead), promise: nil)
+            }
         case .body(let buffer):
             x.responseBytes += buffer.readableBytes
+            unflushed = true
             context.write(wrapOutboundOut(buffer), promise: nil)
         case .end:
             let u = x.upstream
@@ -511,7 +524,12 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         }
     }
 
+    /// Response bytes were written since the last flush.
+    private var unflushed = false
+
     func upstreamReadComplete() {
+        guard unflushed else { return }
+        unflushed = false
         context?.flush()
     }
 
@@ -589,8 +607,11 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         x.awaitingResponse = false
         if x.responseStarted {
             if x.keepAlive {
+                // The one flush of a small response (the read burst's end then has none to do).
+                unflushed = false
                 context.flush()
             } else {
+                unflushed = false
                 // Closes once everything written before has gone out.
                 context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
                     context.close(promise: nil)
@@ -619,9 +640,16 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     }
 
     /// Counts a finished request on this event loop's cached counter.
+    private var lastCounter: (key: UpstreamPool.RequestKey, counter: Counter)?
+
     private func countRequest(cluster: String, status: Int) {
         let key = UpstreamPool.RequestKey(cluster: cluster, status: status)
+        if let last = lastCounter, last.key.status == status, last.key.cluster == cluster {
+            last.counter.increment()
+            return
+        }
         if let c = pool.requestCounters[key] {
+            lastCounter = (key, c)
             c.increment()
         } else {
             let c = Counter(label: "baton_edge_requests_total", dimensions: [("cluster", cluster), ("code", String(status))])

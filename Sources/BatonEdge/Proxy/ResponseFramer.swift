@@ -44,6 +44,10 @@ struct ResponseFramer {
         /// Some field must not be passed on as it is: a hop-by-hop field, `Connection`, or a
         /// `Content-Length` beside chunked coding.
         var needsRewrite: Bool
+        /// The whole response, head and body in one slice, when the body is length-framed and
+        /// arrived with its head (the common small response): it can go out in one write. The
+        /// framer then sends no `.body` part, only `.end`.
+        var whole: ByteBuffer?
     }
 
     enum Part {
@@ -53,6 +57,8 @@ struct ResponseFramer {
     }
 
     static let maxHeadBytes = 64 * 1024
+    /// The largest response sent as one slice of head and body.
+    static let maxWhole = 64 * 1024
 
     private enum State: Equatable {
         case head
@@ -88,19 +94,26 @@ struct ResponseFramer {
         while buffer.readableBytes > 0 {
             switch state {
             case .head:
-                guard let head = try takeHead(&buffer) else { return }
+                guard var head = try takeHead(&buffer) else { return }
                 if head.status >= 100 && head.status < 200 {
                     if head.status == 101 { throw Failure.upgrade }
                     continue  // An interim answer (100, 103): the final one follows.
                 }
+                // (The head was the bytes just before `buffer`'s reader index, in the same storage.)
                 switch head.framing {
                 case .none: state = .head
+                case .length(let n) where n <= buffer.readableBytes && head.bytes.readableBytes + n <= Self.maxWhole:
+                    // Head and body are adjacent in what was read: one slice of both.
+                    let headLength = head.bytes.readableBytes
+                    buffer.moveReaderIndex(to: buffer.readerIndex - headLength)
+                    head.whole = buffer.readSlice(length: headLength + n)
+                    state = .head
                 case .length(let n): state = .length(remaining: n)
                 case .chunked: state = .chunkSize(value: 0, digits: 0, inExtension: false)
                 case .untilClose: state = .untilClose
                 }
                 guard emit(.head(head)) else { return }
-                if head.framing == .none {
+                if head.framing == .none || head.whole != nil {
                     guard emit(.end) else { return }
                     if buffer.readableBytes > 0 { sawExtraBytes = true }
                     return
