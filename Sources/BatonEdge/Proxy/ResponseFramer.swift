@@ -7,21 +7,7 @@ import NIOCore
 ///
 /// Pure: no I/O. `UpstreamHandler` feeds it every read and carries out what it finds.
 struct ResponseFramer {
-    enum Failure: Error, Equatable, CustomStringConvertible {
-        case headTooLarge
-        case malformed(String)
-        case upgrade
-        case truncated
-
-        var description: String {
-            switch self {
-            case .headTooLarge: "the ingress sent a response head over \(ResponseFramer.maxHeadBytes) bytes"
-            case .malformed(let why): "the ingress sent a malformed response: \(why)"
-            case .upgrade: "the ingress switched protocols (101), which the edge does not proxy"
-            case .truncated: "the ingress closed the connection in the middle of a response"
-            }
-        }
-    }
+    typealias Failure = HTTPFramingError
 
     enum Framing: Equatable {
         /// No body: a response to HEAD, a 204 or a 304, or `content-length: 0`.
@@ -56,22 +42,14 @@ struct ResponseFramer {
         case end
     }
 
-    static let maxHeadBytes = 64 * 1024
+    static let maxHeadBytes = HTTPBytes.maxHeadBytes
     /// The largest response sent as one slice of head and body.
     static let maxWhole = 64 * 1024
 
     private enum State: Equatable {
         case head
         case length(remaining: Int)
-        case chunkSize(value: Int, digits: Int, inExtension: Bool)
-        case chunkSizeLF(value: Int)
-        case chunkData(remaining: Int)
-        case chunkDataCR
-        case chunkDataLF
-        case trailerLineStart
-        case trailerLine
-        case trailerLineLF
-        case trailerEndLF
+        case chunked
         case untilClose
     }
 
@@ -83,7 +61,7 @@ struct ResponseFramer {
     var dechunk = false
     /// Bytes came after a complete response (an ingress must not send those): do not reuse.
     private(set) var sawExtraBytes = false
-    private var trailerBytes = 0
+    private var chunks = ChunkWalker()
 
     /// Between responses (nothing of one has arrived).
     var isIdle: Bool { state == .head && pending == nil }
@@ -109,7 +87,9 @@ struct ResponseFramer {
                     head.whole = buffer.readSlice(length: headLength + n)
                     state = .head
                 case .length(let n): state = .length(remaining: n)
-                case .chunked: state = .chunkSize(value: 0, digits: 0, inExtension: false)
+                case .chunked:
+                    state = .chunked
+                    chunks = ChunkWalker()
                 case .untilClose: state = .untilClose
                 }
                 guard emit(.head(head)) else { return }
@@ -131,10 +111,11 @@ struct ResponseFramer {
             case .untilClose:
                 let slice = buffer.readSlice(length: buffer.readableBytes)!
                 guard emit(.body(slice)) else { return }
-            default:
-                let ended = try chunked(&buffer, emit)
+            case .chunked:
+                let ended = try chunks.walk(&buffer, dechunk: dechunk, emit: { emit(.body($0)) })
                 if ended == nil { return }
                 if ended == true {
+                    state = .head
                     guard emit(.end) else { return }
                     if buffer.readableBytes > 0 { sawExtraBytes = true }
                     return
@@ -157,87 +138,6 @@ struct ResponseFramer {
         }
     }
 
-    // MARK: Chunked bodies
-
-    /// Walks chunk framing. Returns true at the end of the message, false when the buffer ran
-    /// out first, nil when `emit` said stop.
-    private mutating func chunked(_ buffer: inout ByteBuffer, _ emit: (Part) -> Bool) throws -> Bool? {
-        // In passthrough, what was walked goes out as one slice of `run` (the buffer as it came:
-        // only reader indices move, so it shares the storage).
-        let run = buffer
-        func flushRun(_ buffer: ByteBuffer) -> Bool {
-            guard !dechunk, buffer.readerIndex > run.readerIndex else { return true }
-            let slice = run.getSlice(at: run.readerIndex, length: buffer.readerIndex - run.readerIndex)!
-            return emit(.body(slice))
-        }
-        while buffer.readableBytes > 0 {
-            if case .chunkData(let remaining) = state {
-                let n = min(remaining, buffer.readableBytes)
-                if dechunk {
-                    let data = buffer.readSlice(length: n)!
-                    guard emit(.body(data)) else { return nil }
-                } else {
-                    buffer.moveReaderIndex(forwardBy: n)
-                }
-                state = remaining == n ? .chunkDataCR : .chunkData(remaining: remaining - n)
-                continue
-            }
-            let byte = buffer.readInteger(as: UInt8.self)!
-            switch state {
-            case .chunkSize(let value, let digits, let inExtension):
-                if inExtension {
-                    if byte == UInt8(ascii: "\r") { state = .chunkSizeLF(value: value) }
-                    else if byte == UInt8(ascii: "\n") { throw Failure.malformed("a chunk size line without CR") }
-                } else if let d = Self.hexValue(byte) {
-                    guard digits < 15 else { throw Failure.malformed("a chunk size over 15 hex digits") }
-                    state = .chunkSize(value: value * 16 + d, digits: digits + 1, inExtension: false)
-                } else if digits > 0 && (byte == UInt8(ascii: ";") || byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")) {
-                    state = .chunkSize(value: value, digits: digits, inExtension: true)
-                } else if digits > 0 && byte == UInt8(ascii: "\r") {
-                    state = .chunkSizeLF(value: value)
-                } else {
-                    throw Failure.malformed("a bad chunk size")
-                }
-            case .chunkSizeLF(let value):
-                guard byte == UInt8(ascii: "\n") else { throw Failure.malformed("a chunk size line without LF") }
-                state = value == 0 ? .trailerLineStart : .chunkData(remaining: value)
-                trailerBytes = 0
-            case .chunkDataCR:
-                guard byte == UInt8(ascii: "\r") else { throw Failure.malformed("chunk data longer than its size") }
-                state = .chunkDataLF
-            case .chunkDataLF:
-                guard byte == UInt8(ascii: "\n") else { throw Failure.malformed("chunk data longer than its size") }
-                state = .chunkSize(value: 0, digits: 0, inExtension: false)
-            case .trailerLineStart:
-                state = byte == UInt8(ascii: "\r") ? .trailerEndLF : .trailerLine
-            case .trailerLine:
-                trailerBytes += 1
-                guard trailerBytes <= Self.maxHeadBytes else { throw Failure.headTooLarge }
-                if byte == UInt8(ascii: "\r") { state = .trailerLineLF }
-            case .trailerLineLF:
-                guard byte == UInt8(ascii: "\n") else { throw Failure.malformed("a trailer line without LF") }
-                state = .trailerLineStart
-            case .trailerEndLF:
-                guard byte == UInt8(ascii: "\n") else { throw Failure.malformed("the last chunk without its final CRLF") }
-                state = .head
-                if dechunk { return true }
-                return flushRun(buffer) ? true : nil
-            default:
-                preconditionFailure("not in a chunked body")
-            }
-        }
-        return flushRun(buffer) ? false : nil
-    }
-
-    static func hexValue(_ b: UInt8) -> Int? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): Int(b - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): Int(b - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): Int(b - UInt8(ascii: "A") + 10)
-        default: nil
-        }
-    }
-
     // MARK: Heads
 
     /// Takes a whole head off `buffer` (keeping a partial one in `pending`).
@@ -246,7 +146,7 @@ struct ResponseFramer {
             let searchFrom = max(0, p.readableBytes - 3)
             p.writeImmutableBuffer(buffer)
             buffer.moveReaderIndex(to: buffer.writerIndex)
-            guard let end = Self.headEnd(p, from: searchFrom) else {
+            guard let end = HTTPBytes.headEnd(p, from: searchFrom) else {
                 if p.readableBytes > Self.maxHeadBytes { throw Failure.headTooLarge }
                 pending = p
                 return nil
@@ -256,7 +156,7 @@ struct ResponseFramer {
             if p.readableBytes > 0 { buffer = p }  // what followed the head, in order
             return try parse(head)
         }
-        guard let end = Self.headEnd(buffer, from: 0) else {
+        guard let end = HTTPBytes.headEnd(buffer, from: 0) else {
             if buffer.readableBytes > Self.maxHeadBytes { throw Failure.headTooLarge }
             pending = buffer
             buffer.moveReaderIndex(to: buffer.writerIndex)
@@ -265,31 +165,12 @@ struct ResponseFramer {
         return try parse(buffer.readSlice(length: end)!)
     }
 
-    /// The length of the head through its blank line, if `b` holds all of it.
-    static func headEnd(_ b: ByteBuffer, from: Int) -> Int? {
-        b.withUnsafeReadableBytes { p -> Int? in
-            guard p.count >= 4 else { return nil }
-            var i = from
-            while i + 3 < p.count {
-                if p[i + 3] == 10 {
-                    if p[i] == 13 && p[i + 1] == 10 && p[i + 2] == 13 { return i + 4 }
-                    i += 1
-                } else if p[i + 3] == 13 {
-                    i += 1
-                } else {
-                    i += 4
-                }
-            }
-            return nil
-        }
-    }
-
     private func parse(_ bytes: ByteBuffer) throws -> Head {
         try bytes.withUnsafeReadableBytes { p -> Head in
             // Status line: HTTP/1.x SSS[ reason]\r\n
             guard p.count >= 14, p[0] == 72, p[1] == 84, p[2] == 84, p[3] == 80, p[4] == 47, p[5] == 49, p[6] == 46,
                   p[7] == 48 || p[7] == 49, p[8] == 32,
-                  let s0 = Self.digit(p[9]), let s1 = Self.digit(p[10]), let s2 = Self.digit(p[11]),
+                  let s0 = HTTPBytes.digit(p[9]), let s1 = HTTPBytes.digit(p[10]), let s2 = HTTPBytes.digit(p[11]),
                   p[12] == 32 || p[12] == 13 else {
                 throw Failure.malformed("a bad status line")
             }
@@ -327,22 +208,22 @@ struct ResponseFramer {
                 while ve > vs && (p[ve - 1] == 32 || p[ve - 1] == 9) { ve -= 1 }
                 let name = UnsafeRawBufferPointer(rebasing: p[lineStart..<colon])
                 let value = UnsafeRawBufferPointer(rebasing: p[vs..<ve])
-                switch Self.field(name) {
+                switch HTTPBytes.field(name) {
                 case .contentLength:
-                    guard let n = Self.decimal(value) else { throw Failure.malformed("a bad content-length") }
+                    guard let n = HTTPBytes.decimal(value) else { throw Failure.malformed("a bad content-length") }
                     if let c = contentLength, c != n { throw Failure.malformed("two different content-lengths") }
                     contentLength = n
                 case .transferEncoding:
                     needsRewrite = true
                     // The last coding decides (RFC 9112 §6.3): chunked, or the body runs until close.
-                    let last = Self.lastToken(value)
-                    chunked = Self.equalsLowercase(last, "chunked")
+                    let last = HTTPBytes.lastToken(value)
+                    chunked = HTTPBytes.equalsLowercase(last, "chunked")
                     otherCoding = !chunked
                 case .connection:
                     needsRewrite = true
-                    Self.forEachToken(value) { t in
-                        if Self.equalsLowercase(t, "close") { close = true }
-                        if Self.equalsLowercase(t, "keep-alive") { keepAliveToken = true }
+                    HTTPBytes.forEachToken(value) { t in
+                        if HTTPBytes.equalsLowercase(t, "close") { close = true }
+                        if HTTPBytes.equalsLowercase(t, "keep-alive") { keepAliveToken = true }
                     }
                 case .hopByHop:
                     needsRewrite = true
@@ -367,66 +248,6 @@ struct ResponseFramer {
             let keepAlive = (minor == 1 ? !close : keepAliveToken) && framing != .untilClose
             return Head(status: status, minor: minor, keepAlive: keepAlive, framing: framing, bytes: bytes, needsRewrite: needsRewrite)
         }
-    }
-
-    enum Field { case contentLength, transferEncoding, connection, hopByHop, other }
-
-    /// Sorts a field name, ignoring case; lengths first, so most names cost one comparison.
-    static func field(_ name: UnsafeRawBufferPointer) -> Field {
-        switch name.count {
-        case 14 where equalsLowercase(name, "content-length"): .contentLength
-        case 17 where equalsLowercase(name, "transfer-encoding"): .transferEncoding
-        case 10 where equalsLowercase(name, "connection"): .connection
-        case 10 where equalsLowercase(name, "keep-alive"): .hopByHop
-        case 2 where equalsLowercase(name, "te"): .hopByHop
-        case 7 where equalsLowercase(name, "trailer") || equalsLowercase(name, "upgrade"): .hopByHop
-        case 16 where equalsLowercase(name, "proxy-connection"): .hopByHop
-        case 18 where equalsLowercase(name, "proxy-authenticate"): .hopByHop
-        case 19 where equalsLowercase(name, "proxy-authorization"): .hopByHop
-        default: .other
-        }
-    }
-
-    static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
-        guard bytes.count == lower.utf8CodeUnitCount else { return false }
-        let l = lower.utf8Start
-        for i in 0..<bytes.count {
-            var b = bytes[i]
-            if b >= 65 && b <= 90 { b |= 0x20 }
-            if b != l[i] { return false }
-        }
-        return true
-    }
-
-    static func digit(_ b: UInt8) -> Int? { b >= 48 && b <= 57 ? Int(b - 48) : nil }
-
-    static func decimal(_ v: UnsafeRawBufferPointer) -> Int? {
-        guard !v.isEmpty, v.count <= 18 else { return nil }
-        var n = 0
-        for b in v {
-            guard let d = digit(b) else { return nil }
-            n = n * 10 + d
-        }
-        return n
-    }
-
-    /// Calls `body` with each comma-separated element of a list value, trimmed.
-    static func forEachToken(_ v: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {
-        var start = 0
-        for i in 0...v.count where i == v.count || v[i] == 44 {
-            var s = start
-            var e = i
-            while s < e && (v[s] == 32 || v[s] == 9) { s += 1 }
-            while e > s && (v[e - 1] == 32 || v[e - 1] == 9) { e -= 1 }
-            if e > s { body(UnsafeRawBufferPointer(rebasing: v[s..<e])) }
-            start = i + 1
-        }
-    }
-
-    static func lastToken(_ v: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
-        var last = UnsafeRawBufferPointer(rebasing: v[0..<0])
-        forEachToken(v) { last = $0 }
-        return last
     }
 
     // MARK: The head the client gets
@@ -458,15 +279,15 @@ struct ResponseFramer {
                 i += 1
                 lines.append((start, colon, i))
                 let name = UnsafeRawBufferPointer(rebasing: p[start..<colon])
-                if field(name) == .connection {
-                    forEachToken(UnsafeRawBufferPointer(rebasing: p[(colon + 1)..<(i - 2)])) { t in
+                if HTTPBytes.field(name) == .connection {
+                    HTTPBytes.forEachToken(UnsafeRawBufferPointer(rebasing: p[(colon + 1)..<(i - 2)])) { t in
                         named.append(t.map { $0 >= 65 && $0 <= 90 ? $0 | 0x20 : $0 })
                     }
                 }
             }
             for line in lines {
                 let name = UnsafeRawBufferPointer(rebasing: p[line.start..<line.colon])
-                switch field(name) {
+                switch HTTPBytes.field(name) {
                 case .connection, .hopByHop:
                     continue
                 case .transferEncoding:
