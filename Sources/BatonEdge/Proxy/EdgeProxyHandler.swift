@@ -10,18 +10,19 @@ import NIOHTTP1
 /// retry on another cluster when `EdgeRetryPolicy` says so. Everything here runs on the
 /// connection's event loop.
 ///
-/// Pipelined requests wait in a queue until the response before them has ended. The handler
-/// keeps reading while a request is served (NIO's `HTTPServerPipelineHandler` instead stops
-/// reading, which costs two `epoll_ctl` calls per request); it stops only when the queue holds
-/// more than `maxQueuedBytes`.
+/// It reads the client's bytes itself (`RequestFramer`): a request's head is parsed once, and
+/// its body goes on as it came. Pipelined requests wait in their bytes until the response
+/// before them has ended. The handler keeps reading while a request is served (NIO's
+/// `HTTPServerPipelineHandler` instead stops reading, which costs two `epoll_ctl` calls per
+/// request); it stops only when more than `maxQueuedBytes` wait.
 final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
-    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     /// The request being served.
     final class Exchange {
-        let head: HTTPRequestHead
+        let head: RequestFramer.Head
         let rule: EdgeRouteTable.Rule
         /// The head as every ingress tried gets it, already encoded.
         let upstreamHead: ByteBuffer
@@ -57,13 +58,13 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         /// The ingress said it closes after this response: do not pool the connection.
         var upstreamClosesAfter = false
 
-        init(head: HTTPRequestHead, rule: EdgeRouteTable.Rule, upstreamHead: ByteBuffer, chunked: Bool, hasBody: Bool) {
+        init(head: RequestFramer.Head, rule: EdgeRouteTable.Rule, upstreamHead: ByteBuffer, chunked: Bool, hasBody: Bool) {
             self.head = head
             self.rule = rule
             self.upstreamHead = upstreamHead
             self.chunked = chunked
             self.hasBody = hasBody
-            self.keepAlive = head.isKeepAlive
+            self.keepAlive = head.keepAlive
             self.bodyEnded = !hasBody
             self.start = .now()
         }
@@ -84,20 +85,23 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     private var clientAddress: String?
     /// Between a request's head and its end, for the request being served (not a queued one).
     private var requestOpen = false
-    /// Pipelined request parts that arrived while the response before them was still going.
-    private var queue = CircularBuffer<HTTPServerRequestPart>()
-    private var queuedBytes = 0
+    private var framer: RequestFramer
+    /// Bytes of pipelined requests that came while the response before them was still going.
+    private var queued: ByteBuffer?
     private var draining = false
-    /// A `read` held back while the queue was over `maxQueuedBytes`.
+    /// A `read` held back while more than `maxQueuedBytes` waited.
     private var readHeld = false
     /// The edge is draining (SIGTERM): the current response is the connection's last.
     private var quiescing = false
+    /// The request could not be read; the connection is being cut.
+    private var broken = false
     static let maxQueuedBytes = 64 * 1024
 
     init(state: EdgeState, pool: UpstreamPool, guardian: SlowClientGuard) {
         self.state = state
         self.pool = pool
         self.guardian = guardian
+        self.framer = RequestFramer(maxHeadBytes: state.settings.maxHeaderBytes)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -110,16 +114,51 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     // MARK: Downstream
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if !queue.isEmpty || (exchange != nil && !requestOpen) {
-            // The next request, pipelined behind one whose response has not ended yet.
-            enqueue(part)
+        var bytes = unwrapInboundIn(data)
+        if queued != nil {
+            queued!.writeImmutableBuffer(bytes)
             return
         }
-        handle(part)
+        feed(&bytes)
     }
 
-    private func handle(_ part: HTTPServerRequestPart) {
+    /// A request is in progress with all of it read: what comes now is the next one.
+    private var busy: Bool { exchange != nil && !requestOpen }
+
+    /// Reads requests from `bytes` until one is in progress with all of it read; keeps the rest.
+    private func feed(_ bytes: inout ByteBuffer) {
+        guard !broken else { return }
+        if busy {
+            queued = bytes
+            return
+        }
+        do {
+            try framer.feed(&bytes) { part in
+                handle(part)
+                return !busy && !broken && context != nil
+            }
+        } catch let error as HTTPFramingError {
+            broken = true
+            // Nothing of an answer went out for this request: answer with raw bytes and cut.
+            if exchange == nil || !requestOpen {
+                switch error {
+                case .headTooLarge: guardian.reject(status: "431 Request Header Fields Too Large", body: "request header fields too large")
+                case .unsupported(let what): guardian.reject(status: "501 Not Implemented", body: "not implemented: \(what)")
+                default: guardian.reject(status: "400 Bad Request", body: "malformed request: \(error)")
+                }
+            } else {
+                context?.close(promise: nil)
+            }
+            return
+        } catch {
+            broken = true
+            context?.close(promise: nil)
+            return
+        }
+        if bytes.readableBytes > 0 { queued = bytes }
+    }
+
+    private func handle(_ part: RequestFramer.Part) {
         switch part {
         case .head(let head):
             requestOpen = true
@@ -144,39 +183,21 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         }
     }
 
-    private func enqueue(_ part: HTTPServerRequestPart) {
-        switch part {
-        case .head(let h): queuedBytes += HTTPHeaders.headSize(h)
-        case .body(let b): queuedBytes += b.readableBytes
-        case .end: queuedBytes += 1
-        }
-        queue.append(part)
-    }
-
-    /// Serves queued requests once the response before them has ended, in order, until one is
-    /// in progress again with its request read whole.
+    /// Serves the requests that waited once the response before them has ended.
     private func drainQueue() {
-        guard !draining else { return }
+        guard !draining, var bytes = queued else { return }
         draining = true
         defer { draining = false }
-        while let first = queue.first, context != nil {
-            if exchange != nil && !requestOpen { break }
-            queue.removeFirst()
-            switch first {
-            case .head(let h): queuedBytes -= HTTPHeaders.headSize(h)
-            case .body(let b): queuedBytes -= b.readableBytes
-            case .end: queuedBytes -= 1
-            }
-            handle(first)
-        }
-        if readHeld, queuedBytes <= Self.maxQueuedBytes, let context {
+        queued = nil
+        feed(&bytes)
+        if readHeld, (queued?.readableBytes ?? 0) <= Self.maxQueuedBytes, let context {
             readHeld = false
             context.read()
         }
     }
 
     func read(context: ChannelHandlerContext) {
-        if queuedBytes > Self.maxQueuedBytes {
+        if (queued?.readableBytes ?? 0) > Self.maxQueuedBytes {
             readHeld = true
         } else {
             context.read()
@@ -197,8 +218,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        queue.removeAll()
-        queuedBytes = 0
+        queued = nil
         if let x = exchange {
             exchange = nil
             x.awaitingResponse = false
@@ -217,63 +237,35 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let parse = error as? HTTPParserError else {
-            context.close(promise: nil)
-            return
-        }
-        if exchange == nil {
-            // The codec cannot go on; answer with raw bytes and cut the connection.
-            if parse == .headerOverflow {
-                guardian.reject(status: "431 Request Header Fields Too Large", body: "request header fields too large")
-            } else {
-                guardian.reject(status: "400 Bad Request", body: "malformed request: \(parse)")
-            }
-        } else {
-            context.close(promise: nil)
-        }
+        context.close(promise: nil)
     }
 
-    private func begin(_ head: HTTPRequestHead) {
+    private func begin(_ head: RequestFramer.Head) {
         let settings = state.settings
-        if HTTPHeaders.headSize(head) > settings.maxHeaderBytes {
-            respondLocal(head: head, status: .requestHeaderFieldsTooLarge, body: "request header fields too large", close: true)
-            return
-        }
-        var hostCount = 0
-        var hostValue: String?
-        for (name, value) in head.headers where name.utf8.count == 4 && name.lowercased() == "host" {
-            hostCount += 1
-            hostValue = value
-        }
-        guard head.version.major == 1, (head.version.minor == 0 || hostCount == 1), hostCount <= 1 else {
+        guard head.minor == 0 || head.hostCount == 1, head.hostCount <= 1 else {
             respondLocal(head: head, status: .badRequest, body: "bad request: HTTP/1.1 needs exactly one Host header", close: true)
             return
         }
-        let host = hostValue ?? ""
+        let host = head.host ?? ""
         let table = pool.snapshot(state).table
         let path = head.uri
-        let headers = head.headers
-        guard let rule = table.lookup(port: settings.port, host: host, path: path, header: { headers.first(name: $0) })
-                ?? table.lookupAnyPort(host: host, path: path, header: { headers.first(name: $0) }) else {
+        guard let rule = table.lookup(port: settings.port, host: host, path: path, header: { head.header($0) })
+                ?? table.lookupAnyPort(host: host, path: path, header: { head.header($0) }) else {
             respondLocal(head: head, status: .notFound, body: "no route for host \(host)")
             return
         }
-        if let expect = head.headers.first(name: "expect"), head.version.minor >= 1 {
+        if let expect = head.expect, head.minor >= 1 {
             // The edge takes the body itself (it buffers and streams it), so it answers
             // `100-continue` at once, as Envoy does, instead of waiting for an ingress to; the
             // ingress gets no Expect. Any other expectation cannot be met (RFC 9110 §10.1.1).
-            guard expect.trimmedOWS().lowercased() == "100-continue" else {
+            guard expect.lowercased() == "100-continue" else {
                 respondLocal(head: head, status: .expectationFailed, body: "expectation not supported: \(expect)", close: true)
                 return
             }
             context?.writeAndFlush(wrapOutboundOut(Self.continueHead), promise: nil)
         }
-        let chunked = head.headers.contains(name: "transfer-encoding")
-            && head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
-        let length = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
-        let up = UpstreamRequest.head(head, client: clientAddress, host: host.isEmpty ? nil : host, chunked: chunked,
-                                      allocator: allocator)
-        let x = Exchange(head: head, rule: rule, upstreamHead: up, chunked: chunked, hasBody: chunked || length > 0)
+        let up = UpstreamRequest.head(head, client: clientAddress, host: host.isEmpty ? nil : host, allocator: allocator)
+        let x = Exchange(head: head, rule: rule, upstreamHead: up, chunked: head.chunked, hasBody: head.hasBody)
         if quiescing { x.keepAlive = false }
         exchange = x
         state.inFlight.add(1, ordering: .relaxed)
@@ -329,7 +321,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         x.upstream = u
         u.delegate = self
         if !(context?.channel.isWritable ?? true) { u.setAutoRead(false) }
-        u.expectResponse(toHead: x.head.method == .HEAD, dechunk: x.head.version.minor == 0)
+        u.expectResponse(toHead: x.head.method == "HEAD", dechunk: x.head.minor == 0)
         u.write(x.upstreamHead)
         x.connected = true
         x.sent = 0
@@ -346,8 +338,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             return
         }
         while x.sent < x.parts.count {
-            let part = x.parts[x.sent]
-            u.write(x.chunked ? UpstreamRequest.chunk(part, allocator: allocator) : part)
+            u.write(x.parts[x.sent])  // as it came (a chunked body keeps its chunks)
             x.sent += 1
         }
         if !x.replayable {
@@ -355,7 +346,6 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             x.sent = 0
         }
         if x.bodyEnded {
-            if x.chunked { u.write(UpstreamRequest.lastChunk) }
             u.flush()
             x.requestSent = true
             armResponseTimer(x)
@@ -390,9 +380,9 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             guard let x = self.exchange, x.awaitingResponse, let deadline = self.responseDeadline, let context = self.context else { return }
             let now = NIODeadline.now()
             if now < deadline {
-                if let e = x.endpoint, EdgeRetryPolicy.idempotentMethods.contains(x.head.method.rawValue), self.pool.isDown(e, self.state) {
+                if let e = x.endpoint, EdgeRetryPolicy.idempotentMethods.contains(x.head.method), self.pool.isDown(e, self.state) {
                     x.awaitingResponse = false
-                    self.state.logger.info("retrying \(x.head.method.rawValue) \(x.head.uri) elsewhere: ingress \(e) of \(x.cluster ?? "?") left rotation while it waited")
+                    self.state.logger.info("retrying \(x.head.method) \(x.head.uri) elsewhere: ingress \(e) of \(x.cluster ?? "?") left rotation while it waited")
                     self.failed(x, .reset, outcome: nil)
                     return
                 }
@@ -431,7 +421,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         } else {
             state.metrics.error(cluster: x.cluster ?? "none", kind: "abandoned")
         }
-        let decision = state.settings.retry.decide(failure, method: x.head.method.rawValue, body: x.retryBody,
+        let decision = state.settings.retry.decide(failure, method: x.head.method, body: x.retryBody,
                                                    route: x.rule.route, retriesSoFar: x.retries,
                                                    inFlight: state.inFlight.load(ordering: .relaxed),
                                                    retriesInFlight: state.retriesInFlight.load(ordering: .relaxed))
@@ -477,7 +467,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             x.awaitingResponse = false
             let code = head.status
             if code == 503, !x.responseStarted {
-                let decision = state.settings.retry.decide(.status(503), method: x.head.method.rawValue, body: x.retryBody,
+                let decision = state.settings.retry.decide(.status(503), method: x.head.method, body: x.retryBody,
                                                            route: x.rule.route, retriesSoFar: x.retries,
                                                            inFlight: state.inFlight.load(ordering: .relaxed),
                                                            retriesInFlight: state.retriesInFlight.load(ordering: .relaxed))
@@ -494,7 +484,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             // A body that ends with the ingress's close, or a chunked one for an HTTP/1.0 client
             // (sent de-chunked), has no length the client could read: the client's connection
             // closes after it.
-            let clientMinor = Int(x.head.version.minor)
+            let clientMinor = x.head.minor
             if head.framing == .untilClose || (clientMinor == 0 && head.framing == .chunked) { x.keepAlive = false }
             let clientHead = ResponseFramer.clientHead(head, clientMinor: clientMinor, keepAlive: x.keepAlive, allocator: allocator)
             unflushed = true
@@ -564,32 +554,30 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         x.status = Int(status.code)
         let close = !x.keepAlive || !x.bodyEnded
         if !x.bodyEnded { discarding = true }
-        writeLocal(version: x.head.version, status: status, body: body, close: close)
+        writeLocal(minor: x.head.minor, status: status, body: body, close: close)
         complete(x, closed: close)
     }
 
-    private func respondLocal(head: HTTPRequestHead, status: HTTPResponseStatus, body: String, close: Bool = false) {
-        let hasBody = head.headers.first(name: "content-length").flatMap(Int.init).map { $0 > 0 } ?? false
-            || head.headers["transfer-encoding"].contains { $0.lowercased().contains("chunked") }
-        let closeNow = close || !head.isKeepAlive || hasBody || quiescing
-        writeLocal(version: head.version, status: status, body: body, close: closeNow)
-        if hasBody { discarding = true }
+    private func respondLocal(head: RequestFramer.Head, status: HTTPResponseStatus, body: String, close: Bool = false) {
+        let closeNow = close || !head.keepAlive || head.hasBody || quiescing
+        writeLocal(minor: head.minor, status: status, body: body, close: closeNow)
+        if head.hasBody { discarding = true }
         state.metrics.request(cluster: "none", status: Int(status.code))
         log(head: head, status: Int(status.code), cluster: nil, endpoint: nil, start: .now(), attempts: 0, bytes: 0)
         if !closeNow { guardian.awaitHead() }
     }
 
-    private func writeLocal(version: HTTPVersion, status: HTTPResponseStatus, body: String, close: Bool) {
+    private func writeLocal(minor: Int, status: HTTPResponseStatus, body: String, close: Bool) {
         guard let context else { return }
         var b = allocator.buffer(capacity: 128 + body.utf8.count)
-        b.writeStaticString(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        b.writeStaticString(minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
         b.writeString(String(status.code))
         b.writeStaticString(" ")
         b.writeString(status.reasonPhrase)
         b.writeStaticString("\r\ncontent-type: text/plain\r\ncontent-length: ")
         b.writeString(String(body.utf8.count))
         if close { b.writeStaticString("\r\nconnection: close") }
-        else if version.minor == 0 { b.writeStaticString("\r\nconnection: keep-alive") }
+        else if minor == 0 { b.writeStaticString("\r\nconnection: keep-alive") }
         b.writeStaticString("\r\n\r\n")
         b.writeString(body)
         let done = context.writeAndFlush(wrapOutboundOut(b))
@@ -663,12 +651,12 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         if x.retries > 0 { state.retriesInFlight.subtract(x.retries, ordering: .relaxed) }
     }
 
-    private func log(head: HTTPRequestHead, status: Int, cluster: String?, endpoint: EdgeEndpoint?, start: NIODeadline,
+    private func log(head: RequestFramer.Head, status: Int, cluster: String?, endpoint: EdgeEndpoint?, start: NIODeadline,
                      attempts: Int, bytes: Int, note: String = "") {
         guard let accessLog = state.settings.accessLog else { return }
         let ms = Double((NIODeadline.now() - start).nanoseconds) / 1e6
-        let host = head.headers.first(name: "host") ?? "-"
-        let line = "\(AccessLog.timestamp()) \(status) \(cluster ?? "-") \(head.method.rawValue) \(host)\(head.uri) \(endpoint?.key ?? "-") "
+        let host = head.host ?? "-"
+        let line = "\(AccessLog.timestamp()) \(status) \(cluster ?? "-") \(head.method) \(host)\(head.uri) \(endpoint?.key ?? "-") "
             + String(format: "%.1fms", ms) + " try=\(attempts) bytes=\(bytes) from=\(clientAddress ?? "-")\(note)"
         accessLog.write(line)
     }

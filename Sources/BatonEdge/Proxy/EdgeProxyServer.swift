@@ -46,12 +46,6 @@ public final class EdgeProxyServer: Service, Sendable {
         let s = state.settings
         let pools = self.pools
         let st = state
-        let limits = { () -> NIOHTTPDecoderLimitConfiguration in
-            var l = NIOHTTPDecoderLimitConfiguration()
-            l.maxHeaderListSize = s.maxHeaderBytes
-            l.maxHeaderFieldSize = s.maxHeaderBytes
-            return l
-        }()
         let headTimeout = TimeAmount.nanoseconds(Int64(s.requestHeadTimeout.nanoseconds))
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
@@ -66,9 +60,6 @@ public final class EdgeProxyServer: Service, Sendable {
                     let guardian = SlowClientGuard(timeout: headTimeout)
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(guardian)
-                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes,
-                                                                                 informationalResponseStrategy: .drop,
-                                                                                 limitConfiguration: limits)))
                     try sync.addHandler(EdgeProxyHandler(state: st, pool: box.pool, guardian: guardian))
                     self?.track(channel)
                 }

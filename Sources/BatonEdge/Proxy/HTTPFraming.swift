@@ -171,6 +171,17 @@ enum HTTPBytes {
         return true
     }
 
+    static func lower(_ b: UInt8) -> UInt8 { b >= 65 && b <= 90 ? b | 0x20 : b }
+
+    /// A `tchar` (RFC 9110 §5.6.2): what methods and field names are made of.
+    static func isTokenByte(_ b: UInt8) -> Bool {
+        switch b {
+        case 48...57, 65...90, 97...122: true
+        case 33, 35, 36, 37, 38, 39, 42, 43, 45, 46, 94, 95, 96, 124, 126: true
+        default: false
+        }
+    }
+
     static func digit(_ b: UInt8) -> Int? { b >= 48 && b <= 57 ? Int(b - 48) : nil }
 
     static func decimal(_ v: UnsafeRawBufferPointer) -> Int? {

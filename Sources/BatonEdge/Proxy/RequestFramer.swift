@@ -1,0 +1,244 @@
+import NIOCore
+
+/// Finds the requests in a client connection's bytes: the head, read and checked strictly
+/// (RFC 9112), then the body by its framing, passed on as it came (a chunked body keeps its
+/// chunks, trailers included). It refuses what request smuggling needs: Content-Length beside
+/// Transfer-Encoding, two different lengths, codings other than chunked, folded lines, bare CRs,
+/// control bytes, whitespace before a colon.
+///
+/// Pure: no I/O. `EdgeProxyHandler` feeds it what the client sends and stops it between
+/// requests (pipelined ones wait in their bytes until the response before them has ended).
+struct RequestFramer {
+    typealias Failure = HTTPFramingError
+
+    struct Head {
+        var method: String
+        var uri: String
+        /// HTTP/1.`minor`.
+        var minor: Int
+        /// The client keeps the connection after this request (HTTP/1.1 without `close`, or
+        /// HTTP/1.0 with `keep-alive`).
+        var keepAlive: Bool
+        var hostCount: Int
+        var host: String?
+        var contentLength: Int
+        var chunked: Bool
+        var expect: String?
+        /// The head as received, request line through the blank line.
+        var bytes: ByteBuffer
+
+        var hasBody: Bool { chunked || contentLength > 0 }
+
+        /// Calls `body` with each field's name and value (trimmed) and its whole line, CRLF
+        /// included, in order.
+        func forEachField(_ body: (_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer,
+                                   _ line: UnsafeRawBufferPointer) -> Void) {
+            bytes.withUnsafeReadableBytes { p in
+                var i = 0
+                while p[i] != 10 { i += 1 }
+                i += 1
+                while i < p.count && p[i] != 13 {
+                    let start = i
+                    var colon = -1
+                    while p[i] != 10 {
+                        if colon < 0 && p[i] == 58 { colon = i }
+                        i += 1
+                    }
+                    i += 1
+                    var vs = colon + 1
+                    var ve = i - 2
+                    while vs < ve && (p[vs] == 32 || p[vs] == 9) { vs += 1 }
+                    while ve > vs && (p[ve - 1] == 32 || p[ve - 1] == 9) { ve -= 1 }
+                    body(UnsafeRawBufferPointer(rebasing: p[start..<colon]), UnsafeRawBufferPointer(rebasing: p[vs..<ve]),
+                         UnsafeRawBufferPointer(rebasing: p[start..<i]))
+                }
+            }
+        }
+
+        /// The first value of the field `name` (any case), for route rules that match headers.
+        func header(_ name: String) -> String? {
+            var found: String?
+            let wanted = Array(name.utf8)
+            forEachField { n, v, _ in
+                guard found == nil, n.count == wanted.count else { return }
+                for k in 0..<n.count where HTTPBytes.lower(n[k]) != HTTPBytes.lower(wanted[k]) { return }
+                found = String(decoding: v, as: UTF8.self)
+            }
+            return found
+        }
+    }
+
+    enum Part {
+        case head(Head)
+        case body(ByteBuffer)
+        case end
+    }
+
+    private enum State: Equatable {
+        case head
+        case length(remaining: Int)
+        case chunked
+    }
+
+    let maxHeadBytes: Int
+    private var state = State.head
+    private var pending: ByteBuffer?
+    private var chunks = ChunkWalker()
+
+    init(maxHeadBytes: Int) { self.maxHeadBytes = maxHeadBytes }
+
+    /// Nothing of a next request has been read.
+    var isIdle: Bool { state == .head && pending == nil }
+
+    /// Feeds bytes. Stops when `emit` returns false, leaving what is left in `buffer`.
+    mutating func feed(_ buffer: inout ByteBuffer, _ emit: (Part) -> Bool) throws {
+        while buffer.readableBytes > 0 {
+            switch state {
+            case .head:
+                guard let head = try takeHead(&buffer) else { return }
+                if head.chunked {
+                    state = .chunked
+                    chunks = ChunkWalker()
+                } else if head.contentLength > 0 {
+                    state = .length(remaining: head.contentLength)
+                }
+                guard emit(.head(head)) else { return }
+                if !head.hasBody { guard emit(.end) else { return } }
+            case .length(let remaining):
+                let n = min(remaining, buffer.readableBytes)
+                let slice = buffer.readSlice(length: n)!
+                state = remaining == n ? .head : .length(remaining: remaining - n)
+                guard emit(.body(slice)) else { return }
+                if state == .head { guard emit(.end) else { return } }
+            case .chunked:
+                guard let ended = try chunks.walk(&buffer, dechunk: false, emit: { emit(.body($0)) }) else { return }
+                if ended {
+                    state = .head
+                    guard emit(.end) else { return }
+                }
+            }
+        }
+    }
+
+    // MARK: Heads
+
+    private mutating func takeHead(_ buffer: inout ByteBuffer) throws -> Head? {
+        if pending == nil {
+            // Empty lines before a request line are ignored (RFC 9112 §2.2).
+            while let b = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), b == 13 || b == 10 {
+                buffer.moveReaderIndex(forwardBy: 1)
+            }
+            guard buffer.readableBytes > 0 else { return nil }
+        }
+        if var p = pending {
+            let searchFrom = max(0, p.readableBytes - 3)
+            p.writeImmutableBuffer(buffer)
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            guard let end = HTTPBytes.headEnd(p, from: searchFrom) else {
+                if p.readableBytes > maxHeadBytes { throw Failure.headTooLarge }
+                pending = p
+                return nil
+            }
+            pending = nil
+            guard end <= maxHeadBytes else { throw Failure.headTooLarge }
+            let head = p.readSlice(length: end)!
+            if p.readableBytes > 0 { buffer = p }
+            return try parse(head)
+        }
+        guard let end = HTTPBytes.headEnd(buffer, from: 0) else {
+            if buffer.readableBytes > maxHeadBytes { throw Failure.headTooLarge }
+            pending = buffer
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            return nil
+        }
+        guard end <= maxHeadBytes else { throw Failure.headTooLarge }
+        return try parse(buffer.readSlice(length: end)!)
+    }
+
+    private func parse(_ bytes: ByteBuffer) throws -> Head {
+        try bytes.withUnsafeReadableBytes { p -> Head in
+            // Request line: method SP request-target SP HTTP/1.x CRLF
+            var i = 0
+            while i < p.count && HTTPBytes.isTokenByte(p[i]) { i += 1 }
+            guard i > 0, i < p.count, p[i] == 32 else { throw Failure.malformed("a bad method") }
+            let method = String(decoding: UnsafeRawBufferPointer(rebasing: p[0..<i]), as: UTF8.self)
+            i += 1
+            let targetStart = i
+            while i < p.count && p[i] > 32 && p[i] < 127 { i += 1 }
+            guard i > targetStart, i + 13 <= p.count, p[i] == 32 else { throw Failure.malformed("a bad request target") }
+            let uri = String(decoding: UnsafeRawBufferPointer(rebasing: p[targetStart..<i]), as: UTF8.self)
+            i += 1
+            guard p[i] == 72, p[i + 1] == 84, p[i + 2] == 84, p[i + 3] == 80, p[i + 4] == 47, p[i + 5] == 49, p[i + 6] == 46,
+                  p[i + 7] == 48 || p[i + 7] == 49, p[i + 8] == 13, p[i + 9] == 10 else {
+                throw Failure.malformed("not HTTP/1.0 or HTTP/1.1")
+            }
+            let minor = Int(p[i + 7] - 48)
+            i += 10
+            var hostCount = 0
+            var host: String?
+            var contentLength: Int?
+            var transferEncoding = false
+            var chunked = false
+            var close = false
+            var keepAliveToken = false
+            var expect: String?
+            while i < p.count && p[i] != 13 {
+                let lineStart = i
+                while i < p.count && HTTPBytes.isTokenByte(p[i]) { i += 1 }
+                guard i > lineStart, i < p.count, p[i] == 58 else {
+                    throw Failure.malformed(p[lineStart] == 32 || p[lineStart] == 9 ? "a folded header line" : "a bad header field name")
+                }
+                let colon = i
+                i += 1
+                while i < p.count && p[i] != 13 {
+                    let b = p[i]
+                    guard b >= 32 || b == 9, b != 127 else { throw Failure.malformed("a control byte in a header value") }
+                    i += 1
+                }
+                guard i + 1 < p.count, p[i + 1] == 10 else { throw Failure.malformed("a bare CR in a header line") }
+                var vs = colon + 1
+                var ve = i
+                while vs < ve && (p[vs] == 32 || p[vs] == 9) { vs += 1 }
+                while ve > vs && (p[ve - 1] == 32 || p[ve - 1] == 9) { ve -= 1 }
+                i += 2
+                let name = UnsafeRawBufferPointer(rebasing: p[lineStart..<colon])
+                let value = UnsafeRawBufferPointer(rebasing: p[vs..<ve])
+                switch HTTPBytes.field(name) {
+                case .contentLength:
+                    guard let n = HTTPBytes.decimal(value) else { throw Failure.malformed("a bad content-length") }
+                    if let c = contentLength, c != n { throw Failure.malformed("two different content-lengths") }
+                    contentLength = n
+                case .transferEncoding:
+                    guard !transferEncoding else { throw Failure.malformed("two transfer-encoding fields") }
+                    transferEncoding = true
+                    guard HTTPBytes.equalsLowercase(value, "chunked") else {
+                        throw Failure.unsupported("transfer-encoding \(String(decoding: value, as: UTF8.self))")
+                    }
+                    chunked = true
+                case .connection:
+                    HTTPBytes.forEachToken(value) { t in
+                        if HTTPBytes.equalsLowercase(t, "close") { close = true }
+                        if HTTPBytes.equalsLowercase(t, "keep-alive") { keepAliveToken = true }
+                    }
+                case .hopByHop:
+                    break
+                case .other:
+                    if name.count == 4 && HTTPBytes.equalsLowercase(name, "host") {
+                        hostCount += 1
+                        if host == nil { host = String(decoding: value, as: UTF8.self) }
+                    } else if name.count == 6 && HTTPBytes.equalsLowercase(name, "expect") {
+                        expect = String(decoding: value, as: UTF8.self)
+                    }
+                }
+            }
+            guard i + 1 < p.count, p[i] == 13, p[i + 1] == 10 else { throw Failure.malformed("a bad end of head") }
+            if transferEncoding && contentLength != nil {
+                throw Failure.malformed("both content-length and transfer-encoding")
+            }
+            if transferEncoding && minor == 0 { throw Failure.malformed("transfer-encoding in an HTTP/1.0 request") }
+            return Head(method: method, uri: uri, minor: minor, keepAlive: minor == 1 ? !close : keepAliveToken,
+                        hostCount: hostCount, host: host, contentLength: contentLength ?? 0, chunked: chunked, expect: expect,
+                        bytes: bytes)
+        }
+    }
+}

@@ -1,0 +1,133 @@
+@testable import BatonEdge
+import NIOCore
+import Testing
+
+/// `RequestFramer` reads client requests strictly and passes bodies on as they came;
+/// `UpstreamRequest` writes the head an ingress gets.
+@Suite struct RequestFramerTests {
+    struct Seen {
+        var heads: [RequestFramer.Head] = []
+        var body = ""
+        var ends = 0
+    }
+
+    static func run(_ wire: String, split: Int? = nil, max: Int = 8192, framer: inout RequestFramer) throws -> Seen {
+        var seen = Seen()
+        let emit: (RequestFramer.Part) -> Bool = { part in
+            switch part {
+            case .head(let h): seen.heads.append(h)
+            case .body(let b): seen.body += String(buffer: b)
+            case .end: seen.ends += 1
+            }
+            return true
+        }
+        let bytes = Array(wire.utf8)
+        let cut = min(split ?? bytes.count, bytes.count)
+        var first = ByteBuffer(bytes: bytes[0..<cut])
+        try framer.feed(&first, emit)
+        if cut < bytes.count {
+            var rest = ByteBuffer(bytes: bytes[cut...])
+            try framer.feed(&rest, emit)
+        }
+        return seen
+    }
+
+    static func run(_ wire: String, split: Int? = nil, max: Int = 8192) throws -> Seen {
+        var f = RequestFramer(maxHeadBytes: max)
+        return try run(wire, split: split, max: max, framer: &f)
+    }
+
+    static let get = "GET /productpage?x=1 HTTP/1.1\r\nHost: bookinfo.example.com\r\nX-Healthcheck: true\r\n\r\n"
+    static let post = "POST /count HTTP/1.1\r\nhost: h\r\nContent-Length: 5\r\n\r\nhello"
+    static let chunked = "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nx-t: 1\r\n\r\n"
+
+    @Test func requestsSplitAnywhereReadTheSame() throws {
+        let wire = Self.get + Self.post + Self.chunked
+        for split in 0...wire.utf8.count {
+            let s = try Self.run(wire, split: split)
+            #expect(s.heads.map(\.method) == ["GET", "POST", "POST"], "split at \(split)")
+            #expect(s.ends == 3)
+            #expect(s.body == "hello" + "5\r\nhello\r\n0\r\nx-t: 1\r\n\r\n", "split at \(split)")
+        }
+        let s = try Self.run(Self.get)
+        let h = try #require(s.heads.first)
+        #expect(h.uri == "/productpage?x=1" && h.minor == 1 && h.keepAlive && h.hostCount == 1)
+        #expect(h.host == "bookinfo.example.com")
+        #expect(h.header("x-healthcheck") == "true" && h.header("X-HEALTHCHECK") == "true" && h.header("x-missing") == nil)
+        #expect(try Self.run(Self.chunked).heads.first?.chunked == true)
+        #expect(try Self.run(Self.post).heads.first?.contentLength == 5)
+    }
+
+    @Test func theFramerStopsBetweenRequestsWhenAsked() throws {
+        var f = RequestFramer(maxHeadBytes: 8192)
+        var buffer = ByteBuffer(string: Self.get + Self.post)
+        var heads = 0
+        try f.feed(&buffer) { part in
+            if case .head = part { heads += 1 }
+            if case .end = part { return false }
+            return true
+        }
+        #expect(heads == 1)
+        #expect(String(buffer: buffer) == Self.post)
+    }
+
+    @Test func keepAliveFollowsTheVersionAndConnection() throws {
+        #expect(try Self.run("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").heads[0].keepAlive == false)
+        #expect(try Self.run("GET / HTTP/1.0\r\n\r\n").heads[0].keepAlive == false)
+        #expect(try Self.run("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").heads[0].keepAlive == true)
+        // Empty lines before a request line are skipped.
+        #expect(try Self.run("\r\n\r\n" + Self.get).heads.count == 1)
+    }
+
+    @Test func whatSmugglingNeedsIsRefused() {
+        let bad: [(String, HTTPFramingError?)] = [
+            ("GARBAGE NONSENSE\r\n\r\n", nil),
+            ("GET / HTTP/2.0\r\nHost: h\r\n\r\n", nil),
+            ("GET  / HTTP/1.1\r\nHost: h\r\n\r\n", nil),
+            ("G(T / HTTP/1.1\r\nHost: h\r\n\r\n", nil),
+            ("GET / HTTP/1.1\r\nHost : h\r\n\r\n", nil),
+            ("GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n", nil),
+            ("GET / HTTP/1.1\r\nHost: h\rx\r\n\r\n", nil),
+            ("GET / HTTP/1.1\r\nHost: h\u{01}\r\n\r\n", nil),
+            ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", nil),
+            ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\n", nil),
+            ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", nil),
+            ("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", nil),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", nil),
+            ("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", .unsupported("transfer-encoding gzip, chunked")),
+            ("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", nil),
+        ]
+        for (wire, expected) in bad {
+            do {
+                _ = try Self.run(wire)
+                Issue.record("accepted \(wire.debugDescription)")
+            } catch let e as HTTPFramingError {
+                if let expected { #expect(e == expected) } else if case .malformed = e {} else { Issue.record("\(e) for \(wire.debugDescription)") }
+            } catch {
+                Issue.record("\(error)")
+            }
+        }
+    }
+
+    @Test func headsOverTheLimitAreTooLarge() {
+        let big = "GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + String(repeating: "a", count: 9000) + "\r\n\r\n"
+        #expect(throws: HTTPFramingError.headTooLarge) { try Self.run(big) }
+        #expect(throws: HTTPFramingError.headTooLarge) { try Self.run(big, split: 100) }
+        // Without its end in sight, too.
+        #expect(throws: HTTPFramingError.headTooLarge) { try Self.run(String(big.dropLast(4))) }
+    }
+
+    @Test func theIngressGetsTheHeadWithoutHopByHopFieldsAndWithForwardedOnes() throws {
+        let wire = "POST /up HTTP/1.1\r\nHost: h.example\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n"
+            + "Keep-Alive: timeout=5\r\nTE: trailers\r\nExpect: 100-continue\r\nX-Forwarded-For: 192.0.2.99\r\n"
+            + "Forwarded: for=192.0.2.99\r\nTransfer-Encoding: chunked\r\nX-Kept: k\r\n\r\n0\r\n\r\n"
+        let h = try #require(try Self.run(wire).heads.first)
+        let up = String(buffer: UpstreamRequest.head(h, client: "127.0.0.1", host: "h.example", allocator: ByteBufferAllocator()))
+        #expect(up == "POST /up HTTP/1.1\r\nHost: h.example\r\nX-Kept: k\r\n"
+            + "X-Forwarded-For: 192.0.2.99, 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h.example\r\n"
+            + "Forwarded: for=192.0.2.99, for=127.0.0.1;proto=http;host=\"h.example\"\r\ntransfer-encoding: chunked\r\n\r\n")
+        let v6 = try #require(try Self.run("GET / HTTP/1.0\r\n\r\n").heads.first)
+        #expect(String(buffer: UpstreamRequest.head(v6, client: "2001:db8::1", host: nil, allocator: ByteBufferAllocator()))
+            == "GET / HTTP/1.1\r\nX-Forwarded-For: 2001:db8::1\r\nX-Forwarded-Proto: http\r\nForwarded: for=\"[2001:db8::1]\";proto=http\r\n\r\n")
+    }
+}
