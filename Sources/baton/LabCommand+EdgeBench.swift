@@ -48,18 +48,24 @@ extension LabCommand {
         @Option(help: "Concurrent keep-alive clients.") var connections = 16
         @Option(help: "Seconds of load before the kill.") var before = 2
         @Option(help: "Seconds of load after the kill.") var after = 4
+        @Option(help: "kill: the ingress dies and its port resets every connection; freeze: it stops answering and its connections stay open (a SIGSTOPped process, a blackholed link).")
+        var mode = "kill"
 
         func run() async throws {
             guard (1...1000).contains(connections) else { throw ValidationError("--connections: \(connections) must be between 1 and 1000") }
             guard (1...600).contains(before), (1...600).contains(after) else { throw ValidationError("--before and --after must be between 1 and 600 seconds") }
+            guard let m = EdgeFailoverBench.Mode(rawValue: mode) else {
+                throw ValidationError("--mode: \(mode) is not kill or freeze")
+            }
             var bench = EdgeFailoverBench(batonBinary: CommandLine.executablePath)
+            bench.mode = m
             bench.connections = connections
             bench.before = before
             bench.after = after
             do {
                 let results = try await bench.run()
                 print("")
-                print(EdgeFailoverBench.table(results, before: before, after: after, connections: connections))
+                print(EdgeFailoverBench.table(results, before: before, after: after, connections: connections, mode: m))
             } catch let e as EdgeBench.Failure {
                 throw ValidationError(e.description)
             }

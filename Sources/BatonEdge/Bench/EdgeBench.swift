@@ -330,8 +330,11 @@ struct BenchUpstream: Sendable {
         typealias OutboundOut = HTTPServerResponsePart
         let body: ByteBuffer
         let headers: HTTPHeaders
+        let freezer: Freezer?
         var keepAlive = true
-        init(name: String) {
+        var swallowed = false
+        init(name: String, freezer: Freezer?) {
+            self.freezer = freezer
             body = ByteBuffer(string: name + "\n")
             headers = HTTPHeaders([("content-length", String(name.utf8.count + 1)), ("content-type", "text/plain")])
         }
@@ -339,6 +342,8 @@ struct BenchUpstream: Sendable {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
             case .head(let h):
+                swallowed = freezer?.swallow(h) ?? false
+                if swallowed { return }
                 keepAlive = h.isKeepAlive
                 var hs = headers
                 if !keepAlive { hs.add(name: "connection", value: "close") }
@@ -346,6 +351,7 @@ struct BenchUpstream: Sendable {
             case .body:
                 break
             case .end:
+                if swallowed { return }
                 context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
                 if keepAlive {
                     context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
@@ -356,7 +362,7 @@ struct BenchUpstream: Sendable {
         }
     }
 
-    static func start(name: String, group: any EventLoopGroup, port: Int = 0) async throws -> BenchUpstream {
+    static func start(name: String, group: any EventLoopGroup, port: Int = 0, freezer: Freezer? = nil) async throws -> BenchUpstream {
         let children = ChannelSet()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -366,7 +372,7 @@ struct BenchUpstream: Sendable {
                 children.add(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(Handler(name: name))
+                    try channel.pipeline.syncOperations.addHandler(Handler(name: name, freezer: freezer))
                 }
             }
             .bind(host: "127.0.0.1", port: port)

@@ -13,8 +13,20 @@ import Glibc
 /// request head, notes the time, and resets the connection, so that every request either proxy
 /// still sends there is seen (health checks are told apart and not counted). Prints the failed
 /// requests and the time from the kill to the last request the dead cluster received.
+///
+/// In `freeze` mode the ingress instead stops answering with every connection left open, as a
+/// SIGSTOPped process or a blackholed link does: nothing resets, so only health checks and
+/// timeouts can tell. Requests it receives after the freeze are counted the same way.
 public struct EdgeFailoverBench: Sendable {
+    public enum Mode: String, Sendable, CaseIterable {
+        /// The ingress process dies: its port resets every connection.
+        case kill
+        /// The ingress stops answering; its connections stay open.
+        case freeze
+    }
+
     public var batonBinary: String
+    public var mode = Mode.kill
     public var connections = 16
     public var before = 2
     public var after = 4
@@ -29,12 +41,25 @@ public struct EdgeFailoverBench: Sendable {
         /// Seconds from the kill to the last request (not a health check) at the dead cluster; nil if none came.
         public var lastAttempt: Double?
         public var attemptsAfterKill: Int
+        /// The slowest request, answered or failed (seconds): what a client waited at worst.
+        public var slowest: Double = 0
     }
 
     final class Tally: Sendable {
         let ok = Atomic<Int>(0)
         let failed = Atomic<Int>(0)
         let stop = Atomic<Bool>(false)
+        let slowestNanos = Atomic<Int>(0)
+
+        func took(_ d: Duration) {
+            let n = Int(d.components.seconds) * 1_000_000_000 + Int(d.components.attoseconds / 1_000_000_000)
+            var seen = slowestNanos.load(ordering: .relaxed)
+            while n > seen {
+                let (done, now) = slowestNanos.compareExchange(expected: seen, desired: n, ordering: .relaxed)
+                if done { break }
+                seen = now
+            }
+        }
     }
 
     public func run() async throws -> [Result] {
@@ -62,7 +87,8 @@ public struct EdgeFailoverBench: Sendable {
 
     func trial(proxy: String, haproxy: String, dir: String, group: any EventLoopGroup, http: HTTPClient) async throws -> Result {
         let live = try await BenchUpstream.start(name: "cluster-1", group: group)
-        var doomed: BenchUpstream? = try await BenchUpstream.start(name: "cluster-2", group: group)
+        let freezer = Freezer()
+        var doomed: BenchUpstream? = try await BenchUpstream.start(name: "cluster-2", group: group, freezer: freezer)
         let doomedPort = doomed!.port
         let port = EdgeBench.freePort()
         var bench = EdgeBench(batonBinary: batonBinary)
@@ -84,6 +110,8 @@ public struct EdgeFailoverBench: Sendable {
                         while !tally.stop.load(ordering: .relaxed) {
                             var r = HTTPClientRequest(url: "http://127.0.0.1:\(port)/")
                             r.headers.replaceOrAdd(name: "Host", value: EdgeBench.hostname)
+                            let started = ContinuousClock.now
+                            defer { tally.took(.now - started) }
                             do {
                                 let resp = try await http.execute(r, timeout: .seconds(5))
                                 _ = try await resp.body.collect(upTo: 1 << 16)
@@ -95,29 +123,38 @@ public struct EdgeFailoverBench: Sendable {
                     }
                 }
                 try await Task.sleep(for: .seconds(before))
-                // The kill: the ingress and its connections go, a tombstone takes the port.
                 killedAt.withLock { $0 = .now }
-                if let d = doomed { try await d.stopAll() }
-                doomed = nil
-                tombstone = try await Tombstone.start(port: doomedPort, group: group)
+                switch mode {
+                case .kill:
+                    // The ingress and its connections go, a tombstone takes the port.
+                    if let d = doomed { try await d.stopAll() }
+                    doomed = nil
+                    tombstone = try await Tombstone.start(port: doomedPort, group: group)
+                case .freeze:
+                    freezer.frozen.store(true, ordering: .relaxed)
+                }
                 try await Task.sleep(for: .seconds(after))
                 tally.stop.store(true, ordering: .relaxed)
                 try await tasks.waitForAll()
             }
             let kill = killedAt.withLock { $0 }!
-            let attempts = tombstone?.requests.withLock { $0 } ?? []
+            let attempts = mode == .kill ? (tombstone?.requests.withLock { $0 } ?? []) : freezer.requests.withLock { $0 }
             try? await tombstone?.channel.close()
             try? await live.channel.close()
+            if let d = doomed { try? await d.stopAll() }
             let last = attempts.max().map { Double(($0 - kill).components.attoseconds) / 1e18 + Double(($0 - kill).components.seconds) }
             let r = Result(proxy: proxy, requests: tally.ok.load(ordering: .relaxed) + tally.failed.load(ordering: .relaxed),
-                           failed: tally.failed.load(ordering: .relaxed), lastAttempt: last, attemptsAfterKill: attempts.count)
-            log("\(proxy): \(r.requests) requests, \(r.failed) failed, \(r.attemptsAfterKill) requests reached the dead cluster, the last "
+                           failed: tally.failed.load(ordering: .relaxed), lastAttempt: last, attemptsAfterKill: attempts.count,
+                           slowest: Double(tally.slowestNanos.load(ordering: .relaxed)) / 1e9)
+            log("\(proxy): \(r.requests) requests, \(r.failed) failed, slowest \(String(format: "%.0f ms", r.slowest * 1000)), \(r.attemptsAfterKill) requests reached the dead cluster, the last "
                 + (last.map { String(format: "%.0f ms", $0 * 1000) } ?? "never") + " after the kill ("
-                + "\(tombstone?.connections.load(ordering: .relaxed) ?? 0) connections, \(tombstone?.checks.load(ordering: .relaxed) ?? 0) health checks)")
+                + (mode == .kill ? "\(tombstone?.connections.load(ordering: .relaxed) ?? 0) connections, \(tombstone?.checks.load(ordering: .relaxed) ?? 0) health checks)"
+                   : "\(freezer.checks.load(ordering: .relaxed)) health checks unanswered)"))
             return r
         } catch {
             try? await tombstone?.channel.close()
             try? await live.channel.close()
+            if let d = doomed { try? await d.stopAll() }
             throw error
         }
     }
@@ -158,16 +195,19 @@ public struct EdgeFailoverBench: Sendable {
         return p
     }
 
-    public static func table(_ results: [Result], before: Int, after: Int, connections: Int) -> String {
-        var lines = ["| proxy | requests | failed | requests at the dead cluster | last one after the kill |", "|---|---|---|---|---|"]
+    public static func table(_ results: [Result], before: Int, after: Int, connections: Int, mode: Mode = .kill) -> String {
+        var lines = ["| proxy | requests | failed | slowest request | requests at the dead cluster | last one after the \(mode == .kill ? "kill" : "freeze") |",
+                     "|---|---|---|---|---|---|"]
         for r in results {
-            lines.append("| \(r.proxy) | \(r.requests) | \(r.failed) | \(r.attemptsAfterKill) | "
+            lines.append("| \(r.proxy) | \(r.requests) | \(r.failed) | \(String(format: "%.0f ms", r.slowest * 1000)) | \(r.attemptsAfterKill) | "
                          + (r.lastAttempt.map { String(format: "%.0f ms", $0 * 1000) } ?? "none") + " |")
         }
         lines.append("")
-        lines.append("\(connections) keep-alive clients, \(before) s of load, then cluster-2 killed (its port resets every connection), \(after) s more. "
-                     + "HAProxy: checks every 500 ms, observe layer7, error-limit 3 on-error mark-down, redispatch, retry-on conn-failure/empty-response/503. "
-                     + "Baton: its defaults.")
+        let death = mode == .kill ? "cluster-2 killed (its port resets every connection)"
+            : "cluster-2 frozen (it reads requests and health checks and answers none; its connections stay open)"
+        lines.append("\(connections) keep-alive clients (5 s timeout each), \(before) s of load, then \(death), \(after) s more. "
+                     + "HAProxy: checks every 500 ms (fall 2), observe layer7, error-limit 3 on-error mark-down, redispatch, "
+                     + "retry-on conn-failure/empty-response/response-timeout/503, timeout server 30 s. Baton: its defaults.")
         return lines.joined(separator: "\n")
     }
 }
@@ -197,6 +237,27 @@ final class TombstoneBox: Sendable {
     let tombstone = Mutex<Tombstone?>(nil)
 }
 
+/// Turns a bench upstream into a frozen one: it still reads (and records) requests, and answers none.
+final class Freezer: Sendable {
+    let frozen = Atomic<Bool>(false)
+    let requests = Mutex<[ContinuousClock.Instant]>([])
+    let checks = Atomic<Int>(0)
+
+    /// Whether a request head is a health check (Baton's, HAProxy's) rather than traffic.
+    static func isHealthCheck(_ h: HTTPRequestHead) -> Bool {
+        h.headers.first(name: "user-agent") == "baton-edge-healthcheck" || h.method == .OPTIONS
+            || h.headers.first(name: "user-agent")?.lowercased().contains("haproxy") == true
+            || (h.method == .GET && h.version == .http1_0)
+    }
+
+    /// True when the request must go unanswered.
+    func swallow(_ h: HTTPRequestHead) -> Bool {
+        guard frozen.load(ordering: .relaxed) else { return false }
+        if Self.isHealthCheck(h) { checks.add(1, ordering: .relaxed) } else { requests.withLock { $0.append(.now) } }
+        return true
+    }
+}
+
 /// Listens on a dead ingress's port: records when each request (not a health check) arrives,
 /// then resets the connection.
 final class Tombstone: Sendable {
@@ -218,10 +279,7 @@ final class Tombstone: Sendable {
         }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guard case .head(let h) = unwrapInboundIn(data) else { return }
-            let check = h.headers.first(name: "user-agent") == "baton-edge-healthcheck" || h.method == .OPTIONS
-                || h.headers.first(name: "user-agent")?.lowercased().contains("haproxy") == true
-                || (h.method == .GET && h.version == .http1_0)
-            if check { tombstone.checks.add(1, ordering: .relaxed) } else { tombstone.requests.withLock { $0.append(.now) } }
+            if Freezer.isHealthCheck(h) { tombstone.checks.add(1, ordering: .relaxed) } else { tombstone.requests.withLock { $0.append(.now) } }
             // SO_LINGER 0: close with a reset, as a dead peer's kernel would.
             if let provider = context.channel as? any SocketOptionProvider {
                 _ = provider.setSoLinger(linger(l_onoff: 1, l_linger: 0))
