@@ -25,7 +25,7 @@ final class VRRPHealthLab: @unchecked Sendable {
     static func address(_ i: Int) -> String { "192.168.99.\(10 + i)" }
 
     func up() throws {
-        down()
+        stop()
         _ = try Command.run("ip", ["-batch", "-"], input: ["netns add \(lan)", "netns add \(host(1))", "netns add \(host(2))"].joined(separator: "\n") + "\n")
         var lanCommands = ["link set lo up", "link add br0 type bridge", "link set br0 up"]
         for i in 1...2 {
@@ -37,7 +37,14 @@ final class VRRPHealthLab: @unchecked Sendable {
         }
     }
 
+    /// Stops everything and removes the lab's directory.
     func down() {
+        stop()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// Stops the processes and removes the namespaces (also what a previous run left).
+    func stop() {
         for (_, process) in processes where process.isRunning {
             Glibc.kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
