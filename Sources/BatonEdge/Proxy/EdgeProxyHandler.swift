@@ -109,12 +109,21 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         clientAddress = context.channel.remoteAddress?.ipAddress
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        guardian.stop()
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guardian.start(context)
+        context.fireChannelActive()
+    }
 
     // MARK: Downstream
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
+        guardian.bytesArrived()
         if queued != nil {
             queued!.writeImmutableBuffer(bytes)
             return
@@ -218,6 +227,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        guardian.stop()
         queued = nil
         if let x = exchange {
             exchange = nil

@@ -58,9 +58,7 @@ public final class EdgeProxyServer: Service, Sendable {
                         throw ChannelError.ioOnClosedChannel
                     }
                     let guardian = SlowClientGuard(timeout: headTimeout)
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(guardian)
-                    try sync.addHandler(EdgeProxyHandler(state: st, pool: box.pool, guardian: guardian))
+                    try channel.pipeline.syncOperations.addHandler(EdgeProxyHandler(state: st, pool: box.pool, guardian: guardian))
                     self?.track(channel)
                 }
             }

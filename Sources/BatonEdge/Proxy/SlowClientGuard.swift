@@ -1,47 +1,39 @@
 import NIOCore
 
-/// Sits first in a downstream pipeline, below the HTTP codec: it sees raw bytes, so it can tell
-/// an idle kept-alive connection from a client that sends a head slowly, and it can answer
-/// malformed or oversized heads with raw bytes when the codec itself cannot go on.
+/// The head timer of one client connection, kept by its `EdgeProxyHandler` (which reads the
+/// raw bytes, so it can tell an idle kept-alive connection from a client that sends a head
+/// slowly). It can also answer with raw bytes when the request cannot be read.
 ///
-/// The proxy handler calls `awaitHead` when the connection starts waiting for a request head and
-/// `headReceived` when one is complete. If `timeout` passes in between, a client that sent part
-/// of a head gets 408 and is cut off; an idle one is closed quietly.
-final class SlowClientGuard: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
+/// The handler calls `awaitHead` when the connection starts waiting for a request head,
+/// `bytesArrived` for every read, and `headReceived` when a head is complete. If `timeout`
+/// passes in between, a client that sent part of a head gets 408 and is cut off; an idle one is
+/// closed quietly.
+final class SlowClientGuard {
     let timeout: TimeAmount
     private var context: ChannelHandlerContext?
     private var timer: Scheduled<Void>?
     private var bytesSeen = false
-    /// How many connections this guard cut (for tests and logs).
+    private var waiting = false
+    private var deadline = NIODeadline.now()
+    /// Whether this guard cut the connection (for tests and logs).
     private(set) var cut = false
 
     init(timeout: TimeAmount) { self.timeout = timeout }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-
-    func channelActive(context: ChannelHandlerContext) {
+    /// The connection is open: the wait for the first head starts.
+    func start(_ context: ChannelHandlerContext) {
+        self.context = context
         awaitHead()
-        context.fireChannelActive()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    func stop() {
         timer?.cancel()
         timer = nil
-        context.fireChannelInactive()
+        context = nil
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        self.context = nil
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    func bytesArrived() {
         if waiting { bytesSeen = true }
-        context.fireChannelRead(data)
     }
 
     /// Starts the wait for a head. The timer is lazy: one scheduled task at a time, which on
@@ -58,9 +50,6 @@ final class SlowClientGuard: ChannelInboundHandler {
     func headReceived() {
         waiting = false
     }
-
-    private var waiting = false
-    private var deadline = NIODeadline.now()
 
     private func arm(_ context: ChannelHandlerContext, at when: NIODeadline) {
         timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [self] in
@@ -80,14 +69,14 @@ final class SlowClientGuard: ChannelInboundHandler {
         }
     }
 
-    /// Writes a whole response as raw bytes and closes: for a connection whose HTTP state is
-    /// lost (a parse error, a timed-out head), never in the middle of a response.
+    /// Writes a whole response as raw bytes and closes: for a connection whose request cannot be
+    /// read (malformed, oversized, timed out), never in the middle of a response.
     func reject(status: String, body: String) {
         guard let context else { return }
         waiting = false
         let text = "HTTP/1.1 \(status)\r\ncontent-type: text/plain\r\ncontent-length: \(body.utf8.count + 1)\r\nconnection: close\r\n\r\n\(body)\n"
         let buffer = context.channel.allocator.buffer(string: text)
-        context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in
+        context.writeAndFlush(NIOAny(buffer)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
     }
