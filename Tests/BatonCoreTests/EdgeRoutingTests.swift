@@ -1,5 +1,5 @@
 import BatonAPI
-import BatonCore
+@testable import BatonCore
 import Testing
 
 /// A seeded generator so that picks are reproducible.
@@ -217,6 +217,11 @@ enum EdgeFixtures {
         #expect(plain?.server == "bookinfo-edge/bookinfo")
         #expect(table.lookup(port: 80, host: "unknown.example.com", path: "/", header: { _ in nil }) == nil)
         #expect(table.lookup(port: 81, host: F.host, path: "/", header: { _ in nil }) == nil)
+        // Host is compared without its port and its case.
+        #expect(table.lookup(port: 80, host: F.host.uppercased(), path: "/", header: { _ in nil })?.server == "bookinfo-edge/bookinfo")
+        #expect(EdgeRouteTable.hostKey("[2001:DB8::1]:8080") == "2001:db8::1")
+        #expect(EdgeRouteTable.hostKey("Example.COM:80") == "example.com")
+        #expect(EdgeRouteTable.hostKey("example.com") == "example.com")
     }
 
     @Test func uriMatchesAndWildcardHostnames() {

@@ -64,7 +64,7 @@ public struct EdgeRouteTable: Sendable, Hashable {
     /// `header` looks a request header up by lowercased name.
     public func lookup(port: Int, host: String, path: String, header: (String) -> String?) -> Rule? {
         guard let byHost = servers[port] else { return nil }
-        let h = Self.stripPort(host).lowercased()
+        let h = Self.hostKey(host)
         let rules = byHost[h] ?? wildcard(h, in: byHost)
         guard let rules else { return nil }
         return rules.first { rule in
@@ -88,6 +88,14 @@ public struct EdgeRouteTable: Sendable, Hashable {
             if let r = byHost["*." + rest] { return r }
         }
         return nil
+    }
+
+    /// The host without its port, lowercased; the same string when there is nothing to change
+    /// (the common case: no copy, no `Character` walk).
+    static func hostKey(_ host: String) -> String {
+        let u = host.utf8
+        if u.first == UInt8(ascii: "[") || u.contains(UInt8(ascii: ":")) { return stripPort(host).lowercased() }
+        return u.contains(where: { $0 >= 65 && $0 <= 90 }) ? host.lowercased() : host
     }
 
     static func stripPort(_ host: String) -> String {
