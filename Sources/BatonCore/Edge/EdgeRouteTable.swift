@@ -1,4 +1,5 @@
 import BatonAPI
+import Synchronization
 
 /// Everything one edge serves, resolved from the Gateways that select it and the Clusters it
 /// knows: per listening port, per hostname, the rules in order. Rebuilt whole on every Gateway or
@@ -118,7 +119,28 @@ public struct EdgeRouteTable: Sendable, Hashable {
     static func matches(_ sm: GatewaySpec.StringMatch, _ value: String) -> Bool {
         if let e = sm.exact { return value == e }
         if let p = sm.prefix { return value.hasPrefix(p) }
-        if let r = sm.regex, let re = try? Regex(r) { return (try? re.wholeMatch(in: value)) != nil }
+        if let r = sm.regex { return EdgeRegexCache.wholeMatch(r, value) }
         return false
+    }
+}
+
+/// Compiled `regex` matches, so that a request does not compile its rule's pattern again.
+/// (`Regex` is not `Sendable`, so a compiled one never leaves the lock: matching happens under
+/// it.) Bounded: past 1,024 patterns, new ones are compiled on each use.
+enum EdgeRegexCache {
+    private static let cache = Mutex<[String: Regex<AnyRegexOutput>]>([:])
+
+    static func wholeMatch(_ pattern: String, _ value: String) -> Bool {
+        cache.withLock { c -> Bool in
+            let re: Regex<AnyRegexOutput>
+            if let hit = c[pattern] {
+                re = hit
+            } else {
+                guard let compiled = try? Regex(pattern) else { return false }
+                if c.count < 1024 { c[pattern] = compiled }
+                re = compiled
+            }
+            return (try? re.wholeMatch(in: value)) != nil
+        }
     }
 }
