@@ -39,7 +39,8 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         var bodyEnded: Bool
         /// False once the body outgrew the replay buffer: it cannot be sent again.
         var replayable = true
-        /// The clusters tried, in order (a retry goes elsewhere; the access log's `tried=`).
+        /// The clusters tried before the current attempt's (a retry goes elsewhere; with
+        /// `cluster`, the access log's `tried=`). Empty, and not allocated, for most requests.
         var tried: [String] = []
         var attempts = 0
         var retries = 0
@@ -251,7 +252,6 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     }
 
     private func begin(_ head: RequestFramer.Head) {
-        let settings = state.settings
         guard head.minor == 0 || head.hostCount == 1, head.hostCount <= 1 else {
             respondLocal(head: head, status: .badRequest, body: "bad request: HTTP/1.1 needs exactly one Host header", close: true)
             return
@@ -259,7 +259,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         let host = head.host ?? ""
         let table = pool.snapshot(state).table
         let path = head.uri
-        guard let rule = table.lookup(port: settings.port, host: host, path: path, header: { head.header($0) })
+        guard let rule = table.lookup(port: state.settings.port, host: host, path: path, header: { head.header($0) })
                 ?? table.lookupAnyPort(host: host, path: path, header: { head.header($0) }) else {
             respondLocal(head: head, status: .notFound, body: "no route for host \(host)")
             return
@@ -293,7 +293,6 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             if let cluster { x.cluster = cluster }
             respond(x, status: .serviceUnavailable, body: "no healthy upstream")
         case .endpoint(let cluster, let endpoint):
-            x.tried.append(cluster)
             x.attempts += 1
             connect(x, cluster: cluster, endpoint: endpoint)
         }
@@ -437,6 +436,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
                                                    retriesInFlight: state.retriesInFlight.load(ordering: .relaxed))
         if case .retry = decision {
             x.retries += 1
+            if let c = x.cluster { x.tried.append(c) }
             state.retriesInFlight.add(1, ordering: .relaxed)
             state.metrics.retry(cluster: x.cluster ?? "none")
             x.sent = 0
@@ -500,7 +500,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             unflushed = true
             if let whole = head.whole {
                 x.responseBytes += whole.readableBytes - head.bytes.readableBytes
-                if clientHead == head.bytes {
+                if ResponseFramer.passesThrough(head, clientMinor: clientMinor, keepAlive: x.keepAlive) {
                     context.write(wrapOutboundOut(whole), promise: nil)  // as it came: one write
                 } else {
                     context.write(wrapOutboundOut(clientHead), promise: nil)
@@ -619,11 +619,18 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         finishAccounting(x)
         countRequest(cluster: x.cluster ?? "none", status: x.status)
         log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
-            bytes: x.responseBytes, note: x.attempts > 1 ? " tried=\(x.tried.joined(separator: ","))" : "")
+            bytes: x.responseBytes, note: x.attempts > 1 ? " tried=\(Self.triedOrder(x).joined(separator: ","))" : "")
         if x.keepAlive && !closed {
             guardian.awaitHead()
             drainQueue()
         }
+    }
+
+    /// The clusters an exchange tried, in order.
+    static func triedOrder(_ x: Exchange) -> [String] {
+        var order = x.tried
+        if let c = x.cluster, !order.contains(c) { order.append(c) }
+        return order
     }
 
     /// The response broke after it started: the client gets a cut connection.

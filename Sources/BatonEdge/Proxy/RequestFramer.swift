@@ -84,6 +84,9 @@ struct RequestFramer {
     private var state = State.head
     private var pending: ByteBuffer?
     private var chunks = ChunkWalker()
+    /// The last Host value read: a kept-alive client sends the same one again, which then costs
+    /// no new string.
+    private var lastHost: String?
 
     init(maxHeadBytes: Int) { self.maxHeadBytes = maxHeadBytes }
 
@@ -155,7 +158,7 @@ struct RequestFramer {
         return try parse(buffer.readSlice(length: end)!)
     }
 
-    private func parse(_ bytes: ByteBuffer) throws -> Head {
+    private mutating func parse(_ bytes: ByteBuffer) throws -> Head {
         try bytes.withUnsafeReadableBytes { p -> Head in
             // Request line: method SP request-target SP HTTP/1.x CRLF
             var i = 0
@@ -225,7 +228,14 @@ struct RequestFramer {
                 case .other:
                     if name.count == 4 && HTTPBytes.equalsLowercase(name, "host") {
                         hostCount += 1
-                        if host == nil { host = String(decoding: value, as: UTF8.self) }
+                        if host == nil {
+                            if let last = lastHost, last.utf8.elementsEqual(value) {
+                                host = last
+                            } else {
+                                host = String(decoding: value, as: UTF8.self)
+                                lastHost = host
+                            }
+                        }
                     } else if name.count == 6 && HTTPBytes.equalsLowercase(name, "expect") {
                         expect = String(decoding: value, as: UTF8.self)
                     }

@@ -252,13 +252,18 @@ struct ResponseFramer {
 
     // MARK: The head the client gets
 
+    /// Whether the client gets the ingress's head unchanged.
+    static func passesThrough(_ h: Head, clientMinor: Int, keepAlive: Bool) -> Bool {
+        !h.needsRewrite && h.minor == clientMinor && clientMinor == 1 && keepAlive
+    }
+
     /// The response head for the client: as the ingress sent it when nothing in it must
     /// change (the common case: no copy), else rebuilt with the client's HTTP version, without
     /// hop-by-hop fields and the fields `Connection` names, and with the edge's own
     /// `Connection` field. A chunked body stays chunked for HTTP/1.1 clients; for HTTP/1.0
     /// ones it is de-chunked and the connection closes after it.
     static func clientHead(_ h: Head, clientMinor: Int, keepAlive: Bool, allocator: ByteBufferAllocator) -> ByteBuffer {
-        if !h.needsRewrite && h.minor == clientMinor && clientMinor == 1 && keepAlive { return h.bytes }
+        if passesThrough(h, clientMinor: clientMinor, keepAlive: keepAlive) { return h.bytes }
         return h.bytes.withUnsafeReadableBytes { p -> ByteBuffer in
             var out = allocator.buffer(capacity: p.count + 32)
             out.writeStaticString(clientMinor == 0 ? "HTTP/1.0" : "HTTP/1.1")
