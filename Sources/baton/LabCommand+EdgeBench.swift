@@ -13,6 +13,7 @@ extension LabCommand {
         @Option(help: "Seconds per run.") var duration = 10
         @Option(help: "Event loops (Baton) / nbthread (HAProxy) to compare, comma-separated.") var threads = "1,2"
         @Option(name: .customLong("wrk-threads"), help: "wrk's own threads.") var wrkThreads = 1
+        @Option(help: "Runs per proxy and thread count, in alternating order; the table shows each one's median.") var rounds = 3
 
         func run() async throws {
             let counts = threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -27,6 +28,8 @@ extension LabCommand {
             bench.duration = duration
             bench.threads = counts
             bench.wrkThreads = wrkThreads
+            guard (1...20).contains(rounds) else { throw ValidationError("--rounds: \(rounds) must be between 1 and 20") }
+            bench.rounds = rounds
             do {
                 let runs = try await bench.run()
                 print("")

@@ -17,6 +17,9 @@ public struct EdgeBench: Sendable {
     public var duration = 10
     public var threads = [1, 2]
     public var wrkThreads = 1
+    /// Runs per proxy and thread count; the order alternates (HAProxy first, then Baton first),
+    /// and `table` shows the median run of each.
+    public var rounds = 3
     public var log: @Sendable (String) -> Void = { print($0) }
     static let hostname = "bench.example.com"
 
@@ -77,34 +80,49 @@ public struct EdgeBench: Sendable {
     func measure(dir: String, wrk: String, haproxy: String, upstreams: [BenchUpstream]) async throws -> [Run] {
         log("upstreams: cluster-1 on 127.0.0.1:\(upstreams[0].port), cluster-2 on 127.0.0.1:\(upstreams[1].port) (one event loop, in this process)")
         var runs: [Run] = []
-        for t in threads {
-            for proxy in ["HAProxy", "Baton"] {
-                let port = Self.freePort()
-                let process = proxy == "Baton"
-                    ? try startBaton(dir: dir, port: port, threads: t, upstreams: upstreams.map(\.port))
-                    : try startHAProxy(haproxy, dir: dir, port: port, threads: t, upstreams: upstreams.map(\.port))
-                defer { Self.stop(process) }
-                try await Self.waitReady(port: port, process: process, name: proxy)
-                // A short warm-up fills both proxies' connection pools.
-                _ = try? Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: 1)
-                let before = Self.cpuTime(process.processIdentifier)
-                let r = try Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: duration)
-                let after = Self.cpuTime(process.processIdentifier)
-                var run = Run(proxy: proxy, threads: t, requestsPerSecond: r.rps, p50ms: r.p50, p99ms: r.p99, errors: r.errors)
-                let requests = max(1, r.rps * Double(duration))
-                run.userMicros = (after.user - before.user) / requests * 1e6
-                run.systemMicros = (after.system - before.system) / requests * 1e6
-                log(String(format: "%@ with %d thread(s): %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors, CPU %.1f µs/request (user %.1f, system %.1f)",
-                           proxy, t, run.requestsPerSecond, run.p50ms, run.p99ms, run.errors,
-                           run.userMicros + run.systemMicros, run.userMicros, run.systemMicros))
-                runs.append(run)
+        for round in 0..<rounds {
+            for t in threads {
+                for proxy in (round % 2 == 0 ? ["HAProxy", "Baton"] : ["Baton", "HAProxy"]) {
+                    let port = Self.freePort()
+                    let process = proxy == "Baton"
+                        ? try startBaton(dir: dir, port: port, threads: t, upstreams: upstreams.map(\.port))
+                        : try startHAProxy(haproxy, dir: dir, port: port, threads: t, upstreams: upstreams.map(\.port))
+                    defer { Self.stop(process) }
+                    try await Self.waitReady(port: port, process: process, name: proxy)
+                    // A short warm-up fills both proxies' connection pools.
+                    _ = try? Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: 1)
+                    let before = Self.cpuTime(process.processIdentifier)
+                    let r = try Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: duration)
+                    let after = Self.cpuTime(process.processIdentifier)
+                    var run = Run(proxy: proxy, threads: t, requestsPerSecond: r.rps, p50ms: r.p50, p99ms: r.p99, errors: r.errors)
+                    let requests = max(1, r.rps * Double(duration))
+                    run.userMicros = (after.user - before.user) / requests * 1e6
+                    run.systemMicros = (after.system - before.system) / requests * 1e6
+                    log(String(format: "%@ with %d thread(s): %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors, CPU %.1f µs/request (user %.1f, system %.1f)",
+                               proxy, t, run.requestsPerSecond, run.p50ms, run.p99ms, run.errors,
+                               run.userMicros + run.systemMicros, run.userMicros, run.systemMicros))
+                    runs.append(run)
+                }
             }
         }
         return runs
     }
 
+    /// The median run (by req/s) of each proxy at each thread count.
+    public func medians(_ runs: [Run]) -> [Run] {
+        var out: [Run] = []
+        for t in threads {
+            for proxy in ["HAProxy", "Baton"] {
+                let mine = runs.filter { $0.threads == t && $0.proxy == proxy }.sorted { $0.requestsPerSecond < $1.requestsPerSecond }
+                if !mine.isEmpty { out.append(mine[mine.count / 2]) }
+            }
+        }
+        return out
+    }
+
     /// The side-by-side table.
-    public func table(_ runs: [Run]) -> String {
+    public func table(_ all: [Run]) -> String {
+        let runs = medians(all)
         var lines = ["| threads | proxy | req/s | p50 | p99 | errors | CPU µs/request (user + system) | Baton / HAProxy req/s |",
                      "|---|---|---|---|---|---|---|---|"]
         for t in threads {
@@ -118,7 +136,18 @@ public struct EdgeBench: Sendable {
             }
         }
         lines.append("")
-        lines.append("wrk -t\(wrkThreads) -c\(connections) -d\(duration)s, keep-alive, to two loopback upstreams; same machine, same run.")
+        lines.append("wrk -t\(wrkThreads) -c\(connections) -d\(duration)s, keep-alive, to two loopback upstreams; same machine, same run; "
+                     + "the median of \(rounds) run\(rounds == 1 ? "" : "s") each (by req/s), in alternating order.")
+        let ratios = threads.map { t -> String in
+            let rs = (0..<rounds).compactMap { i -> Double? in
+                let h = all.filter { $0.threads == t && $0.proxy == "HAProxy" }
+                let b = all.filter { $0.threads == t && $0.proxy == "Baton" }
+                guard i < h.count, i < b.count, h[i].requestsPerSecond > 0 else { return nil }
+                return b[i].requestsPerSecond / h[i].requestsPerSecond
+            }
+            return "\(t) thread\(t == 1 ? "" : "s"): " + rs.map { String(format: "%.2f×", $0) }.joined(separator: ", ")
+        }
+        lines.append("Baton / HAProxy in each round: " + ratios.joined(separator: "; ") + ".")
         return lines.joined(separator: "\n")
     }
 
