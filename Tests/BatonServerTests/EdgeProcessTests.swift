@@ -381,6 +381,12 @@ struct EdgeProcessTests {
             #expect(!e.response.lowercased().contains("expect:"))
             let odd = RawHTTP.exchange(port: port, "POST /count HTTP/1.1\r\nHost: \(h)\r\nContent-Length: 5\r\nExpect: teapot\r\n\r\nhello")
             #expect(odd.response.hasPrefix("HTTP/1.1 417"), "\(odd.response)")
+            let connect = RawHTTP.exchange(port: port, "CONNECT \(h):443 HTTP/1.1\r\nHost: \(h):443\r\n\r\n")
+            #expect(connect.response.hasPrefix("HTTP/1.1 405"), "\(connect.response)")
+            let smuggle = RawHTTP.exchange(port: port, "POST /count HTTP/1.1\r\nHost: \(h)\r\nContent-Length: 5\r\n"
+                                           + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            #expect(smuggle.response.hasPrefix("HTTP/1.1 400"), "\(smuggle.response)")
+            #expect(smuggle.closed)
             #expect(await c.spread(10) == ["cluster-1": 10])
         }
         await w.tearDown()

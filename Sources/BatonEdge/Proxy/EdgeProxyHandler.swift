@@ -256,6 +256,11 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             respondLocal(head: head, status: .badRequest, body: "bad request: HTTP/1.1 needs exactly one Host header", close: true)
             return
         }
+        if head.method == "CONNECT" {
+            // A tunnel is not a request an ingress can answer: the edge routes HTTP only.
+            respondLocal(head: head, status: .methodNotAllowed, body: "method CONNECT is not proxied", close: true)
+            return
+        }
         let host = head.host ?? ""
         let table = pool.snapshot(state).table
         let path = head.uri
