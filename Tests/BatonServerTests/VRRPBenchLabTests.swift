@@ -73,9 +73,17 @@ struct VRRPBenchLabTests {
         #expect(spinners.count >= 1)
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+        // A spinner that has exited stays a zombie until PID 1 reaps it, which here may take a
+        // while: a zombie runs nothing, so it counts as gone.
+        func running(_ pid: Int32) -> Bool {
+            guard kill(pid, 0) == 0 else { return false }
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            return !stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+        }
         let deadline = ContinuousClock.now + .seconds(10)
-        while spinners.contains(where: { kill($0, 0) == 0 }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(!spinners.contains { kill($0, 0) == 0 }, "a busy loop outlived the bench")
+        while spinners.contains(where: running), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!spinners.contains(where: running), "a busy loop outlived the bench: \(spinners.filter(running))")
         let down = try BatonBinary.run(["lab", "down", "--prefix", bench.prefix, "--state-dir", bench.stateDir])
         #expect(down.status == 0, "\(down.err)")
         #expect(bench.leftovers() == [], "left behind")

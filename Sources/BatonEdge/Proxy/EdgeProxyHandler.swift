@@ -336,9 +336,16 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         u.delegate = self
         if !(context?.channel.isWritable ?? true) { u.setAutoRead(false) }
         u.expectResponse(toHead: x.head.method == "HEAD", dechunk: x.head.minor == 0)
-        u.write(x.upstreamHead)
         x.connected = true
         x.sent = 0
+        if x.bodyEnded && x.parts.isEmpty {
+            // The whole request is its head (most GETs): one write, flushed.
+            u.write(x.upstreamHead, flush: true)
+            x.requestSent = true
+            armResponseTimer(x)
+            return
+        }
+        u.write(x.upstreamHead)
         pump(x)
     }
 
@@ -506,7 +513,9 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             if let whole = head.whole {
                 x.responseBytes += whole.readableBytes - head.bytes.readableBytes
                 if ResponseFramer.passesThrough(head, clientMinor: clientMinor, keepAlive: x.keepAlive) {
-                    context.write(wrapOutboundOut(whole), promise: nil)  // as it came: one write
+                    // As it came, the whole response: one write, flushed now (`complete` follows).
+                    unflushed = false
+                    context.writeAndFlush(wrapOutboundOut(whole), promise: nil)
                 } else {
                     context.write(wrapOutboundOut(clientHead), promise: nil)
                     context.write(wrapOutboundOut(whole.getSlice(at: whole.readerIndex + head.bytes.readableBytes,
@@ -610,9 +619,11 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         x.awaitingResponse = false
         if x.responseStarted {
             if x.keepAlive {
-                // The one flush of a small response (the read burst's end then has none to do).
-                unflushed = false
-                context.flush()
+                // The one flush of a response (the read burst's end then has none to do).
+                if unflushed {
+                    unflushed = false
+                    context.flush()
+                }
             } else {
                 unflushed = false
                 // Closes once everything written before has gone out.

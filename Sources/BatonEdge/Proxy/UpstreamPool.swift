@@ -111,8 +111,11 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func write(_ bytes: ByteBuffer, flush: Bool = false) {
         guard let context else { return }
-        context.write(wrapOutboundOut(bytes), promise: nil)
-        if flush { context.flush() }
+        if flush {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(bytes), promise: nil)
+        }
     }
 
     func flush() { context?.flush() }
