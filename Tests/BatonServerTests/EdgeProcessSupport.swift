@@ -252,18 +252,23 @@ struct EdgeClient: Sendable {
 
 /// Raw bytes over one TCP connection, for requests an HTTP client will not send.
 enum RawHTTP {
+    /// Connects `fd` to 127.0.0.1:`port`; 0 on success, as connect(2).
+    static func connectLoopback(_ fd: Int32, port: Int) -> Int32 {
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+
     /// Sends `head`, waits up to `wait` seconds for an interim `100 Continue`, then sends `body`
     /// and reads to the close. Returns what was read before the body went, and all of it.
     static func expectContinue(port: Int, head: String, body: String, wait: Double = 3) -> (beforeBody: String, response: String) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let ok = connectLoopback(fd, port: port)
         guard ok == 0 else { return ("connect failed", "connect failed") }
         var tv = timeval(tv_sec: Int(wait), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -290,13 +295,7 @@ enum RawHTTP {
     static func exchange(port: Int, _ bytes: String, timeout: Double = 5) -> (response: String, closed: Bool) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let ok = connectLoopback(fd, port: port)
         guard ok == 0 else { return ("connect failed", true) }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

@@ -110,6 +110,43 @@ struct ChunkWalker {
 
 }
 
+/// Gathers a message head (request or status line through the blank line) that may come over
+/// several reads, up to a limit.
+struct HeadReader {
+    /// A head not yet complete.
+    private var pending: ByteBuffer?
+
+    var isEmpty: Bool { pending == nil }
+
+    /// Takes a whole head off `buffer`, or keeps what there is of one and returns nil. What
+    /// followed the head stays in `buffer`, in order, right after the head in the same storage.
+    mutating func take(_ buffer: inout ByteBuffer, max: Int) throws -> ByteBuffer? {
+        if var p = pending {
+            let searchFrom = Swift.max(0, p.readableBytes - 3)
+            p.writeImmutableBuffer(buffer)
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            guard let end = HTTPBytes.headEnd(p, from: searchFrom) else {
+                if p.readableBytes > max { throw HTTPFramingError.headTooLarge }
+                pending = p
+                return nil
+            }
+            pending = nil
+            guard end <= max else { throw HTTPFramingError.headTooLarge }
+            let head = p.readSlice(length: end)!
+            if p.readableBytes > 0 { buffer = p }
+            return head
+        }
+        guard let end = HTTPBytes.headEnd(buffer, from: 0) else {
+            if buffer.readableBytes > max { throw HTTPFramingError.headTooLarge }
+            pending = buffer
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            return nil
+        }
+        guard end <= max else { throw HTTPFramingError.headTooLarge }
+        return buffer.readSlice(length: end)!
+    }
+}
+
 /// Byte-level helpers for HTTP/1.1 heads: no `String` is made for what is only compared.
 enum HTTPBytes {
     static let maxHeadBytes = 64 * 1024

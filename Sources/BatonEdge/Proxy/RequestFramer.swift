@@ -82,7 +82,7 @@ struct RequestFramer {
 
     let maxHeadBytes: Int
     private var state = State.head
-    private var pending: ByteBuffer?
+    private var heads = HeadReader()
     private var chunks = ChunkWalker()
     /// The last Host value read: a kept-alive client sends the same one again, which then costs
     /// no new string.
@@ -91,7 +91,7 @@ struct RequestFramer {
     init(maxHeadBytes: Int) { self.maxHeadBytes = maxHeadBytes }
 
     /// Nothing of a next request has been read.
-    var isIdle: Bool { state == .head && pending == nil }
+    var isIdle: Bool { state == .head && heads.isEmpty }
 
     /// Feeds bytes. Stops when `emit` returns false, leaving what is left in `buffer`.
     mutating func feed(_ buffer: inout ByteBuffer, _ emit: (Part) -> Bool) throws {
@@ -126,36 +126,15 @@ struct RequestFramer {
     // MARK: Heads
 
     private mutating func takeHead(_ buffer: inout ByteBuffer) throws -> Head? {
-        if pending == nil {
+        if heads.isEmpty {
             // Empty lines before a request line are ignored (RFC 9112 §2.2).
             while let b = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), b == 13 || b == 10 {
                 buffer.moveReaderIndex(forwardBy: 1)
             }
             guard buffer.readableBytes > 0 else { return nil }
         }
-        if var p = pending {
-            let searchFrom = max(0, p.readableBytes - 3)
-            p.writeImmutableBuffer(buffer)
-            buffer.moveReaderIndex(to: buffer.writerIndex)
-            guard let end = HTTPBytes.headEnd(p, from: searchFrom) else {
-                if p.readableBytes > maxHeadBytes { throw Failure.headTooLarge }
-                pending = p
-                return nil
-            }
-            pending = nil
-            guard end <= maxHeadBytes else { throw Failure.headTooLarge }
-            let head = p.readSlice(length: end)!
-            if p.readableBytes > 0 { buffer = p }
-            return try parse(head)
-        }
-        guard let end = HTTPBytes.headEnd(buffer, from: 0) else {
-            if buffer.readableBytes > maxHeadBytes { throw Failure.headTooLarge }
-            pending = buffer
-            buffer.moveReaderIndex(to: buffer.writerIndex)
-            return nil
-        }
-        guard end <= maxHeadBytes else { throw Failure.headTooLarge }
-        return try parse(buffer.readSlice(length: end)!)
+        guard let bytes = try heads.take(&buffer, max: maxHeadBytes) else { return nil }
+        return try parse(bytes)
     }
 
     private mutating func parse(_ bytes: ByteBuffer) throws -> Head {

@@ -54,8 +54,7 @@ struct ResponseFramer {
     }
 
     private var state: State = .head
-    /// A head not yet complete.
-    private var pending: ByteBuffer?
+    private var heads = HeadReader()
     /// The request this response answers was a HEAD: the response has no body, whatever it says.
     var requestWasHead = false
     var dechunk = false
@@ -64,7 +63,7 @@ struct ResponseFramer {
     private var chunks = ChunkWalker()
 
     /// Between responses (nothing of one has arrived).
-    var isIdle: Bool { state == .head && pending == nil }
+    var isIdle: Bool { state == .head && heads.isEmpty }
 
     /// Feeds one read. `emit` returns false to stop (the connection is going away).
     mutating func feed(_ input: ByteBuffer, _ emit: (Part) -> Bool) throws {
@@ -131,7 +130,7 @@ struct ResponseFramer {
         case .untilClose:
             state = .head
             _ = emit(.end)
-        case .head where pending == nil:
+        case .head where heads.isEmpty:
             return
         default:
             throw Failure.truncated
@@ -140,29 +139,9 @@ struct ResponseFramer {
 
     // MARK: Heads
 
-    /// Takes a whole head off `buffer` (keeping a partial one in `pending`).
     private mutating func takeHead(_ buffer: inout ByteBuffer) throws -> Head? {
-        if var p = pending {
-            let searchFrom = max(0, p.readableBytes - 3)
-            p.writeImmutableBuffer(buffer)
-            buffer.moveReaderIndex(to: buffer.writerIndex)
-            guard let end = HTTPBytes.headEnd(p, from: searchFrom) else {
-                if p.readableBytes > Self.maxHeadBytes { throw Failure.headTooLarge }
-                pending = p
-                return nil
-            }
-            pending = nil
-            let head = p.readSlice(length: end)!
-            if p.readableBytes > 0 { buffer = p }  // what followed the head, in order
-            return try parse(head)
-        }
-        guard let end = HTTPBytes.headEnd(buffer, from: 0) else {
-            if buffer.readableBytes > Self.maxHeadBytes { throw Failure.headTooLarge }
-            pending = buffer
-            buffer.moveReaderIndex(to: buffer.writerIndex)
-            return nil
-        }
-        return try parse(buffer.readSlice(length: end)!)
+        guard let bytes = try heads.take(&buffer, max: Self.maxHeadBytes) else { return nil }
+        return try parse(bytes)
     }
 
     private func parse(_ bytes: ByteBuffer) throws -> Head {
