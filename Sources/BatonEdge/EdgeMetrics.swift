@@ -18,8 +18,8 @@ final class EdgeMetrics: Sendable {
         }
     }
 
-    func request(cluster: String, status: Int) {
-        counter("baton_edge_requests_total", [("cluster", cluster), ("code", String(status))]).increment()
+    func requestCounter(cluster: String, status: Int) -> Counter {
+        counter("baton_edge_requests_total", [("cluster", cluster), ("code", String(status))])
     }
 
     func error(cluster: String, kind: String) {

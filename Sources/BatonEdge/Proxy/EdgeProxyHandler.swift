@@ -26,9 +26,6 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         let rule: EdgeRouteTable.Rule
         /// The head as every ingress tried gets it, already encoded.
         let upstreamHead: ByteBuffer
-        /// The body comes chunked: each part goes out as a chunk.
-        let chunked: Bool
-        let hasBody: Bool
         /// False when the client asked to close, or the edge is draining.
         var keepAlive: Bool
         let start: NIODeadline
@@ -59,19 +56,17 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         /// The ingress said it closes after this response: do not pool the connection.
         var upstreamClosesAfter = false
 
-        init(head: RequestFramer.Head, rule: EdgeRouteTable.Rule, upstreamHead: ByteBuffer, chunked: Bool, hasBody: Bool) {
+        init(head: RequestFramer.Head, rule: EdgeRouteTable.Rule, upstreamHead: ByteBuffer) {
             self.head = head
             self.rule = rule
             self.upstreamHead = upstreamHead
-            self.chunked = chunked
-            self.hasBody = hasBody
             self.keepAlive = head.keepAlive
-            self.bodyEnded = !hasBody
+            self.bodyEnded = !head.hasBody
             self.start = .now()
         }
 
         var retryBody: EdgeRetryPolicy.Body {
-            if !hasBody { return .none }
+            if !head.hasBody { return .none }
             return replayable ? .buffered(bytes: bodyBytes) : .streamed
         }
     }
@@ -280,7 +275,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             context?.writeAndFlush(wrapOutboundOut(Self.continueHead), promise: nil)
         }
         let up = UpstreamRequest.head(head, client: clientAddress, host: host.isEmpty ? nil : host, allocator: allocator)
-        let x = Exchange(head: head, rule: rule, upstreamHead: up, chunked: head.chunked, hasBody: head.hasBody)
+        let x = Exchange(head: head, rule: rule, upstreamHead: up)
         if quiescing { x.keepAlive = false }
         exchange = x
         state.inFlight.add(1, ordering: .relaxed)
@@ -312,7 +307,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             send(x, on: u)
             return
         }
-        pool.acquire(endpoint) { [weak self] result in
+        pool.open(endpoint) { [weak self] result in
             guard let self, self.exchange === x else {
                 if case .success(let u) = result { u.close() }
                 return
@@ -366,12 +361,10 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             x.parts.removeAll(keepingCapacity: true)
             x.sent = 0
         }
+        u.flush()
         if x.bodyEnded {
-            u.flush()
             x.requestSent = true
             armResponseTimer(x)
-        } else {
-            u.flush()
         }
     }
 
@@ -442,11 +435,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         } else {
             state.metrics.error(cluster: x.cluster ?? "none", kind: "abandoned")
         }
-        let decision = state.settings.retry.decide(failure, method: x.head.method, body: x.retryBody,
-                                                   route: x.rule.route, retriesSoFar: x.retries,
-                                                   inFlight: state.inFlight.load(ordering: .relaxed),
-                                                   retriesInFlight: state.retriesInFlight.load(ordering: .relaxed))
-        if case .retry = decision {
+        if case .retry = retryDecision(x, failure) {
             x.retries += 1
             if let c = x.cluster { x.tried.append(c) }
             state.retriesInFlight.add(1, ordering: .relaxed)
@@ -463,6 +452,12 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         case .status(let code):
             respond(x, status: HTTPResponseStatus(statusCode: code), body: "upstream answered \(code)")
         }
+    }
+
+    private func retryDecision(_ x: Exchange, _ failure: EdgeRetryPolicy.Failure) -> EdgeRetryPolicy.Decision {
+        state.settings.retry.decide(failure, method: x.head.method, body: x.retryBody, route: x.rule.route,
+                                    retriesSoFar: x.retries, inFlight: state.inFlight.load(ordering: .relaxed),
+                                    retriesInFlight: state.retriesInFlight.load(ordering: .relaxed))
     }
 
     private func record(_ x: Exchange, _ outcome: EdgeAttemptOutcome) {
@@ -488,15 +483,9 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         case .head(let head):
             x.awaitingResponse = false
             let code = head.status
-            if code == 503, !x.responseStarted {
-                let decision = state.settings.retry.decide(.status(503), method: x.head.method, body: x.retryBody,
-                                                           route: x.rule.route, retriesSoFar: x.retries,
-                                                           inFlight: state.inFlight.load(ordering: .relaxed),
-                                                           retriesInFlight: state.retriesInFlight.load(ordering: .relaxed))
-                if case .retry = decision {
-                    failed(x, .status(503), outcome: .status(503))
-                    return
-                }
+            if code == 503, !x.responseStarted, case .retry = retryDecision(x, .status(503)) {
+                failed(x, .status(503), outcome: .status(503))
+                return
             }
             record(x, code >= 500 ? .status(code) : .success)
             if code >= 500 { state.metrics.error(cluster: x.cluster ?? "none", kind: String(code)) }
@@ -508,21 +497,22 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             // closes after it.
             let clientMinor = x.head.minor
             if head.framing == .untilClose || (clientMinor == 0 && head.framing == .chunked) { x.keepAlive = false }
-            let clientHead = ResponseFramer.clientHead(head, clientMinor: clientMinor, keepAlive: x.keepAlive, allocator: allocator)
-            unflushed = true
-            if let whole = head.whole {
+            let passThrough = ResponseFramer.passesThrough(head, clientMinor: clientMinor, keepAlive: x.keepAlive)
+            if let whole = head.whole, passThrough {
+                // As it came, the whole response: one write, flushed now (`complete` follows).
                 x.responseBytes += whole.readableBytes - head.bytes.readableBytes
-                if ResponseFramer.passesThrough(head, clientMinor: clientMinor, keepAlive: x.keepAlive) {
-                    // As it came, the whole response: one write, flushed now (`complete` follows).
-                    unflushed = false
-                    context.writeAndFlush(wrapOutboundOut(whole), promise: nil)
-                } else {
-                    context.write(wrapOutboundOut(clientHead), promise: nil)
-                    context.write(wrapOutboundOut(whole.getSlice(at: whole.readerIndex + head.bytes.readableBytes,
-                                                                 length: whole.readableBytes - head.bytes.readableBytes)!), promise: nil)
-                }
-            } else {
-                context.write(wrapOutboundOut(clientHead), promise: nil)
+                unflushed = false
+                context.writeAndFlush(wrapOutboundOut(whole), promise: nil)
+                return
+            }
+            unflushed = true
+            context.write(wrapOutboundOut(passThrough ? head.bytes
+                                          : ResponseFramer.clientHead(head, clientMinor: clientMinor, keepAlive: x.keepAlive, allocator: allocator)),
+                          promise: nil)
+            if let whole = head.whole {
+                let body = whole.getSlice(at: whole.readerIndex + head.bytes.readableBytes, length: whole.readableBytes - head.bytes.readableBytes)!
+                x.responseBytes += body.readableBytes
+                context.write(wrapOutboundOut(body), promise: nil)
             }
         case .body(let buffer):
             x.responseBytes += buffer.readableBytes
@@ -586,7 +576,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         let closeNow = close || !head.keepAlive || head.hasBody || quiescing
         writeLocal(minor: head.minor, status: status, body: body, close: closeNow)
         if head.hasBody { discarding = true }
-        state.metrics.request(cluster: "none", status: Int(status.code))
+        countRequest(cluster: "none", status: Int(status.code))
         log(head: head, status: Int(status.code), cluster: nil, endpoint: nil, start: .now(), attempts: 0, bytes: 0)
         if !closeNow { guardian.awaitHead() }
     }
@@ -654,29 +644,24 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         exchange = nil
         x.awaitingResponse = false
         finishAccounting(x)
-        state.metrics.request(cluster: x.cluster ?? "none", status: x.status)
+        countRequest(cluster: x.cluster ?? "none", status: x.status)
         log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
             bytes: x.responseBytes, note: " aborted")
         context?.close(promise: nil)
     }
 
-    /// Counts a finished request on this event loop's cached counter.
-    private var lastCounter: (key: UpstreamPool.RequestKey, counter: Counter)?
+    /// The last request counter this connection used: a kept-alive connection mostly counts the
+    /// same cluster and code again, and then takes no lock and builds no key.
+    private var lastCounter: (cluster: String, status: Int, counter: Counter)?
 
     private func countRequest(cluster: String, status: Int) {
-        let key = UpstreamPool.RequestKey(cluster: cluster, status: status)
-        if let last = lastCounter, last.key.status == status, last.key.cluster == cluster {
+        if let last = lastCounter, last.status == status, last.cluster == cluster {
             last.counter.increment()
             return
         }
-        if let c = pool.requestCounters[key] {
-            lastCounter = (key, c)
-            c.increment()
-        } else {
-            let c = Counter(label: "baton_edge_requests_total", dimensions: [("cluster", cluster), ("code", String(status))])
-            pool.requestCounters[key] = c
-            c.increment()
-        }
+        let c = state.metrics.requestCounter(cluster: cluster, status: status)
+        lastCounter = (cluster, status, c)
+        c.increment()
     }
 
     private func finishAccounting(_ x: Exchange) {

@@ -31,11 +31,7 @@ public final class EdgeProxyServer: Service, Sendable {
         for loop in group.makeIterator() {
             pools[ObjectIdentifier(loop)] = UpstreamPoolBox(UpstreamPool(
                 eventLoop: loop, connectTimeout: .nanoseconds(Int64(s.connectTimeout.nanoseconds)),
-                maxIdlePerEndpoint: s.maxIdlePerEndpoint))
-            let logger = state.logger
-            pools[ObjectIdentifier(loop)]!.pool.logFramingError = { error, endpoint in
-                logger.warning("ingress \(endpoint): \(error); connection closed")
-            }
+                maxIdlePerEndpoint: s.maxIdlePerEndpoint, logger: state.logger))
         }
         self.pools = pools
     }

@@ -90,9 +90,6 @@ struct RequestFramer {
 
     init(maxHeadBytes: Int) { self.maxHeadBytes = maxHeadBytes }
 
-    /// Nothing of a next request has been read.
-    var isIdle: Bool { state == .head && heads.isEmpty }
-
     /// Feeds bytes. Stops when `emit` returns false, leaving what is left in `buffer`.
     mutating func feed(_ buffer: inout ByteBuffer, _ emit: (Part) -> Bool) throws {
         while buffer.readableBytes > 0 {

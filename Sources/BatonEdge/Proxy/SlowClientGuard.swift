@@ -15,8 +15,6 @@ final class SlowClientGuard {
     private var bytesSeen = false
     private var waiting = false
     private var deadline = NIODeadline.now()
-    /// Whether this guard cut the connection (for tests and logs).
-    private(set) var cut = false
 
     init(timeout: TimeAmount) { self.timeout = timeout }
 
@@ -60,7 +58,6 @@ final class SlowClientGuard {
                 return
             }
             self.waiting = false
-            self.cut = true
             if self.bytesSeen {
                 self.reject(status: "408 Request Timeout", body: "request head not received in time")
             } else {

@@ -1,7 +1,6 @@
 import BatonCore
-import Metrics
+import Logging
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 
 /// What an upstream connection reports to the exchange that holds it. Called on the event loop.
@@ -66,7 +65,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
         } catch {
             feeding = false
-            pool?.logFramingError(error, endpoint)
+            pool?.logger.warning("ingress \(endpoint): \(error); connection closed")
             close()
             return
         }
@@ -147,9 +146,7 @@ final class UpstreamPool {
     /// This loop's random source for picks (xorshift; seeded once from the system).
     var random = FastRandom()
     /// Where a malformed response from an ingress is reported.
-    var logFramingError: (any Error, EdgeEndpoint) -> Void = { _, _ in }
-    /// This loop's counters, so that the hot path takes no lock for them.
-    var requestCounters: [RequestKey: Counter] = [:]
+    let logger: Logger
     /// This loop's copy of the route table and of the endpoints out of rotation, as of
     /// `EdgeState.generation` = `seen`.
     private var seen: UInt64 = 0
@@ -173,21 +170,16 @@ final class UpstreamPool {
         return !d.isEmpty && d.contains(e)
     }
 
-    struct RequestKey: Hashable {
-        var cluster: String
-        var status: Int
-    }
-
-    init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdlePerEndpoint: Int) {
+    init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdlePerEndpoint: Int, logger: Logger) {
         self.eventLoop = eventLoop
         self.connectTimeout = connectTimeout
         self.maxIdlePerEndpoint = maxIdlePerEndpoint
+        self.logger = logger
     }
 
-    /// Calls `done` with an idle connection to `endpoint`, or a new one, or the connect error.
-    /// `done` runs on the event loop (at once for an idle connection).
-    func acquire(_ endpoint: EdgeEndpoint, _ done: @escaping (Result<UpstreamHandler, any Error>) -> Void) {
-        if let h = takeIdle(endpoint) { return done(.success(h)) }
+    /// Opens a new connection to `endpoint` (take an idle one first with `takeIdle`); calls
+    /// `done` on the event loop with it or with the connect error.
+    func open(_ endpoint: EdgeEndpoint, _ done: @escaping (Result<UpstreamHandler, any Error>) -> Void) {
         let ep = endpoint
         ClientBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
