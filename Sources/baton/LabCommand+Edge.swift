@@ -91,10 +91,9 @@ extension LabCommand {
                 print(try LabIngress.get(url: get, host: host))
                 return
             }
-            guard let name, let listen, let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
-                throw ValidationError("needs --name and --listen HOST:PORT (or --get URL)")
-            }
-            try await LabIngress.serve(name: name, host: String(listen[..<colon]), port: port, failFlag: failFlag)
+            guard let name, let listen else { throw ValidationError("needs --name and --listen HOST:PORT (or --get URL)") }
+            let (host, port) = try hostAndPort(listen, flag: "--listen")
+            try await LabIngress.serve(name: name, host: host, port: port, failFlag: failFlag)
         }
     }
 }

@@ -25,8 +25,6 @@ final class TinyIngress: @unchecked Sendable {
     /// Set by `cutLink`: requests are read and never answered.
     let frozen = Atomic<Bool>(false)
     private var blackHoleFD: Int32 = -1
-    /// Requests served, not counting the edge's health checks.
-    let served = Atomic<Int>(0)
 
     init(name: String, port: Int? = nil) async throws {
         self.name = name
@@ -57,7 +55,6 @@ final class TinyIngress: @unchecked Sendable {
             case .end:
                 guard let h = head else { return }
                 let check = h.headers.first(name: "user-agent") == "baton-edge-healthcheck"
-                if !check { ingress.served.add(1, ordering: .relaxed) }
                 if ingress.frozen.load(ordering: .relaxed) { return }
                 if h.uri == "/slow" && !check {
                     context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { self.respond(context, h) }
@@ -234,19 +231,6 @@ struct EdgeClient: Sendable {
             counts[a.status == 200 ? a.body : "\(a.status) \(a.body)", default: 0] += 1
         }
         return counts
-    }
-
-    /// Waits (up to `timeout`) until `n` requests in a row give exactly `expected`.
-    @discardableResult
-    func eventually(_ n: Int = 20, timeout: Duration = .seconds(15), _ expected: [String: Int]) async -> [String: Int] {
-        let deadline = ContinuousClock.now + timeout
-        var last: [String: Int] = [:]
-        while ContinuousClock.now < deadline {
-            last = await spread(n)
-            if last == expected { return last }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        return last
     }
 }
 

@@ -23,14 +23,3 @@ public struct BatonInstant: InstantProtocol, Sendable, Hashable, Comparable, Cus
 
     public var description: String { "t+\(sinceOrigin)" }
 }
-
-extension Duration {
-    /// The whole duration in nanoseconds (saturating), for APIs that take them.
-    public var nanoseconds: Int64 {
-        let (s, a) = components
-        let (ns, o1) = s.multipliedReportingOverflow(by: 1_000_000_000)
-        if o1 { return s < 0 ? .min : .max }
-        let (total, o2) = ns.addingReportingOverflow(a / 1_000_000_000)
-        return o2 ? (ns < 0 ? .min : .max) : total
-    }
-}

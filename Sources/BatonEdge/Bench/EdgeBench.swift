@@ -1,3 +1,4 @@
+import BatonClient
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -202,8 +203,17 @@ public struct EdgeBench: Sendable {
         return p
     }
 
+    /// The throughput bench's HAProxy: checks that observe live traffic, and redispatch.
     func startHAProxy(_ haproxy: String, dir: String, port: Int, threads: Int, upstreams: [Int]) throws -> Process {
-        let config = dir + "/haproxy-\(port).cfg"
+        try Self.startHAProxy(haproxy, config: dir + "/haproxy-\(port).cfg", port: port, threads: threads, upstreams: upstreams,
+                              defaults: ["option redispatch"], backend: [],
+                              serverOptions: " check inter 500 observe layer7")
+    }
+
+    /// Writes an HAProxy configuration (HTTP, keep-alive both ways, the given extra lines) and
+    /// starts it in the foreground, its standard error in `config`'s `.log` beside it.
+    static func startHAProxy(_ haproxy: String, config: String, port: Int, threads: Int, upstreams: [Int],
+                             defaults: [String], backend: [String], serverOptions: String) throws -> Process {
         var cfg = """
             global
                 nbthread \(threads)
@@ -216,7 +226,10 @@ public struct EdgeBench: Sendable {
                 timeout client 30s
                 timeout server 30s
                 retries 2
-                option redispatch
+
+            """
+        for line in defaults { cfg += "    \(line)\n" }
+        cfg += """
             frontend edge
                 bind 127.0.0.1:\(port)
                 default_backend clusters
@@ -224,14 +237,13 @@ public struct EdgeBench: Sendable {
                 balance roundrobin
 
             """
-        for (i, p) in upstreams.enumerated() {
-            cfg += "    server cluster-\(i + 1) 127.0.0.1:\(p) check inter 500 observe layer7\n"
-        }
+        for line in backend { cfg += "    \(line)\n" }
+        for (i, p) in upstreams.enumerated() { cfg += "    server cluster-\(i + 1) 127.0.0.1:\(p)\(serverOptions)\n" }
         try cfg.write(toFile: config, atomically: true, encoding: .utf8)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: haproxy)
         p.arguments = ["-f", config, "-db"]
-        let errors = dir + "/haproxy-\(port).log"
+        let errors = (config as NSString).deletingPathExtension + ".log"
         _ = FileManager.default.createFile(atPath: errors, contents: nil)
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle(forWritingAtPath: errors)
@@ -283,22 +295,7 @@ public struct EdgeBench: Sendable {
         return n > 12 && String(decoding: buf[0..<12], as: UTF8.self) == "HTTP/1.1 200"
     }
 
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
+    static func freePort() -> Int { BenchProcess.freePort() }
 
     // MARK: wrk
 
@@ -391,7 +388,7 @@ struct BenchUpstream: Sendable {
         }
     }
 
-    static func start(name: String, group: any EventLoopGroup, port: Int = 0, freezer: Freezer? = nil) async throws -> BenchUpstream {
+    static func start(name: String, group: any EventLoopGroup, freezer: Freezer? = nil) async throws -> BenchUpstream {
         let children = ChannelSet()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -404,8 +401,8 @@ struct BenchUpstream: Sendable {
                     try channel.pipeline.syncOperations.addHandler(Handler(name: name, freezer: freezer))
                 }
             }
-            .bind(host: "127.0.0.1", port: port)
+            .bind(host: "127.0.0.1", port: 0)
             .get()
-        return BenchUpstream(channel: channel, port: channel.localAddress?.port ?? port, children: children)
+        return BenchUpstream(channel: channel, port: channel.localAddress?.port ?? 0, children: children)
     }
 }

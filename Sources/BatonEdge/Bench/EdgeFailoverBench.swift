@@ -91,10 +91,8 @@ public struct EdgeFailoverBench: Sendable {
         var doomed: BenchUpstream? = try await BenchUpstream.start(name: "cluster-2", group: group, freezer: freezer)
         let doomedPort = doomed!.port
         let port = EdgeBench.freePort()
-        var bench = EdgeBench(batonBinary: batonBinary)
-        bench.threads = [1]
         let process = proxy == "Baton"
-            ? try bench.startBaton(dir: dir, port: port, threads: 1, upstreams: [live.port, doomedPort])
+            ? try EdgeBench(batonBinary: batonBinary).startBaton(dir: dir, port: port, threads: 1, upstreams: [live.port, doomedPort])
             : try startHAProxy(haproxy, dir: dir, port: port, upstreams: [live.port, doomedPort])
         var tombstone: Tombstone?
         defer {
@@ -159,40 +157,13 @@ public struct EdgeFailoverBench: Sendable {
         }
     }
 
+    /// HAProxy as the issue asks: checks, `observe layer7`, redispatch, retries.
     func startHAProxy(_ haproxy: String, dir: String, port: Int, upstreams: [Int]) throws -> Process {
-        let config = dir + "/haproxy-failover-\(port).cfg"
-        var cfg = """
-            global
-                nbthread 1
-                maxconn 4096
-            defaults
-                mode http
-                option http-keep-alive
-                http-reuse always
-                timeout connect 1s
-                timeout client 30s
-                timeout server 30s
-                retries 2
-                option redispatch 1
-                retry-on conn-failure empty-response response-timeout 503
-            frontend edge
-                bind 127.0.0.1:\(port)
-                default_backend clusters
-            backend clusters
-                balance roundrobin
-                option httpchk GET /
-                default-server check inter 500 fall 2 rise 2 observe layer7 error-limit 3 on-error mark-down
-
-            """
-        for (i, p) in upstreams.enumerated() { cfg += "    server cluster-\(i + 1) 127.0.0.1:\(p)\n" }
-        try cfg.write(toFile: config, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: haproxy)
-        p.arguments = ["-f", config, "-db"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        return p
+        try EdgeBench.startHAProxy(haproxy, config: dir + "/haproxy-failover-\(port).cfg", port: port, threads: 1, upstreams: upstreams,
+                                   defaults: ["option redispatch 1", "retry-on conn-failure empty-response response-timeout 503"],
+                                   backend: ["option httpchk GET /",
+                                             "default-server check inter 500 fall 2 rise 2 observe layer7 error-limit 3 on-error mark-down"],
+                                   serverOptions: "")
     }
 
     public static func table(_ results: [Result], before: Int, after: Int, connections: Int, mode: Mode = .kill) -> String {
@@ -245,7 +216,7 @@ final class Freezer: Sendable {
 
     /// Whether a request head is a health check (Baton's, HAProxy's) rather than traffic.
     static func isHealthCheck(_ h: HTTPRequestHead) -> Bool {
-        h.headers.first(name: "user-agent") == "baton-edge-healthcheck" || h.method == .OPTIONS
+        h.headers.first(name: "user-agent") == ActiveChecker.userAgent || h.method == .OPTIONS
             || h.headers.first(name: "user-agent")?.lowercased().contains("haproxy") == true
             || (h.method == .GET && h.version == .http1_0)
     }

@@ -375,7 +375,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
 
     private func armResponseTimer(_ x: Exchange) {
         guard let context else { return }
-        let when = NIODeadline.now() + .nanoseconds(state.settings.responseTimeout.nanoseconds)
+        let when = NIODeadline.now() + TimeAmount(state.settings.responseTimeout)
         responseDeadline = when
         x.awaitingResponse = true
         if responseTimer == nil { scheduleResponseTimer(context, at: min(when, .now() + Self.downCheckInterval)) }

@@ -30,7 +30,7 @@ public final class EdgeProxyServer: Service, Sendable {
         var pools: [ObjectIdentifier: UpstreamPoolBox] = [:]
         for loop in group.makeIterator() {
             pools[ObjectIdentifier(loop)] = UpstreamPoolBox(UpstreamPool(
-                eventLoop: loop, connectTimeout: .nanoseconds(Int64(s.connectTimeout.nanoseconds)),
+                eventLoop: loop, connectTimeout: TimeAmount(s.connectTimeout),
                 maxIdlePerEndpoint: s.maxIdlePerEndpoint, logger: state.logger))
         }
         self.pools = pools
@@ -42,7 +42,7 @@ public final class EdgeProxyServer: Service, Sendable {
         let s = state.settings
         let pools = self.pools
         let st = state
-        let headTimeout = TimeAmount.nanoseconds(Int64(s.requestHeadTimeout.nanoseconds))
+        let headTimeout = TimeAmount(s.requestHeadTimeout)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
