@@ -546,9 +546,10 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             abort(x)
             return
         }
-        if wasReused, !x.transparentReconnect, let e = x.endpoint, let c = x.cluster {
+        if wasReused, !x.transparentReconnect, !x.head.hasBody || x.replayable, let e = x.endpoint, let c = x.cluster {
             // A kept-alive connection the ingress had closed: try once more on a fresh one,
-            // without counting it against the ingress.
+            // without counting it against the ingress. Only while the whole request can be sent
+            // again: a body streamed past the replay buffer has lost its first parts.
             x.transparentReconnect = true
             x.awaitingResponse = false
             connect(x, cluster: c, endpoint: e)
