@@ -233,6 +233,28 @@ enum EdgeFixtures {
         #expect(table.lookup(port: 80, host: F.host, path: "/other", header: { _ in nil }) == nil)
     }
 
+    @Test func aHostIsUnconditionalOnlyWhenItsFirstRuleTakesEveryRequest() {
+        let hc = GatewaySpec.HTTPRule(match: [.init(headers: ["x-healthcheck": .init(exact: "true")])],
+                                      route: .init(clusterDestination: F.named(["cluster-1"])))
+        let all = GatewaySpec.HTTPRule(route: .init(clusterDestination: .init()))
+        // A conditional rule first: the proxy must look every request up (a request without the
+        // header gets the second rule, one with it the first).
+        let conditional = EdgeRouteTable(gateways: [("g", Self.gateway([hc, all]))], clusters: F.clusters)
+        #expect(conditional.unconditionalRule(port: 80, host: F.host) == nil)
+        #expect(conditional.lookup(port: 80, host: F.host, path: "/", header: { _ in nil })?.route.clusters.count == 3)
+        // The catch-all first: it is the answer for every request to the host, as `lookup` says.
+        let plain = EdgeRouteTable(gateways: [("g", Self.gateway([all, hc]))], clusters: F.clusters)
+        let rule = plain.unconditionalRule(port: 80, host: F.host.uppercased() + ":80")
+        #expect(rule != nil)
+        #expect(rule == plain.lookup(port: 80, host: F.host, path: "/x", header: { $0 == "x-healthcheck" ? "true" : nil }))
+        #expect(plain.unconditionalRule(port: 81, host: F.host) == nil)
+        #expect(plain.unconditionalRule(port: 80, host: "unknown.example.com") == nil)
+        // Wildcard hostnames too.
+        let wild = EdgeRouteTable(gateways: [("g", Self.gateway([all], host: "*.tse.tetratelabs.io"))], clusters: F.clusters)
+        #expect(wild.unconditionalRule(port: 80, host: F.host) == wild.lookup(port: 80, host: F.host, path: "/", header: { _ in nil }))
+        #expect(wild.unconditionalRule(port: 80, host: F.host) != nil)
+    }
+
     @Test func aSecondGatewayClaimingTheSameHostIsReported() {
         let all = GatewaySpec.HTTPRule(route: .init(clusterDestination: .init()))
         let table = EdgeRouteTable(gateways: [("b", Self.gateway([all])), ("a", Self.gateway([all]))], clusters: F.clusters)

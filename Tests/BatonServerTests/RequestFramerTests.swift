@@ -130,4 +130,40 @@ import Testing
         #expect(String(buffer: UpstreamRequest.head(v6, client: "2001:db8::1", host: nil, allocator: ByteBufferAllocator()))
             == "GET / HTTP/1.1\r\nX-Forwarded-For: 2001:db8::1\r\nX-Forwarded-Proto: http\r\nForwarded: for=\"[2001:db8::1]\";proto=http\r\n\r\n")
     }
+
+    /// A head with nothing to drop or append to reaches the ingress as one copy of its bytes and
+    /// the connection's cached forwarding fields; the result is what the field-by-field path
+    /// writes.
+    @Test func aPlainHeadIsCopiedWholeWithTheSameForwardingFieldsAsTheFieldByFieldPath() throws {
+        let plain = try #require(try Self.run("GET /a?b=1 HTTP/1.1\r\nHost: h.example\r\nAccept: */*\r\nX-Forwarded-Port: 80\r\n\r\n").heads.first)
+        #expect(plain.plain)
+        var cache: UpstreamRequest.Forwarding?
+        let up = String(buffer: UpstreamRequest.head(plain, client: "127.0.0.1", host: "h.example", allocator: ByteBufferAllocator(), cache: &cache))
+        let expected = "GET /a?b=1 HTTP/1.1\r\nHost: h.example\r\nAccept: */*\r\nX-Forwarded-Port: 80\r\n"
+            + "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h.example\r\n"
+            + "Forwarded: for=127.0.0.1;proto=http;host=\"h.example\"\r\n\r\n"
+        #expect(up == expected)
+        // The same bytes as the field-by-field path gives (a head that is not plain only because
+        // of a `Connection: keep-alive`, which is dropped).
+        let notPlain = try #require(try Self.run("GET /a?b=1 HTTP/1.1\r\nHost: h.example\r\nConnection: keep-alive\r\nAccept: */*\r\nX-Forwarded-Port: 80\r\n\r\n").heads.first)
+        #expect(!notPlain.plain)
+        #expect(String(buffer: UpstreamRequest.head(notPlain, client: "127.0.0.1", host: "h.example", allocator: ByteBufferAllocator())) == expected)
+        // The cache follows the host; an HTTP/1.0 request line is rewritten to HTTP/1.1.
+        let other = try #require(try Self.run("GET / HTTP/1.0\r\nHost: other.example\r\n\r\n").heads.first)
+        #expect(other.plain)
+        #expect(String(buffer: UpstreamRequest.head(other, client: "127.0.0.1", host: "other.example", allocator: ByteBufferAllocator(), cache: &cache))
+            == "GET / HTTP/1.1\r\nHost: other.example\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+            + "X-Forwarded-Host: other.example\r\nForwarded: for=127.0.0.1;proto=http;host=\"other.example\"\r\n\r\n")
+        #expect(cache?.host == "other.example")
+        #expect(String(buffer: UpstreamRequest.head(plain, client: "127.0.0.1", host: "h.example", allocator: ByteBufferAllocator(), cache: &cache)) == expected)
+        // Every field the edge drops or appends to makes a head not plain.
+        for field in ["Connection: close", "Keep-Alive: 5", "TE: trailers", "Trailer: x", "Upgrade: h2c", "Proxy-Connection: x",
+                      "Expect: 100-continue", "X-Forwarded-For: 192.0.2.1", "x-forwarded-proto: https", "X-Forwarded-Host: a",
+                      "Forwarded: for=192.0.2.1"] {
+            let h = try #require(try Self.run("GET / HTTP/1.1\r\nHost: h\r\n\(field)\r\n\r\n").heads.first)
+            #expect(!h.plain, "\(field)")
+        }
+        let chunked = try #require(try Self.run("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").heads.first)
+        #expect(!chunked.plain)
+    }
 }

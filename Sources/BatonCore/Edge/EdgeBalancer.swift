@@ -42,6 +42,7 @@ public enum EdgeBalancer {
     /// Chooses the cluster and ingress for an attempt. `excluding` holds the clusters earlier
     /// attempts of this request went to: a retry never goes back to one of them (when no other
     /// cluster can take it, the pick is `noHealthyUpstream`).
+    @inlinable  // specialized for the caller's random source: a generic `Int.random` per request is not free
     public static func pick(_ route: EdgeRoute, region: String, excluding: [String] = [],
                             isHealthy: (EdgeEndpoint) -> Bool,
                             using rng: inout some RandomNumberGenerator) -> Pick {
@@ -81,6 +82,7 @@ public enum EdgeBalancer {
         }
     }
 
+    @inlinable
     static func weightedChoice(_ clusters: [EdgeCluster], using rng: inout some RandomNumberGenerator) -> EdgeCluster? {
         let total = clusters.reduce(0) { $0 + max(0, $1.weight) }
         guard total > 0 else { return nil }
@@ -92,6 +94,7 @@ public enum EdgeBalancer {
         return nil
     }
 
+    @inlinable
     static func endpointChoice(_ c: EdgeCluster, isHealthy: (EdgeEndpoint) -> Bool,
                                using rng: inout some RandomNumberGenerator) -> EdgeEndpoint? {
         if c.endpoints.count == 1 { return isHealthy(c.endpoints[0]) ? c.endpoints[0] : nil }

@@ -73,6 +73,16 @@ public struct EdgeRouteTable: Sendable, Hashable {
         }
     }
 
+    /// The rule every request on `port` for `host` gets, whatever its path and headers: the
+    /// host's first rule when it has no match conditions. Nil when `lookup` must decide per
+    /// request (or nothing serves the host). The proxy keeps this per connection.
+    public func unconditionalRule(port: Int, host: String) -> Rule? {
+        guard let byHost = servers[port] else { return nil }
+        let h = Self.hostKey(host)
+        guard let first = (byHost[h] ?? wildcard(h, in: byHost))?.first, first.match.isEmpty else { return nil }
+        return first
+    }
+
     /// The rule for a host served on any port: for an edge whose listening port differs from
     /// the Gateway's (`port` is the port clients address, behind a load balancer or NAT).
     public func lookupAnyPort(host: String, path: String, header: (String) -> String?) -> Rule? {

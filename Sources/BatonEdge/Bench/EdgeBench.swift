@@ -206,7 +206,10 @@ public struct EdgeBench: Sendable {
     /// The throughput bench's HAProxy: checks that observe live traffic, and redispatch.
     func startHAProxy(_ haproxy: String, dir: String, port: Int, threads: Int, upstreams: [Int]) throws -> Process {
         try Self.startHAProxy(haproxy, config: dir + "/haproxy-\(port).cfg", port: port, threads: threads, upstreams: upstreams,
-                              defaults: ["option redispatch"], backend: [],
+                              defaults: ["option redispatch", "option forwardfor"],
+                              backend: ["http-request set-header X-Forwarded-Proto http",
+                                        "http-request set-header X-Forwarded-Host %[req.hdr(host)]",
+                                        "http-request add-header Forwarded \"for=%[src];proto=http;host=\\\"%[req.hdr(host)]\\\"\""],
                               serverOptions: " check inter 500 observe layer7")
     }
 

@@ -15,7 +15,7 @@ import NIOHTTP1
 /// before them has ended. The handler keeps reading while a request is served (NIO's
 /// `HTTPServerPipelineHandler` instead stops reading, which costs two `epoll_ctl` calls per
 /// request); it stops only when more than `maxQueuedBytes` wait.
-final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
+final class EdgeProxyHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -75,10 +75,13 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     let pool: UpstreamPool
     let guardian: SlowClientGuard
     private var context: ChannelHandlerContext?
+    private var channel: (any Channel)?
     private var exchange: Exchange?
     /// A local answer was sent while the request's body was still coming: drop the rest.
     private var discarding = false
     private var clientAddress: String?
+    /// The forwarding fields the last plain request of this connection got.
+    private var forwarding: UpstreamRequest.Forwarding?
     /// Between a request's head and its end, for the request being served (not a queued one).
     private var requestOpen = false
     private var framer: RequestFramer
@@ -102,12 +105,15 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        allocator = context.channel.allocator
+        channel = context.channel
         clientAddress = context.channel.remoteAddress?.ipAddress
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         guardian.stop()
         self.context = nil
+        channel = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -257,10 +263,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             return
         }
         let host = head.host ?? ""
-        let table = pool.snapshot(state).table
-        let path = head.uri
-        guard let rule = table.lookup(port: state.settings.port, host: host, path: path, header: { head.header($0) })
-                ?? table.lookupAnyPort(host: host, path: path, header: { head.header($0) }) else {
+        guard let rule = route(head, host: host) else {
             respondLocal(head: head, status: .notFound, body: "no route for host \(host)")
             return
         }
@@ -274,7 +277,8 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             }
             context?.writeAndFlush(wrapOutboundOut(Self.continueHead), promise: nil)
         }
-        let up = UpstreamRequest.head(head, client: clientAddress, host: host.isEmpty ? nil : host, allocator: allocator)
+        let up = UpstreamRequest.head(head, client: clientAddress, host: host.isEmpty ? nil : host, allocator: allocator,
+                                      cache: &forwarding)
         let x = Exchange(head: head, rule: rule, upstreamHead: up)
         if quiescing { x.keepAlive = false }
         exchange = x
@@ -282,10 +286,28 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         attempt(x)
     }
 
+    /// The host and rule of this connection's last request, when that rule takes every request
+    /// to the host (as of route generation `generation`): a kept-alive client mostly asks the
+    /// same host again.
+    private var lastRoute: (generation: UInt64, host: String, rule: EdgeRouteTable.Rule)?
+
+    private func route(_ head: RequestFramer.Head, host: String) -> EdgeRouteTable.Rule? {
+        pool.refresh(state)
+        if let last = lastRoute, last.generation == pool.generation, last.host == host { return last.rule }
+        let port = state.settings.port
+        if let rule = pool.table.unconditionalRule(port: port, host: host) {
+            lastRoute = (pool.generation, host, rule)
+            return rule
+        }
+        return pool.table.lookup(port: port, host: host, path: head.uri, header: { head.header($0) })
+            ?? pool.table.lookupAnyPort(host: host, path: head.uri, header: { head.header($0) })
+    }
+
     // MARK: Attempts
 
     private func attempt(_ x: Exchange) {
-        let down = pool.snapshot(state).down
+        pool.refresh(state)
+        let down = pool.down
         let pick = EdgeBalancer.pick(x.rule.route, region: state.settings.region, excluding: x.tried,
                                      isHealthy: { down.isEmpty || !down.contains($0) }, using: &pool.random)
         switch pick {
@@ -307,8 +329,10 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             send(x, on: u)
             return
         }
-        pool.open(endpoint) { [weak self] result in
-            guard let self, self.exchange === x else {
+        // `self` is held strongly until the connect ends: a weak reference would give this
+        // handler a side table (see `UpstreamHandler.delegate`).
+        pool.open(endpoint) { [self] result in
+            guard self.exchange === x else {
                 if case .success(let u) = result { u.close() }
                 return
             }
@@ -329,7 +353,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     private func send(_ x: Exchange, on u: UpstreamHandler) {
         x.upstream = u
         u.delegate = self
-        if !(context?.channel.isWritable ?? true) { u.setAutoRead(false) }
+        if let channel, !channel.isWritable { u.setAutoRead(false) }
         u.expectResponse(toHead: x.head.method == "HEAD", dechunk: x.head.minor == 0)
         x.connected = true
         x.sent = 0
@@ -388,8 +412,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     static let downCheckInterval = TimeAmount.milliseconds(250)
 
     private func scheduleResponseTimer(_ context: ChannelHandlerContext, at when: NIODeadline) {
-        responseTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
-            guard let self else { return }
+        responseTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [self] in
             self.responseTimer = nil
             guard let x = self.exchange, x.awaitingResponse, let deadline = self.responseDeadline, let context = self.context else { return }
             let now = NIODeadline.now()
@@ -475,7 +498,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         }
     }
 
-    // MARK: Upstream
+    // MARK: Upstream (called by the `UpstreamHandler` this handler's exchange holds)
 
     func upstreamRead(_ part: ResponseFramer.Part) {
         guard let x = exchange, let context else { return }
@@ -531,12 +554,14 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     /// Response bytes were written since the last flush.
     private var unflushed = false
 
+    /// The end of one read burst from the ingress: flush what was written downstream.
     func upstreamReadComplete() {
         guard unflushed else { return }
         unflushed = false
         context?.flush()
     }
 
+    /// The upstream connection closed (or failed) while this handler's exchange held it.
     func upstreamClosed() {
         guard let x = exchange else { return }
         let wasReused = x.upstream?.reused ?? false
@@ -601,7 +626,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
 
     static let continueHead = ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")
 
-    private var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
+    private var allocator = ByteBufferAllocator()
 
     /// The response went out whole (or the proxy answered): log, count, get ready for the next.
     private func complete(_ x: Exchange, closed: Bool = false) {
@@ -651,17 +676,21 @@ final class EdgeProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         context?.close(promise: nil)
     }
 
-    /// The last request counter this connection used: a kept-alive connection mostly counts the
-    /// same cluster and code again, and then takes no lock and builds no key.
-    private var lastCounter: (cluster: String, status: Int, counter: Counter)?
+    /// The request counters this connection used, newest last: a kept-alive connection counts
+    /// the same few clusters and codes again and again, and then takes no lock and builds no
+    /// key. (The cluster names come from the route table, so comparing them mostly compares
+    /// the same storage.)
+    private var counters: [(cluster: String, status: Int, counter: Counter)] = []
+    static let maxCachedCounters = 8
 
     private func countRequest(cluster: String, status: Int) {
-        if let last = lastCounter, last.status == status, last.cluster == cluster {
-            last.counter.increment()
+        for entry in counters where entry.status == status && entry.cluster == cluster {
+            entry.counter.increment()
             return
         }
         let c = state.metrics.requestCounter(cluster: cluster, status: status)
-        lastCounter = (cluster, status, c)
+        if counters.count == Self.maxCachedCounters { counters.removeFirst() }
+        counters.append((cluster, status, c))
         c.increment()
     }
 

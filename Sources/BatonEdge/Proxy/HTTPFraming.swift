@@ -182,6 +182,17 @@ enum HTTPBytes {
     enum Field { case contentLength, transferEncoding, connection, hopByHop, other }
 
     /// Sorts a field name, ignoring case; lengths first, so most names cost one comparison.
+    /// `X-Forwarded-For`, `-Proto`, `-Host` or `Forwarded`: what the edge appends to.
+    static func isForwardingField(_ name: UnsafeRawBufferPointer) -> Bool {
+        switch name.count {
+        case 9: equalsLowercase(name, "forwarded")
+        case 15: equalsLowercase(name, "x-forwarded-for")
+        case 16: equalsLowercase(name, "x-forwarded-host")
+        case 17: equalsLowercase(name, "x-forwarded-proto")
+        default: false
+        }
+    }
+
     static func field(_ name: UnsafeRawBufferPointer) -> Field {
         switch name.count {
         case 14 where equalsLowercase(name, "content-length"): .contentLength

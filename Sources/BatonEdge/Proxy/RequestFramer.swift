@@ -26,6 +26,12 @@ struct RequestFramer {
         var expect: String?
         /// The head as received, request line through the blank line.
         var bytes: ByteBuffer
+        /// Where the field lines start in `bytes` (after the request line's CRLF).
+        var fieldsAt: Int
+        /// No field the edge drops or adds to (hop-by-hop fields, those `Connection` names,
+        /// `Transfer-Encoding`, `Expect`, and the forwarding fields): the ingress can get the
+        /// field lines as one copy.
+        var plain: Bool
 
         var hasBody: Bool { chunked || contentLength > 0 }
 
@@ -153,6 +159,8 @@ struct RequestFramer {
             }
             let minor = Int(p[i + 7] - 48)
             i += 10
+            let fieldsAt = i
+            var plain = true
             var hostCount = 0
             var host: String?
             var contentLength: Int?
@@ -188,6 +196,7 @@ struct RequestFramer {
                     if let c = contentLength, c != n { throw Failure.malformed("two different content-lengths") }
                     contentLength = n
                 case .transferEncoding:
+                    plain = false
                     guard !transferEncoding else { throw Failure.malformed("two transfer-encoding fields") }
                     transferEncoding = true
                     guard HTTPBytes.equalsLowercase(value, "chunked") else {
@@ -195,12 +204,13 @@ struct RequestFramer {
                     }
                     chunked = true
                 case .connection:
+                    plain = false
                     HTTPBytes.forEachToken(value) { t in
                         if HTTPBytes.equalsLowercase(t, "close") { close = true }
                         if HTTPBytes.equalsLowercase(t, "keep-alive") { keepAliveToken = true }
                     }
                 case .hopByHop:
-                    break
+                    plain = false
                 case .other:
                     if name.count == 4 && HTTPBytes.equalsLowercase(name, "host") {
                         hostCount += 1
@@ -214,6 +224,9 @@ struct RequestFramer {
                         }
                     } else if name.count == 6 && HTTPBytes.equalsLowercase(name, "expect") {
                         expect = String(decoding: value, as: UTF8.self)
+                        plain = false
+                    } else if plain && HTTPBytes.isForwardingField(name) {
+                        plain = false
                     }
                 }
             }
@@ -224,7 +237,7 @@ struct RequestFramer {
             if transferEncoding && minor == 0 { throw Failure.malformed("transfer-encoding in an HTTP/1.0 request") }
             return Head(method: method, uri: uri, minor: minor, keepAlive: minor == 1 ? !close : keepAliveToken,
                         hostCount: hostCount, host: host, contentLength: contentLength ?? 0, chunked: chunked, expect: expect,
-                        bytes: bytes)
+                        bytes: bytes, fieldsAt: fieldsAt, plain: plain)
         }
     }
 }

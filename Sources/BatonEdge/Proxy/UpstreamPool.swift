@@ -3,16 +3,6 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// What an upstream connection reports to the exchange that holds it. Called on the event loop.
-protocol UpstreamDelegate: AnyObject {
-    func upstreamRead(_ part: ResponseFramer.Part)
-    /// The end of one read burst: flush what was written downstream.
-    func upstreamReadComplete()
-    /// The connection closed (or failed) while this delegate held it.
-    func upstreamClosed()
-    func upstreamWritabilityChanged(_ writable: Bool)
-}
-
 /// The client side of one kept-alive connection to an ingress. Lives on its event loop only.
 /// It speaks bytes: the exchange writes the request already encoded, and `ResponseFramer`
 /// finds the response in what comes back, so that neither direction is decoded and encoded
@@ -21,14 +11,22 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    weak var delegate: (any UpstreamDelegate)?
+    /// The exchange's handler while it holds this connection. A strong reference, cleared by
+    /// whoever ends the holding (release, close, the client's close): a `weak` one would give
+    /// the client handler a side table, and every retain and release of it (NIO makes several
+    /// per read) would take the runtime's slow path.
+    var delegate: EdgeProxyHandler?
     let endpoint: EdgeEndpoint
     private(set) var context: ChannelHandlerContext?
     var isOpen = true
     /// Served at least one full exchange: a failure before any byte of the next response may be
     /// the ingress closing an idle connection, not a failure of the ingress.
     var reused = false
-    weak var pool: UpstreamPool?
+    /// The pool of this connection's loop (it outlives its connections; strong for the same
+    /// reason as `delegate`).
+    var pool: UpstreamPool?
+    /// Its endpoint's idle list in `pool`.
+    var idleList: UpstreamPool.IdleList?
     var framer = ResponseFramer()
 
     init(endpoint: EdgeEndpoint) { self.endpoint = endpoint }
@@ -85,6 +83,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         isOpen = false
         pool?.forget(self)
+        pool = nil
         guard let d = delegate else { return }
         // A body that runs until the close ends here (not while the framer is busy: then this
         // close came from the exchange itself).
@@ -142,32 +141,43 @@ final class UpstreamPool {
     let eventLoop: any EventLoop
     let connectTimeout: TimeAmount
     let maxIdlePerEndpoint: Int
-    private var idle: [EdgeEndpoint: [UpstreamHandler]] = [:]
+    /// The idle connections of one endpoint. A connection keeps its endpoint's list, so that
+    /// returning it to the pool costs no hashing.
+    final class IdleList {
+        var handlers: [UpstreamHandler] = []
+    }
+    private var idle: [EdgeEndpoint: IdleList] = [:]
+
+    private func list(_ endpoint: EdgeEndpoint) -> IdleList {
+        if let l = idle[endpoint] { return l }
+        let l = IdleList()
+        idle[endpoint] = l
+        return l
+    }
     /// This loop's random source for picks (xorshift; seeded once from the system).
     var random = FastRandom()
     /// Where a malformed response from an ingress is reported.
     let logger: Logger
     /// This loop's copy of the route table and of the endpoints out of rotation, as of
-    /// `EdgeState.generation` = `seen`.
-    private var seen: UInt64 = 0
-    private var table = EdgeRouteTable()
-    private var down: Set<EdgeEndpoint> = []
+    /// `EdgeState.generation` = `generation`. `refresh` first.
+    private(set) var generation: UInt64 = 0
+    private(set) var table = EdgeRouteTable()
+    private(set) var down: Set<EdgeEndpoint> = []
 
-    /// The route table and the endpoints out of rotation, refreshed only when they changed.
-    func snapshot(_ state: EdgeState) -> (table: EdgeRouteTable, down: Set<EdgeEndpoint>) {
+    /// Brings `table` and `down` up to date when they changed (one atomic load when not).
+    func refresh(_ state: EdgeState) {
         let g = state.generation.load(ordering: .acquiring)
-        if g != seen {
+        if g != generation {
             table = state.routeTable
             down = state.down
-            seen = g
+            generation = g
         }
-        return (table, down)
     }
 
     /// Whether `e` is out of rotation, as of this loop's copy.
     func isDown(_ e: EdgeEndpoint, _ state: EdgeState) -> Bool {
-        let d = snapshot(state).down
-        return !d.isEmpty && d.contains(e)
+        refresh(state)
+        return !down.isEmpty && down.contains(e)
     }
 
     init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdlePerEndpoint: Int, logger: Logger) {
@@ -197,6 +207,7 @@ final class UpstreamPool {
                     do {
                         let h = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
                         h.pool = self
+                        h.idleList = self.list(ep)
                         done(.success(h))
                     } catch {
                         channel.close(promise: nil)
@@ -212,7 +223,8 @@ final class UpstreamPool {
     /// one out of a copy would copy the whole list, and retain every connection on it.)
     func takeIdle(_ endpoint: EdgeEndpoint) -> UpstreamHandler? {
         eventLoop.assertInEventLoop()
-        while let h = idle[endpoint]?.popLast() {
+        guard let l = idle[endpoint] else { return nil }
+        while let h = l.handlers.popLast() {
             if h.isOpen && h.context != nil { return h }
         }
         return nil
@@ -226,22 +238,22 @@ final class UpstreamPool {
         guard h.isOpen, h.context != nil else { return }
         h.setAutoRead(true)
         h.reused = true
-        if (idle[h.endpoint]?.count ?? 0) >= maxIdlePerEndpoint {
+        guard let l = h.idleList, l.handlers.count < maxIdlePerEndpoint else {
             h.close()
             return
         }
-        idle[h.endpoint, default: []].append(h)
+        l.handlers.append(h)
     }
 
     func forget(_ h: UpstreamHandler) {
-        guard let i = idle[h.endpoint]?.lastIndex(where: { $0 === h }) else { return }
-        idle[h.endpoint]!.remove(at: i)
+        guard let l = h.idleList, let i = l.handlers.lastIndex(where: { $0 === h }) else { return }
+        l.handlers.remove(at: i)
     }
 
     /// Closes every idle connection (drain).
     func closeAll() {
-        let all = idle.values.flatMap { $0 }
-        idle = [:]
+        let all = idle.values.flatMap { $0.handlers }
+        for l in idle.values { l.handlers = [] }
         for h in all { h.close() }
     }
 }

@@ -8,6 +8,56 @@ enum UpstreamRequest {
     /// and RFC 7239 `Forwarded`, appended to what earlier proxies wrote; and
     /// `transfer-encoding: chunked` for a chunked body, which goes on as it came.
     static func head(_ head: RequestFramer.Head, client: String?, host: String?, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var cache: Forwarding?
+        return self.head(head, client: client, host: host, allocator: allocator, cache: &cache)
+    }
+
+    /// The forwarding fields a plain head gets (see `RequestFramer.Head.plain`). They depend only
+    /// on the client and the host, so a connection keeps the last ones: a kept-alive client
+    /// sends the same host again and again.
+    struct Forwarding {
+        let host: String?
+        let bytes: ByteBuffer
+    }
+
+    /// As above; `cache` holds the last forwarding fields of the connection (the client must not
+    /// change while it is kept).
+    static func head(_ head: RequestFramer.Head, client: String?, host: String?, allocator: ByteBufferAllocator,
+                     cache: inout Forwarding?) -> ByteBuffer {
+        guard head.plain else { return rewritten(head, client: client, host: host, allocator: allocator) }
+        let forwarding: ByteBuffer
+        if let c = cache, c.host == host {
+            forwarding = c.bytes
+        } else {
+            var f = allocator.buffer(capacity: 160)
+            writeForwarding(&f, ip: client ?? "unknown", host: host, xff: [], forwarded: [], sawProto: false, sawHost: false)
+            f.writeStaticString("\r\n")
+            cache = Forwarding(host: host, bytes: f)
+            forwarding = f
+        }
+        // The head as it came, request line and field lines in one copy (the request line too
+        // when it already says HTTP/1.1), less its blank line; then the forwarding fields.
+        var b = allocator.buffer(capacity: head.bytes.readableBytes + forwarding.readableBytes)
+        let fieldsEnd = head.bytes.readableBytes - 2
+        if head.minor == 1 {
+            b.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex, length: fieldsEnd)!)
+        } else {
+            writeRequestLine(&b, head)
+            b.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + head.fieldsAt, length: fieldsEnd - head.fieldsAt)!)
+        }
+        b.writeImmutableBuffer(forwarding)
+        return b
+    }
+
+    private static func writeRequestLine(_ b: inout ByteBuffer, _ head: RequestFramer.Head) {
+        b.writeString(head.method)
+        b.writeStaticString(" ")
+        b.writeString(head.uri)
+        b.writeStaticString(" HTTP/1.1\r\n")
+    }
+
+    /// A head with fields to drop or to append to, field by field.
+    private static func rewritten(_ head: RequestFramer.Head, client: String?, host: String?, allocator: ByteBufferAllocator) -> ByteBuffer {
         let ip = client ?? "unknown"
         var named: [[UInt8]] = []
         var xff: [String] = []
@@ -15,10 +65,7 @@ enum UpstreamRequest {
         var sawProto = false
         var sawHost = false
         var b = allocator.buffer(capacity: head.bytes.readableBytes + 160)
-        b.writeString(head.method)
-        b.writeStaticString(" ")
-        b.writeString(head.uri)
-        b.writeStaticString(" HTTP/1.1\r\n")
+        writeRequestLine(&b, head)
         head.forEachField { name, value, _ in
             if HTTPBytes.field(name) == .connection {
                 HTTPBytes.forEachToken(value) { t in named.append(t.map(HTTPBytes.lower)) }
@@ -53,6 +100,16 @@ enum UpstreamRequest {
             }
             b.writeBytes(line)
         }
+        writeForwarding(&b, ip: ip, host: host, xff: xff, forwarded: forwarded, sawProto: sawProto, sawHost: sawHost)
+        if head.chunked { b.writeStaticString("transfer-encoding: chunked\r\n") }
+        b.writeStaticString("\r\n")
+        return b
+    }
+
+    /// `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`, each after
+    /// what earlier proxies wrote.
+    private static func writeForwarding(_ b: inout ByteBuffer, ip: String, host: String?, xff: [String], forwarded: [String],
+                                        sawProto: Bool, sawHost: Bool) {
         b.writeStaticString("X-Forwarded-For: ")
         for v in xff {
             b.writeString(v)
@@ -86,8 +143,5 @@ enum UpstreamRequest {
             b.writeStaticString("\"")
         }
         b.writeStaticString("\r\n")
-        if head.chunked { b.writeStaticString("transfer-encoding: chunked\r\n") }
-        b.writeStaticString("\r\n")
-        return b
     }
 }
