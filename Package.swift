@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "BatonVRRPTests", dependencies: ["BatonVRRP", "BatonAPI", "BatonCore", "BatonDataplane", "BatonTesting"]),
         .testTarget(name: "BatonStoreTests", dependencies: ["BatonStore", "BatonTesting", "BatonEtcd"]),
         .testTarget(name: "BatonServerTests", dependencies: [
-            "BatonServer", "BatonClient", "BatonTesting", "BatonAgent", "BatonVRRP", "BatonEtcd", "BatonEdge",
+            "BatonServer", "BatonClient", "BatonTesting", "BatonAgent", "BatonVRRP", "BatonEtcd", "BatonEdge", "BatonDataplane",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -13,9 +13,15 @@ public final class EdgeConfigFollower: Service, Sendable {
     let client: BatonClient
     let state: EdgeState
     let logger: Logger
-    private let gateways = Mutex<[String: Resource]>([:])
-    private let clusters = Mutex<[String: Resource]>([:])
-    private let lastConditions = Mutex<[String: [EdgeRouteCondition]]>([:])
+    /// What the watches last saw, and the conditions of the last table installed. One lock:
+    /// the two watches rebuild in turn, so a table built from older objects can never be
+    /// installed over one built from newer ones.
+    struct Seen {
+        var gateways: [String: Resource] = [:]
+        var clusters: [String: Resource] = [:]
+        var conditions: [String: [EdgeRouteCondition]] = [:]
+    }
+    private let seen = Mutex(Seen())
     private let notices: @Sendable (EdgeNotice) -> Void
     private let statusWriter: @Sendable (String, GatewayStatus) -> Void
     /// How many tables have been installed (tests wait on it through the log).
@@ -62,9 +68,11 @@ public final class EdgeConfigFollower: Service, Sendable {
     private func follow() async throws {
         let (gws, gwRev) = try await client.list(.tsbGateway, namespace: nil)
         let (cls, clRev) = try await client.list(.tsbCluster, namespace: nil)
-        gateways.withLock { $0 = Dictionary(gws.map { ($0.name, $0) }, uniquingKeysWith: { _, b in b }) }
-        clusters.withLock { $0 = Dictionary(cls.map { ($0.name, $0) }, uniquingKeysWith: { _, b in b }) }
-        rebuild()
+        rebuild { seen in
+            seen.gateways = Dictionary(gws.map { ($0.name, $0) }, uniquingKeysWith: { _, b in b })
+            seen.clusters = Dictionary(cls.map { ($0.name, $0) }, uniquingKeysWith: { _, b in b })
+            return true
+        }
         try await cancelWhenGracefulShutdown {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await self.watch(.tsbGateway, from: gwRev, gateways: true) }
@@ -80,8 +88,12 @@ public final class EdgeConfigFollower: Service, Sendable {
         for try await event in try await client.watch(kind, namespace: nil, resourceVersion: revision) {
             let name = event.object.name
             let value: Resource? = event.type == "DELETED" ? nil : event.object
-            if isGateways { gateways.withLock { $0[name] = value } } else { clusters.withLock { $0[name] = value } }
-            rebuild()
+            rebuild { seen in
+                let old = isGateways ? seen.gateways[name] : seen.clusters[name]
+                if isGateways { seen.gateways[name] = value } else { seen.clusters[name] = value }
+                // A change of status only (this edge writes Gateway statuses) changes no route.
+                return Self.routingChanged(old, value)
+            }
         }
         throw APIError.unavailable("the \(kind.plural) watch ended")
     }
@@ -102,13 +114,29 @@ public final class EdgeConfigFollower: Service, Sendable {
         return (EdgeRouteTable(gateways: selected, clusters: clusterObjects), selected.count, clusterObjects.count)
     }
 
-    /// Rebuilds the route table from the objects last seen.
-    func rebuild() {
-        let (table, selectedCount, clusterCount) = Self.table(gateways: gateways.withLock { Array($0.values) },
-                                                              clusters: clusters.withLock { Array($0.values) },
-                                                              settings: state.settings)
-        if table == state.routeTable { return }
-        state.install(table)
+    /// Whether a watch event can change the routes: a Gateway or Cluster that came, went, or
+    /// changed its spec or labels.
+    static func routingChanged(_ old: Resource?, _ new: Resource?) -> Bool {
+        guard let old, let new else { return old != nil || new != nil }
+        return old.spec != new.spec || old.labels != new.labels
+    }
+
+    /// Applies `update` to what was seen and, when it says the routes may have changed,
+    /// rebuilds the route table and installs it if it differs; all under one lock. The log,
+    /// the Gateway statuses and the notices follow outside it.
+    func rebuild(_ update: (inout Seen) -> Bool = { _ in true }) {
+        let installed = seen.withLock { seen -> (table: EdgeRouteTable, selected: Int, clusters: Int,
+                                                old: [String: [EdgeRouteCondition]])? in
+            guard update(&seen) else { return nil }
+            let (table, selectedCount, clusterCount) = Self.table(gateways: Array(seen.gateways.values),
+                                                                  clusters: Array(seen.clusters.values), settings: state.settings)
+            if table == state.routeTable { return nil }
+            state.install(table)
+            let old = seen.conditions
+            seen.conditions = table.conditions
+            return (table, selectedCount, clusterCount, old)
+        }
+        guard let (table, selectedCount, clusterCount, old) = installed else { return }
         installs.add(1, ordering: .relaxed)
         let summary = table.servers.sorted { $0.key < $1.key }.flatMap { port, hosts in
             hosts.sorted { $0.key < $1.key }.map { host, rules in
@@ -116,11 +144,6 @@ public final class EdgeConfigFollower: Service, Sendable {
             }
         }
         logger.notice("configuration: \(selectedCount) gateways, \(clusterCount) clusters; \(summary.joined(separator: "; "))")
-        let old = lastConditions.withLock { l -> [String: [EdgeRouteCondition]] in
-            let o = l
-            l = table.conditions
-            return o
-        }
         for (gateway, conds) in table.conditions where old[gateway] != conds {
             statusWriter(gateway, Self.status(conds))
         }

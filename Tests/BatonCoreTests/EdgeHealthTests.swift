@@ -35,14 +35,20 @@ import Testing
 
     @Test func aSuccessOrA4xxResetsTheCount() {
         var d = detector()
-        _ = d.record(.connectFailure, for: Self.a, now: .zero)
-        _ = d.record(.connectFailure, for: Self.a, now: .zero)
-        #expect(d.record(.success, for: Self.a, now: .zero) == [])
-        _ = d.record(.status(503), for: Self.a, now: .zero)
-        _ = d.record(.status(503), for: Self.a, now: .zero)
-        #expect(d.record(.status(404), for: Self.a, now: .zero) == [])
-        #expect(d.record(.connectFailure, for: Self.a, now: .zero) == [])
+        // Two connect failures, a success, two more: no ejection (without the reset, the third
+        // failure in a row would eject; the threshold is 3).
+        for outcome in [EdgeAttemptOutcome.connectFailure, .connectFailure, .success, .connectFailure, .connectFailure] {
+            #expect(d.record(outcome, for: Self.a, now: .zero) == [], "\(outcome)")
+        }
+        // A 4xx is the client's fault, not the ingress's: it resets the count too (gateway errors
+        // also eject at 3 in a row).
+        for outcome in [EdgeAttemptOutcome.status(503), .status(503), .status(404), .status(503), .status(503)] {
+            #expect(d.record(outcome, for: Self.a, now: .zero) == [], "\(outcome)")
+        }
         #expect(!d.isEjected(Self.a))
+        // And the count is real: a third gateway error in a row ejects.
+        #expect(d.record(.status(503), for: Self.a, now: .zero).count == 1)
+        #expect(d.isEjected(Self.a))
     }
 
     @Test func ejectionTimeGrowsOnRepeatsAndDecaysWhileHealthy() {

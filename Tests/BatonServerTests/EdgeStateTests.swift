@@ -15,6 +15,9 @@ import Testing
 
     final class Notices: Sendable {
         let list = Mutex<[EdgeNotice]>([])
+        /// The messages of the notices so far (they stay for `take`).
+        func messages() -> [String] { list.withLock { $0.map(\.message) } }
+
         func take() -> [String] {
             list.withLock { l in
                 defer { l = [] }
@@ -126,7 +129,11 @@ import Testing
             for _ in 0..<3 { state.record(.timeout, endpoint: e, cluster: e == Self.e1 ? "cluster-1" : "cluster-2") }
         }
         #expect(state.down == [Self.e1, Self.e2])
+        let messages = notices.messages()
         #expect(notices.take() == ["Cluster/cluster-1 IngressEjected", "Gateway/g LocalityFailover",
                                    "Cluster/cluster-2 IngressEjected", "Gateway/g LocalityFailover"])
+        // First the remote region takes over; then nothing is left, and the edge says what it does.
+        #expect(messages[1].hasSuffix("no local cluster in region-1 has a healthy ingress; sharing traffic across remote regions"))
+        #expect(messages[3].hasSuffix("no cluster has a healthy ingress; answering 503 no healthy upstream"))
     }
 }
