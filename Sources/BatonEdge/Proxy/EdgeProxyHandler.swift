@@ -14,10 +14,9 @@ import NIOHTTP1
 /// its body goes on as it came. Pipelined requests wait in their bytes until the response
 /// before them has ended. The handler keeps reading while a request is served (NIO's
 /// `HTTPServerPipelineHandler` instead stops reading, which costs two `epoll_ctl` calls per
-/// request); it stops only when more than `maxQueuedBytes` wait.
-final class EdgeProxyHandler: ChannelDuplexHandler {
+/// request); it stops only for a reason in `Pause`.
+final class EdgeProxyHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     /// The request being served.
@@ -88,8 +87,27 @@ final class EdgeProxyHandler: ChannelDuplexHandler {
     /// Bytes of pipelined requests that came while the response before them was still going.
     private var queued: ByteBuffer?
     private var draining = false
-    /// A `read` held back while more than `maxQueuedBytes` waited.
-    private var readHeld = false
+    /// Why reading from the client stops (NIO's `autoRead` is off while any holds).
+    struct Pause: OptionSet {
+        let rawValue: UInt8
+        /// More than `maxQueuedBytes` of pipelined requests wait.
+        static let queue = Pause(rawValue: 1)
+        /// The upstream connection cannot take more of the body (backpressure).
+        static let upstream = Pause(rawValue: 2)
+        /// The body outgrew the replay buffer before a connection was ready to take it.
+        static let body = Pause(rawValue: 4)
+    }
+    private var pause: Pause = []
+    private var readingPaused = false
+
+    private func setPause(_ reason: Pause, _ on: Bool) {
+        if on { pause.formUnion(reason) } else { pause.subtract(reason) }
+        let paused = !pause.isEmpty
+        guard paused != readingPaused, let channel else { return }
+        readingPaused = paused
+        // On the loop the option applies at once; turning reading on again reads what waits.
+        channel.setOption(ChannelOptions.autoRead, value: !paused).whenComplete { _ in }
+    }
     /// The edge is draining (SIGTERM): the current response is the connection's last.
     private var quiescing = false
     /// The request could not be read; the connection is being cut.
@@ -128,6 +146,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler {
         guardian.bytesArrived()
         if queued != nil {
             queued!.writeImmutableBuffer(bytes)
+            if queued!.readableBytes > Self.maxQueuedBytes { setPause(.queue, true) }
             return
         }
         feed(&bytes)
@@ -166,7 +185,10 @@ final class EdgeProxyHandler: ChannelDuplexHandler {
             context?.close(promise: nil)
             return
         }
-        if bytes.readableBytes > 0 { queued = bytes }
+        if bytes.readableBytes > 0 {
+            queued = bytes
+            if bytes.readableBytes > Self.maxQueuedBytes { setPause(.queue, true) }
+        }
     }
 
     private func handle(_ part: RequestFramer.Part) {
@@ -201,18 +223,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler {
         defer { draining = false }
         queued = nil
         feed(&bytes)
-        if readHeld, (queued?.readableBytes ?? 0) <= Self.maxQueuedBytes, let context {
-            readHeld = false
-            context.read()
-        }
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if (queued?.readableBytes ?? 0) > Self.maxQueuedBytes {
-            readHeld = true
-        } else {
-            context.read()
-        }
+        if pause.contains(.queue), (queued?.readableBytes ?? 0) <= Self.maxQueuedBytes { setPause(.queue, false) }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -354,6 +365,10 @@ final class EdgeProxyHandler: ChannelDuplexHandler {
         x.upstream = u
         u.delegate = self
         if let channel, !channel.isWritable { u.setAutoRead(false) }
+        // This connection takes the body now: the pauses that came from the last one (or from
+        // having none) end.
+        if !pause.isDisjoint(with: [.upstream, .body]) { setPause([.upstream, .body], false) }
+        if !u.isWritable { setPause(.upstream, true) }
         u.expectResponse(toHead: x.head.method == "HEAD", dechunk: x.head.minor == 0)
         x.connected = true
         x.sent = 0
@@ -372,9 +387,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler {
     /// applies backpressure to the client while the upstream cannot take more.
     private func pump(_ x: Exchange) {
         guard x.connected, let u = x.upstream, !x.requestSent else {
-            if !x.connected, x.bodyBytes > state.settings.retry.maxBufferedBody {
-                context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
-            }
+            if !x.connected, x.bodyBytes > state.settings.retry.maxBufferedBody { setPause(.body, true) }
             return
         }
         while x.sent < x.parts.count {
@@ -584,7 +597,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler {
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {
-        context?.channel.setOption(ChannelOptions.autoRead, value: writable).whenComplete { _ in }
+        setPause(.upstream, !writable)
     }
 
     // MARK: Answers
@@ -632,6 +645,7 @@ final class EdgeProxyHandler: ChannelDuplexHandler {
     private func complete(_ x: Exchange, closed: Bool = false) {
         guard let context, exchange === x else { return }
         exchange = nil
+        if !pause.isDisjoint(with: [.upstream, .body]) { setPause([.upstream, .body], false) }
         x.awaitingResponse = false
         if x.responseStarted {
             if x.keepAlive {

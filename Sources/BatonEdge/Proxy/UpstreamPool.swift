@@ -118,6 +118,8 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func flush() { context?.flush() }
 
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
     /// False while the client cannot take more of the response (backpressure).
     private(set) var autoRead = true
 
