@@ -412,10 +412,11 @@ final class EdgeProxyHandler: ChannelInboundHandler {
 
     private func armResponseTimer(_ x: Exchange) {
         guard let context else { return }
-        let when = NIODeadline.now() + TimeAmount(state.settings.responseTimeout)
+        let now = NIODeadline.now()
+        let when = now + TimeAmount(state.settings.responseTimeout)
         responseDeadline = when
         x.awaitingResponse = true
-        if responseTimer == nil { scheduleResponseTimer(context, at: min(when, .now() + Self.downCheckInterval)) }
+        if responseTimer == nil { scheduleResponseTimer(context, at: min(when, now + Self.downCheckInterval)) }
     }
 
     /// How often a request waiting for its response head looks whether its ingress left
@@ -616,7 +617,9 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         writeLocal(minor: head.minor, status: status, body: body, close: closeNow)
         if head.hasBody { discarding = true }
         countRequest(cluster: "none", status: Int(status.code))
-        log(head: head, status: Int(status.code), cluster: nil, endpoint: nil, start: .now(), attempts: 0, bytes: 0)
+        if let accessLog = state.settings.accessLog {
+            log(accessLog, head: head, status: Int(status.code), cluster: nil, endpoint: nil, start: .now(), attempts: 0, bytes: 0)
+        }
         if !closeNow { guardian.awaitHead() }
     }
 
@@ -664,8 +667,9 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         }
         finishAccounting(x)
         countRequest(cluster: x.cluster ?? "none", status: x.status)
-        log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
-            bytes: x.responseBytes, note: x.attempts > 1 ? " tried=\(Self.triedOrder(x).joined(separator: ","))" : "")
+        if let accessLog = state.settings.accessLog {
+            log(accessLog, x, note: x.attempts > 1 ? " tried=\(Self.triedOrder(x).joined(separator: ","))" : "")
+        }
         if x.keepAlive && !closed {
             guardian.awaitHead()
             drainQueue()
@@ -685,8 +689,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         x.awaitingResponse = false
         finishAccounting(x)
         countRequest(cluster: x.cluster ?? "none", status: x.status)
-        log(head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start, attempts: x.attempts,
-            bytes: x.responseBytes, note: " aborted")
+        if let accessLog = state.settings.accessLog { log(accessLog, x, note: " aborted") }
         context?.close(promise: nil)
     }
 
@@ -713,9 +716,14 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         if x.retries > 0 { state.retriesInFlight.subtract(x.retries, ordering: .relaxed) }
     }
 
-    private func log(head: RequestFramer.Head, status: Int, cluster: String?, endpoint: EdgeEndpoint?, start: NIODeadline,
-                     attempts: Int, bytes: Int, note: String = "") {
-        guard let accessLog = state.settings.accessLog else { return }
+    /// (Callers look the access log up first: with it off, nothing of a line is built.)
+    private func log(_ accessLog: AccessLog, _ x: Exchange, note: String) {
+        log(accessLog, head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start,
+            attempts: x.attempts, bytes: x.responseBytes, note: note)
+    }
+
+    private func log(_ accessLog: AccessLog, head: RequestFramer.Head, status: Int, cluster: String?, endpoint: EdgeEndpoint?,
+                     start: NIODeadline, attempts: Int, bytes: Int, note: String = "") {
         let ms = Double((NIODeadline.now() - start).nanoseconds) / 1e6
         let host = head.host ?? "-"
         let line = "\(AccessLog.timestamp()) \(status) \(cluster ?? "-") \(head.method) \(host)\(head.uri) \(endpoint?.key ?? "-") "
