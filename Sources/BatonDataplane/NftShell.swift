@@ -1,3 +1,4 @@
+import BatonAPI
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -57,7 +58,7 @@ public final class NftShell: Sendable {
         let input = Pipe()
         process.standardInput = input
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        try process.runWithDefaultSignalMask()
         return (process, input.fileHandleForWriting)
     }
 }

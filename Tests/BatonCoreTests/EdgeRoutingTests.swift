@@ -247,7 +247,14 @@ enum EdgeFixtures {
         let rule = plain.unconditionalRule(port: 80, host: F.host.uppercased() + ":80")
         #expect(rule != nil)
         #expect(rule == plain.lookup(port: 80, host: F.host, path: "/x", header: { $0 == "x-healthcheck" ? "true" : nil }))
-        #expect(plain.unconditionalRule(port: 81, host: F.host) == nil)
+        // An edge listening on another port than the only one its Gateways name (behind a load
+        // balancer) gets what `lookupAnyPort` gives.
+        #expect(plain.unconditionalRule(port: 8080, host: F.host) != nil)
+        #expect(plain.unconditionalRule(port: 8080, host: F.host) == plain.lookupAnyPort(host: F.host, path: "/", header: { _ in nil }))
+        let twoPorts = EdgeRouteTable(gateways: [("g", Self.gateway([all])), ("h", Self.gateway([all], port: 81))], clusters: F.clusters)
+        #expect(twoPorts.ports == [80, 81])
+        #expect(twoPorts.unconditionalRule(port: 81, host: F.host) != nil)
+        #expect(twoPorts.unconditionalRule(port: 8080, host: F.host) == nil, "two ports: lookupAnyPort decides per request")
         #expect(plain.unconditionalRule(port: 80, host: "unknown.example.com") == nil)
         // Wildcard hostnames too.
         let wild = EdgeRouteTable(gateways: [("g", Self.gateway([all], host: "*.tse.tetratelabs.io"))], clusters: F.clusters)

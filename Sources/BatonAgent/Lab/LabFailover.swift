@@ -238,7 +238,7 @@ extension Lab {
         }
         process.standardError = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try process.runWithDefaultSignalMask()
         return process
     }
 }

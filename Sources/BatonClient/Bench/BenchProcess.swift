@@ -19,7 +19,7 @@ package final class BenchProcess: @unchecked Sendable {
         process.standardOutput = output ?? FileHandle.nullDevice
         process.standardError = output ?? FileHandle.nullDevice
         Self.installInterruptHandlers()
-        try process.run()
+        try process.runWithDefaultSignalMask()
         let pid = process.processIdentifier
         Self.running.withLock { _ = $0.insert(pid) }
     }

@@ -16,6 +16,8 @@ public struct EdgeRouteTable: Sendable, Hashable {
     public private(set) var servers: [Int: [String: [Rule]]] = [:]
     /// Per Gateway name, the conditions found while resolving it.
     public private(set) var conditions: [String: [EdgeRouteCondition]] = [:]
+    /// The ports served, in order (`lookupAnyPort` tries them per request).
+    public private(set) var ports: [Int] = []
 
     public init() {}
 
@@ -57,9 +59,8 @@ public struct EdgeRouteTable: Sendable, Hashable {
             }
             conditions[name] = conds
         }
+        ports = servers.keys.sorted()
     }
-
-    public var ports: [Int] { servers.keys.sorted() }
 
     /// The rule for a request on `port` for `host` (the Host header, port stripped), or nil (404).
     /// `header` looks a request header up by lowercased name.
@@ -77,7 +78,7 @@ public struct EdgeRouteTable: Sendable, Hashable {
     /// host's first rule when it has no match conditions. Nil when `lookup` must decide per
     /// request (or nothing serves the host). The proxy keeps this per connection.
     public func unconditionalRule(port: Int, host: String) -> Rule? {
-        guard let byHost = servers[port] else { return nil }
+        guard let byHost = servers[port] ?? (ports.count == 1 ? servers[ports[0]] : nil) else { return nil }
         let h = Self.hostKey(host)
         guard let first = (byHost[h] ?? wildcard(h, in: byHost))?.first, first.match.isEmpty else { return nil }
         return first

@@ -62,6 +62,7 @@ public struct EdgeBench: Sendable {
         guard let haproxy = Self.which("haproxy") else { throw Failure.missing("haproxy is not installed (apt-get install haproxy)") }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("baton-edge-bench-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        BenchProcess.removeOnInterrupt(dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let upstreamGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let upstreams = try await [BenchUpstream.start(name: "cluster-1", group: upstreamGroup),
@@ -88,13 +89,13 @@ public struct EdgeBench: Sendable {
                     let process = proxy == "Baton"
                         ? try startBaton(dir: dir, port: port, threads: t, upstreams: upstreams.map(\.port))
                         : try startHAProxy(haproxy, dir: dir, port: port, threads: t, upstreams: upstreams.map(\.port))
-                    defer { Self.stop(process) }
-                    try await Self.waitReady(port: port, process: process, name: proxy)
+                    defer { process.stop() }
+                    try await Self.waitReady(port: port, process: process.process, name: proxy)
                     // A short warm-up fills both proxies' connection pools.
                     _ = try? Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: 1)
-                    let before = Self.cpuTime(process.processIdentifier)
+                    let before = Self.cpuTime(process.process.processIdentifier)
                     let r = try Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: duration)
-                    let after = Self.cpuTime(process.processIdentifier)
+                    let after = Self.cpuTime(process.process.processIdentifier)
                     var run = Run(proxy: proxy, threads: t, requestsPerSecond: r.rps, p50ms: r.p50, p99ms: r.p99, errors: r.errors)
                     let requests = max(1, r.rps * Double(duration))
                     run.userMicros = (after.user - before.user) / requests * 1e6
@@ -165,7 +166,9 @@ public struct EdgeBench: Sendable {
         return (u / hz, s / hz)
     }
 
-    func startBaton(dir: String, port: Int, threads: Int, upstreams: [Int]) throws -> Process {
+    /// The proxies are `BenchProcess`es: a bench interrupted with SIGINT or SIGTERM stops them
+    /// before it exits.
+    func startBaton(dir: String, port: Int, threads: Int, upstreams: [Int]) throws -> BenchProcess {
         let config = dir + "/edge-\(port).yaml"
         var yaml = """
             apiVersion: gateway.tsb.tetrate.io/v2
@@ -193,18 +196,14 @@ public struct EdgeBench: Sendable {
                 """
         }
         try yaml.write(toFile: config, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: batonBinary)
-        p.arguments = ["edge", "--config", config, "--listen", "127.0.0.1:\(port)", "--region", "bench",
-                       "--event-loops", String(threads), "--access-log", "off", "--log-level", "warning"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle(forWritingAtPath: "/dev/stderr")
-        try p.run()
-        return p
+        return try BenchProcess(binary: batonBinary,
+                                arguments: ["edge", "--config", config, "--listen", "127.0.0.1:\(port)", "--region", "bench",
+                                            "--event-loops", String(threads), "--access-log", "off", "--log-level", "warning"],
+                                output: FileHandle.standardError)
     }
 
     /// The throughput bench's HAProxy: checks that observe live traffic, and redispatch.
-    func startHAProxy(_ haproxy: String, dir: String, port: Int, threads: Int, upstreams: [Int]) throws -> Process {
+    func startHAProxy(_ haproxy: String, dir: String, port: Int, threads: Int, upstreams: [Int]) throws -> BenchProcess {
         try Self.startHAProxy(haproxy, config: dir + "/haproxy-\(port).cfg", port: port, threads: threads, upstreams: upstreams,
                               defaults: ["option redispatch", "option forwardfor"],
                               backend: ["http-request set-header X-Forwarded-Proto http",
@@ -216,7 +215,7 @@ public struct EdgeBench: Sendable {
     /// Writes an HAProxy configuration (HTTP, keep-alive both ways, the given extra lines) and
     /// starts it in the foreground, its standard error in `config`'s `.log` beside it.
     static func startHAProxy(_ haproxy: String, config: String, port: Int, threads: Int, upstreams: [Int],
-                             defaults: [String], backend: [String], serverOptions: String) throws -> Process {
+                             defaults: [String], backend: [String], serverOptions: String) throws -> BenchProcess {
         var cfg = """
             global
                 nbthread \(threads)
@@ -243,24 +242,9 @@ public struct EdgeBench: Sendable {
         for line in backend { cfg += "    \(line)\n" }
         for (i, p) in upstreams.enumerated() { cfg += "    server cluster-\(i + 1) 127.0.0.1:\(p)\(serverOptions)\n" }
         try cfg.write(toFile: config, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: haproxy)
-        p.arguments = ["-f", config, "-db"]
         let errors = (config as NSString).deletingPathExtension + ".log"
         _ = FileManager.default.createFile(atPath: errors, contents: nil)
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle(forWritingAtPath: errors)
-        try p.run()
-        return p
-    }
-
-    static func stop(_ p: Process) {
-        guard p.isRunning else { return }
-        kill(p.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(5)
-        while p.isRunning && Date() < deadline { usleep(20_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        return try BenchProcess(binary: haproxy, arguments: ["-f", config, "-db"], output: FileHandle(forWritingAtPath: errors))
     }
 
     static func waitReady(port: Int, process: Process, name: String) async throws {
@@ -305,16 +289,13 @@ public struct EdgeBench: Sendable {
     struct WrkResult { var rps: Double; var p50: Double; var p99: Double; var errors: Int }
 
     static func wrk(_ wrk: String, port: Int, connections: Int, threads: Int, seconds: Int) throws -> WrkResult {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: wrk)
-        p.arguments = ["-t\(threads)", "-c\(connections)", "-d\(seconds)s", "--latency", "-H", "Host: \(hostname)",
-                       "http://127.0.0.1:\(port)/"]
         let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try BenchProcess(binary: wrk, arguments: ["-t\(threads)", "-c\(connections)", "-d\(seconds)s", "--latency",
+                                                          "-H", "Host: \(hostname)", "http://127.0.0.1:\(port)/"],
+                                 output: out.fileHandleForWriting)
+        try? out.fileHandleForWriting.close()
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        p.process.waitUntilExit()
         return try parseWrk(String(decoding: data, as: UTF8.self))
     }
 

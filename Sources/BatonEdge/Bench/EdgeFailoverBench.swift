@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import BatonClient
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -66,6 +67,7 @@ public struct EdgeFailoverBench: Sendable {
         guard let haproxy = EdgeBench.which("haproxy") else { throw EdgeBench.Failure.missing("haproxy is not installed (apt-get install haproxy)") }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("baton-edge-failover-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        BenchProcess.removeOnInterrupt(dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let http = HTTPClient(eventLoopGroupProvider: .shared(group),
@@ -96,10 +98,10 @@ public struct EdgeFailoverBench: Sendable {
             : try startHAProxy(haproxy, dir: dir, port: port, upstreams: [live.port, doomedPort])
         var tombstone: Tombstone?
         defer {
-            EdgeBench.stop(process)
+            process.stop()
         }
         do {
-            try await EdgeBench.waitReady(port: port, process: process, name: proxy)
+            try await EdgeBench.waitReady(port: port, process: process.process, name: proxy)
             let tally = Tally()
             let killedAt = Mutex<ContinuousClock.Instant?>(nil)
             try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -158,7 +160,7 @@ public struct EdgeFailoverBench: Sendable {
     }
 
     /// HAProxy as the issue asks: checks, `observe layer7`, redispatch, retries.
-    func startHAProxy(_ haproxy: String, dir: String, port: Int, upstreams: [Int]) throws -> Process {
+    func startHAProxy(_ haproxy: String, dir: String, port: Int, upstreams: [Int]) throws -> BenchProcess {
         try EdgeBench.startHAProxy(haproxy, config: dir + "/haproxy-failover-\(port).cfg", port: port, threads: 1, upstreams: upstreams,
                                    defaults: ["option redispatch 1", "retry-on conn-failure empty-response response-timeout 503"],
                                    backend: ["option httpchk GET /",
