@@ -152,6 +152,10 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         feed(&bytes)
     }
 
+    /// The last handler: nothing after it waits for the end of a read burst (and responses are
+    /// flushed as they complete), so the event goes no further.
+    func channelReadComplete(context: ChannelHandlerContext) {}
+
     /// A request is in progress with all of it read: what comes now is the next one.
     private var busy: Bool { exchange != nil && !requestOpen }
 
