@@ -24,6 +24,11 @@ final class TinyIngress: @unchecked Sendable {
     private let failing = Atomic<Bool>(false)
     /// Set by `cutLink`: requests are read and never answered.
     let frozen = Atomic<Bool>(false)
+    /// Nonzero: the next request body to pass this many bytes has its connection closed under
+    /// it (once), as an ingress closing a kept-alive connection at the wrong moment would.
+    let closeInBodyAfter = Atomic<Int>(0)
+    /// Request heads received for `POST /count`.
+    let countHeads = Atomic<Int>(0)
     private var blackHoleFD: Int32 = -1
 
     init(name: String, port: Int? = nil) async throws {
@@ -50,8 +55,15 @@ final class TinyIngress: @unchecked Sendable {
             case .head(let h):
                 head = h
                 bodyBytes = 0
+                if h.method == .POST && h.uri == "/count" { ingress.countHeads.add(1, ordering: .relaxed) }
             case .body(let b):
                 bodyBytes += b.readableBytes
+                let after = ingress.closeInBodyAfter.load(ordering: .relaxed)
+                if after > 0 && bodyBytes >= after {
+                    ingress.closeInBodyAfter.store(0, ordering: .relaxed)
+                    head = nil
+                    context.close(promise: nil)
+                }
             case .end:
                 guard let h = head else { return }
                 let check = h.headers.first(name: "user-agent") == "baton-edge-healthcheck"

@@ -392,6 +392,56 @@ struct EdgeProcessTests {
         await w.tearDown()
     }
 
+    /// A kept-alive ingress connection closes under a request whose body has gone past the
+    /// replay buffer: the request cannot be sent again whole, so it is not (a fresh connection
+    /// would get the head and only the rest of the body). The client gets 503 and the ingress
+    /// sees the request once.
+    @Test func aBodyPastTheReplayBufferIsNotResentWhenAKeptAliveIngressClosesUnderIt() async throws {
+        let w = try await World.make([("cluster-1", "region-1")])
+        // One event loop: the request takes one of the pool's kept-alive connections.
+        let edge = try w.edge(extra: ["--event-loops", "1"])
+        defer { edge.kill() }
+        do {
+            try await w.apply(World.gateway(destination: "{}"))
+            let c = w.client(edge)
+            #expect(await Self.settle(c, ["cluster-1"]) == ["cluster-1"])
+            let ingress = w.ingresses["cluster-1"]!
+            ingress.closeInBodyAfter.store(100 * 1024, ordering: .relaxed)
+            let size = 256 * 1024
+            let request = "POST /count HTTP/1.1\r\nHost: \(Self.host)\r\nContent-Length: \(size)\r\n\r\n" + String(repeating: "z", count: size)
+            // The 503 may come on a kept-alive connection (the edge had read the whole body) or
+            // with a close (it had not): a short wait either way.
+            _ = RawHTTP.exchange(port: edge.port, request, timeout: 1)
+            let deadline = ContinuousClock.now + .seconds(10)
+            var line: String?
+            while line == nil && ContinuousClock.now < deadline {
+                line = edge.accessLog.first { $0.contains(" POST ") && $0.contains("/count") }
+                if line == nil { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(ingress.closeInBodyAfter.load(ordering: .relaxed) == 0, "the ingress never closed mid-body")
+            #expect(line?.contains(" 503 ") == true, "\(line ?? "no access log line")")
+            #expect(ingress.countHeads.load(ordering: .relaxed) == 1)
+            // The edge still serves.
+            #expect(await c.get() == .init(status: 200, body: "cluster-1"))
+
+            // The edge's own answer on a connection it closes is logged too (the close used to
+            // come before the exchange was accounted for): `Connection: close` to a route whose
+            // one cluster does not exist.
+            try await w.apply(World.gateway("nowhere-edge", hostname: "nowhere.example.com", destination: "{clusters: [{name: no-such-cluster}]}"))
+            let get = "GET /x HTTP/1.1\r\nHost: nowhere.example.com\r\nConnection: close\r\n\r\n"
+            var answer = RawHTTP.exchange(port: edge.port, get)
+            let routed = ContinuousClock.now + .seconds(10)
+            while answer.response.hasPrefix("HTTP/1.1 404") && ContinuousClock.now < routed {
+                try await Task.sleep(for: .milliseconds(50))
+                answer = RawHTTP.exchange(port: edge.port, get)
+            }
+            #expect(answer.response.hasPrefix("HTTP/1.1 503"))
+            #expect(answer.closed)
+            #expect(edge.accessLog.last?.contains(" 503 - GET nowhere.example.com/x ") == true, "\(edge.accessLog.last ?? "")")
+        }
+        await w.tearDown()
+    }
+
     @Test func bodiesStreamBothWaysAndSIGTERMDrainsInFlightRequests() async throws {
         let w = try await World.make([("cluster-1", "region-1")])
         let edge = try w.edge()

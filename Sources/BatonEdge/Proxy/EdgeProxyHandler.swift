@@ -612,8 +612,16 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         x.status = Int(status.code)
         let close = !x.keepAlive || !x.bodyEnded
         if !x.bodyEnded { discarding = true }
-        writeLocal(minor: x.head.minor, status: status, body: body, close: close)
-        complete(x, closed: close)
+        if close {
+            // The exchange ends (counted, logged) before its answer goes out: writing the answer
+            // closes the connection, and that close can come at once, before `complete` would
+            // have run, and find no exchange to account for.
+            complete(x, closed: true)
+            writeLocal(minor: x.head.minor, status: status, body: body, close: true)
+        } else {
+            writeLocal(minor: x.head.minor, status: status, body: body, close: false)
+            complete(x)
+        }
     }
 
     private func respondLocal(head: RequestFramer.Head, status: HTTPResponseStatus, body: String, close: Bool = false) {
