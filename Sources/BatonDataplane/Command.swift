@@ -23,7 +23,7 @@ public enum Command {
         // answers within a millisecond, which is most of a data-plane change's time.
         let exited = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in exited.signal() }
-        do { try process.runWithDefaultSignalMask() } catch { throw DataplaneCommandError("cannot run \(program): \(error)") }
+        do { try process.runWithStopSignalsUnblocked() } catch { throw DataplaneCommandError("cannot run \(program): \(error)") }
         if let input, let stdin {
             stdin.fileHandleForWriting.write(Data(input.utf8))
             try? stdin.fileHandleForWriting.close()

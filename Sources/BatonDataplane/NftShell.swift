@@ -58,7 +58,7 @@ public final class NftShell: Sendable {
         let input = Pipe()
         process.standardInput = input
         process.standardOutput = FileHandle.nullDevice
-        try process.runWithDefaultSignalMask()
+        try process.runWithStopSignalsUnblocked()
         return (process, input.fileHandleForWriting)
     }
 }

@@ -134,6 +134,11 @@ public final class EdgeConfigFollower: Service, Sendable {
             state.install(table)
             let old = seen.conditions
             seen.conditions = table.conditions
+            // Statuses are queued in the order tables are installed (the writer only queues;
+            // nothing it calls comes back here).
+            for (gateway, conds) in table.conditions where old[gateway] != conds {
+                statusWriter(gateway, Self.status(conds))
+            }
             return (table, selectedCount, clusterCount, old)
         }
         guard let (table, selectedCount, clusterCount, old) = installed else { return }
@@ -144,9 +149,6 @@ public final class EdgeConfigFollower: Service, Sendable {
             }
         }
         logger.notice("configuration: \(selectedCount) gateways, \(clusterCount) clusters; \(summary.joined(separator: "; "))")
-        for (gateway, conds) in table.conditions where old[gateway] != conds {
-            statusWriter(gateway, Self.status(conds))
-        }
         for (gateway, conds) in table.conditions {
             for c in conds where !(old[gateway] ?? []).contains(c) {
                 logger.warning("Gateway \(gateway): \(c)")

@@ -144,7 +144,7 @@ public final class LocalEtcdCluster: Sendable {
         handle?.seekToEndOfFile()
         p.standardOutput = handle ?? FileHandle.nullDevice
         p.standardError = handle ?? FileHandle.nullDevice
-        try p.runWithDefaultSignalMask()
+        try p.runWithStopSignalsUnblocked()
         processes.withLock { $0[i] = p }
         Self.registry.withLock { _ = $0.pids.insert(p.processIdentifier) }
     }

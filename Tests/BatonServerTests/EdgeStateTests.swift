@@ -121,7 +121,7 @@ import Testing
         #expect(notices.take() == ["Cluster/cluster-1 IngressReturned", "Gateway/g LocalityReturned"])
     }
 
-    @Test func everythingDownIsReportedAsNoHealthyUpstream() {
+    @Test func everythingDownIsReportedAsNoHealthyUpstream() throws {
         let clock = ManualClock()
         let notices = Notices()
         let state = make(clock, notices)
@@ -130,6 +130,7 @@ import Testing
         }
         #expect(state.down == [Self.e1, Self.e2])
         let messages = notices.messages()
+        try #require(messages.count == 4)
         #expect(notices.take() == ["Cluster/cluster-1 IngressEjected", "Gateway/g LocalityFailover",
                                    "Cluster/cluster-2 IngressEjected", "Gateway/g LocalityFailover"])
         // First the remote region takes over; then nothing is left, and the edge says what it does.

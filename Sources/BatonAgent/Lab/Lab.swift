@@ -250,7 +250,7 @@ public struct Lab: Sendable {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
-        try process.runWithDefaultSignalMask()
+        try process.runWithStopSignalsUnblocked()
         var pids = recordedPIDs()
         pids[name] = process.processIdentifier
         try pids.map { "\($0.key) \($0.value)" }.sorted().joined(separator: "\n").write(toFile: stateDir + "/pids", atomically: true, encoding: .utf8)

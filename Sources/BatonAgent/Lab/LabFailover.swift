@@ -238,7 +238,7 @@ extension Lab {
         }
         process.standardError = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
-        try process.runWithDefaultSignalMask()
+        try process.runWithStopSignalsUnblocked()
         return process
     }
 }

@@ -19,7 +19,7 @@ package final class BenchProcess: @unchecked Sendable {
         process.standardOutput = output ?? FileHandle.nullDevice
         process.standardError = output ?? FileHandle.nullDevice
         Self.installInterruptHandlers()
-        try process.runWithDefaultSignalMask()
+        try process.runWithStopSignalsUnblocked()
         let pid = process.processIdentifier
         Self.running.withLock { _ = $0.insert(pid) }
     }
@@ -63,7 +63,19 @@ package final class BenchProcess: @unchecked Sendable {
                 source.resume()
                 sources.append(source)
             }
+            // Dispatch installs its own handler once the sources are registered, on another
+            // thread. Until then the signals are ignored (SIG_IGN), and a child started in
+            // between would inherit that and ignore the SIGTERM that stops it; a caught signal
+            // goes back to its default in a child.
+            let deadline = Date().addingTimeInterval(1)
+            while Date() < deadline && [SIGINT, SIGTERM].contains(where: { Self.isIgnored($0) }) { usleep(1000) }
         }
+    }
+
+    private static func isIgnored(_ sig: Int32) -> Bool {
+        var current = sigaction()
+        sigaction(sig, nil, &current)
+        return unsafeBitCast(current.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
     }
 
     package static func waitForHTTP(_ http: HTTPClient, url: String) async throws {

@@ -75,8 +75,10 @@ public struct EdgeRouteTable: Sendable, Hashable {
     }
 
     /// The rule every request on `port` for `host` gets, whatever its path and headers: the
-    /// host's first rule when it has no match conditions. Nil when `lookup` must decide per
-    /// request (or nothing serves the host). The proxy keeps this per connection.
+    /// host's first rule when it has no match conditions. When `port` is not served and exactly
+    /// one port is, that port's (as `lookupAnyPort` would find). Nil when `lookup` must decide
+    /// per request, or when the host is served only on another port among several, or not at
+    /// all. The proxy keeps this per connection.
     public func unconditionalRule(port: Int, host: String) -> Rule? {
         guard let byHost = servers[port] ?? (ports.count == 1 ? servers[ports[0]] : nil) else { return nil }
         let h = Self.hostKey(host)

@@ -295,6 +295,7 @@ public struct EdgeBench: Sendable {
                                  output: out.fileHandleForWriting)
         try? out.fileHandleForWriting.close()
         let data = out.fileHandleForReading.readDataToEndOfFile()
+        try? out.fileHandleForReading.close()
         p.process.waitUntilExit()
         return try parseWrk(String(decoding: data, as: UTF8.self))
     }

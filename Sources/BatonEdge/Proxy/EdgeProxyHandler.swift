@@ -112,6 +112,10 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     private var quiescing = false
     /// The request could not be read; the connection is being cut.
     private var broken = false
+    /// The connection is closing: the edge answered with a close, or it closed. No request after
+    /// that answer is read (RFC 9112 §9.6), even pipelined bytes already here: NIO reports the
+    /// close at once but removes the handler a tick later.
+    private var closing = false
     static let maxQueuedBytes = 64 * 1024
 
     init(state: EdgeState, pool: UpstreamPool, guardian: SlowClientGuard) {
@@ -130,6 +134,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         guardian.stop()
+        dropExchange()
         self.context = nil
         channel = nil
     }
@@ -161,15 +166,16 @@ final class EdgeProxyHandler: ChannelInboundHandler {
 
     /// Reads requests from `bytes` until one is in progress with all of it read; keeps the rest.
     private func feed(_ bytes: inout ByteBuffer) {
-        guard !broken else { return }
+        guard !broken && !closing else { return }
         if busy {
             queued = bytes
+            if bytes.readableBytes > Self.maxQueuedBytes { setPause(.queue, true) }
             return
         }
         do {
             try framer.feed(&bytes) { part in
                 handle(part)
-                return !busy && !broken && context != nil
+                return !busy && !broken && !closing && context != nil
             }
         } catch let error as HTTPFramingError {
             broken = true
@@ -244,18 +250,25 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closing = true
         guardian.stop()
         queued = nil
-        if let x = exchange {
-            exchange = nil
-            x.awaitingResponse = false
-            if let u = x.upstream {
-                u.delegate = nil
-                u.close()
-            }
-            finishAccounting(x)
-        }
+        dropExchange()
         context.fireChannelInactive()
+    }
+
+    /// The client is gone: the exchange ends without an answer, and its ingress connection (which
+    /// holds this handler) closes.
+    private func dropExchange() {
+        guard let x = exchange else { return }
+        exchange = nil
+        x.awaitingResponse = false
+        if let u = x.upstream {
+            x.upstream = nil
+            u.delegate = nil
+            u.close()
+        }
+        finishAccounting(x)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -614,8 +627,8 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         if !x.bodyEnded { discarding = true }
         if close {
             // The exchange ends (counted, logged) before its answer goes out: writing the answer
-            // closes the connection, and that close can come at once, before `complete` would
-            // have run, and find no exchange to account for.
+            // closes the connection, and that close can come at once; `channelInactive` would
+            // then take the exchange first, and `complete` find none to count and log.
             complete(x, closed: true)
             writeLocal(minor: x.head.minor, status: status, body: body, close: true)
         } else {
@@ -648,6 +661,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         else if minor == 0 { b.writeStaticString("\r\nconnection: keep-alive") }
         b.writeStaticString("\r\n\r\n")
         b.writeString(body)
+        if close { closing = true }
         let done = context.writeAndFlush(wrapOutboundOut(b))
         if close { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }
@@ -671,6 +685,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
                 }
             } else {
                 unflushed = false
+                closing = true
                 // Closes once everything written before has gone out.
                 context.writeAndFlush(wrapOutboundOut(allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
                     context.close(promise: nil)

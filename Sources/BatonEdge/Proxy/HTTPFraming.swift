@@ -181,7 +181,6 @@ enum HTTPBytes {
 
     enum Field { case contentLength, transferEncoding, connection, hopByHop, other }
 
-    /// Sorts a field name, ignoring case; lengths first, so most names cost one comparison.
     /// `X-Forwarded-For`, `-Proto`, `-Host` or `Forwarded`: what the edge appends to.
     static func isForwardingField(_ name: UnsafeRawBufferPointer) -> Bool {
         switch name.count {
@@ -193,6 +192,7 @@ enum HTTPBytes {
         }
     }
 
+    /// Sorts a field name, ignoring case; lengths first, so most names cost one comparison.
     static func field(_ name: UnsafeRawBufferPointer) -> Field {
         switch name.count {
         case 14 where equalsLowercase(name, "content-length"): .contentLength

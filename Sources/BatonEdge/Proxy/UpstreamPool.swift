@@ -11,10 +11,12 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// The exchange's handler while it holds this connection. A strong reference, cleared by
-    /// whoever ends the holding (release, close, the client's close): a `weak` one would give
-    /// the client handler a side table, and every retain and release of it (NIO makes several
-    /// per read) would take the runtime's slow path.
+    /// The exchange's handler while it holds this connection. A strong reference, set to nil by
+    /// whoever ends the holding: the pool's `release`, the exchange when it gives the connection
+    /// up (`failed`, the response timer, a response that closes), the client handler when the
+    /// client is gone (`dropExchange`), and this handler when the ingress closes. A `weak` one
+    /// would give the client handler a side table, and every retain and release of it (NIO
+    /// makes several per read) would take the runtime's slow path.
     var delegate: EdgeProxyHandler?
     let endpoint: EdgeEndpoint
     private(set) var context: ChannelHandlerContext?

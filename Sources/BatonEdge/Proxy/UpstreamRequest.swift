@@ -26,7 +26,7 @@ enum UpstreamRequest {
                      cache: inout Forwarding?) -> ByteBuffer {
         guard head.plain else { return rewritten(head, client: client, host: host, allocator: allocator) }
         let forwarding: ByteBuffer
-        if let c = cache, c.host == host {
+        if let c = cache, sameBytes(c.host, host) {
             forwarding = c.bytes
         } else {
             var f = allocator.buffer(capacity: 160)
@@ -47,6 +47,16 @@ enum UpstreamRequest {
         }
         b.writeImmutableBuffer(forwarding)
         return b
+    }
+
+    /// Byte for byte: `==` would take canonically equivalent Unicode hosts for the same, and the
+    /// forwarding fields must carry the host as it came.
+    private static func sameBytes(_ a: String?, _ b: String?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): true
+        case let (a?, b?): a.utf8.elementsEqual(b.utf8)
+        default: false
+        }
     }
 
     private static func writeRequestLine(_ b: inout ByteBuffer, _ head: RequestFramer.Head) {
