@@ -128,11 +128,13 @@ struct LabCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Keep one core busy (a loop, no I/O) for a while, or until the parent process is gone.", shouldDisplay: false)
         @Option(help: "How long, in seconds.") var seconds: Int
+        @Option(help: "Stop as soon as this process is no longer the parent (default: the parent at start).") var parent: Int32?
 
         func validate() throws {
             guard (1...86_400).contains(seconds) else { throw ValidationError("--seconds: \(seconds) is not between 1 and 86400") }
+            if let parent, parent < 1 { throw ValidationError("--parent: \(parent) is not a process ID") }
         }
 
-        func run() { LabLoad.spin(for: .seconds(seconds)) }
+        func run() { LabLoad.spin(for: .seconds(seconds), parent: parent ?? getppid()) }
     }
 }

@@ -123,7 +123,7 @@ public struct StaticRouteBench: Sendable {
             let before = logged("gateway switched"), unhealthyBefore = logged("state=Unhealthy")
             log("load: \(loadProcesses) busy loops for \(loadSeconds) s")
             for i in 1...loadProcesses {
-                try lab.spawn("load\(i)", netns: lab.server, [lab.binary, "lab", "spin", "--seconds", "\(loadSeconds)"])
+                try lab.spawn("load\(i)", netns: lab.server, [lab.binary, "lab", "spin", "--seconds", "\(loadSeconds)", "--parent", "\(getpid())"])
             }
             try await Task.sleep(for: .seconds(loadSeconds))
             try await Task.sleep(for: .seconds(1))

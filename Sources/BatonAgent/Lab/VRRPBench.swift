@@ -345,7 +345,7 @@ public struct VRRPBench: Sendable {
         let cpuBefore = try CPUTimes.read()
         var spinners: [Process] = []
         for i in 1...loadProcesses {
-            spinners.append(try lab.spawn("spin-\(i)", netns: load, [lab.binary, "lab", "spin", "--seconds", "\(loadSeconds)"]))
+            spinners.append(try lab.spawn("spin-\(i)", netns: load, [lab.binary, "lab", "spin", "--seconds", "\(loadSeconds)", "--parent", "\(getpid())"]))
         }
         log("load: \(loadProcesses) busy loops for \(loadSeconds) s; every setting runs at once (\(settings.count) pairs)")
         let start = ContinuousClock.now
