@@ -184,5 +184,7 @@ final class BenchRun: @unchecked Sendable {
     /// Whatever a failed test left: `baton lab down` for the prefix.
     func cleanUp() {
         _ = try? BatonBinary.run(["lab", "down", "--prefix", prefix, "--state-dir", stateDir])
+        // The bench's state directory sits in a temporary directory of its own.
+        try? FileManager.default.removeItem(atPath: (stateDir as NSString).deletingLastPathComponent)
     }
 }
