@@ -86,16 +86,19 @@ public final class EdgeConfigFollower: Service, Sendable {
 
     private func watch(_ kind: KindInfo, from revision: String, gateways isGateways: Bool) async throws {
         for try await event in try await client.watch(kind, namespace: nil, resourceVersion: revision) {
-            let name = event.object.name
-            let value: Resource? = event.type == "DELETED" ? nil : event.object
-            rebuild { seen in
-                let old = isGateways ? seen.gateways[name] : seen.clusters[name]
-                if isGateways { seen.gateways[name] = value } else { seen.clusters[name] = value }
-                // A change of status only (this edge writes Gateway statuses) changes no route.
-                return Self.routingChanged(old, value)
-            }
+            observed(event.type == "DELETED" ? nil : event.object, name: event.object.name, gateway: isGateways)
         }
         throw APIError.unavailable("the \(kind.plural) watch ended")
+    }
+
+    /// A watch event: the Gateway (or Cluster) `name` is now `value`, nil when deleted.
+    func observed(_ value: Resource?, name: String, gateway: Bool) {
+        rebuild { seen in
+            let old = gateway ? seen.gateways[name] : seen.clusters[name]
+            if gateway { seen.gateways[name] = value } else { seen.clusters[name] = value }
+            // A change of status only (this edge writes Gateway statuses) changes no route.
+            return Self.routingChanged(old, value)
+        }
     }
 
     /// The route table an edge with `settings` builds from these Gateways and Clusters, with
