@@ -125,9 +125,9 @@ public final class EdgeConfigFollower: Service, Sendable {
     }
 
     /// Applies `update` to what was seen and, when it says the routes may have changed,
-    /// rebuilds the route table and installs it if it differs; all under one lock. The log,
-    /// the Gateway statuses and the notices follow outside it.
-    func rebuild(_ update: (inout Seen) -> Bool = { _ in true }) {
+    /// rebuilds the route table, installs it if it differs and queues the Gateway statuses that
+    /// changed; all under one lock. The log and the notices follow outside it.
+    func rebuild(_ update: (inout Seen) -> Bool) {
         let installed = seen.withLock { seen -> (table: EdgeRouteTable, selected: Int, clusters: Int,
                                                 old: [String: [EdgeRouteCondition]])? in
             guard update(&seen) else { return nil }

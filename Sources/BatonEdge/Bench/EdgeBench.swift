@@ -141,9 +141,9 @@ public struct EdgeBench: Sendable {
         lines.append("wrk -t\(wrkThreads) -c\(connections) -d\(duration)s, keep-alive, to two loopback upstreams; same machine, same run; "
                      + "the median of \(rounds) run\(rounds == 1 ? "" : "s") each (by req/s), in alternating order.")
         let ratios = threads.map { t -> String in
+            let h = all.filter { $0.threads == t && $0.proxy == "HAProxy" }
+            let b = all.filter { $0.threads == t && $0.proxy == "Baton" }
             let rs = (0..<rounds).compactMap { i -> Double? in
-                let h = all.filter { $0.threads == t && $0.proxy == "HAProxy" }
-                let b = all.filter { $0.threads == t && $0.proxy == "Baton" }
                 guard i < h.count, i < b.count, h[i].requestsPerSecond > 0 else { return nil }
                 return b[i].requestsPerSecond / h[i].requestsPerSecond
             }

@@ -100,6 +100,14 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     private var pause: Pause = []
     private var readingPaused = false
 
+    /// Stops reading while more than `maxQueuedBytes` of pipelined requests wait (`drainQueue`
+    /// goes on again).
+    private func pauseIfQueueFull() {
+        if (queued?.readableBytes ?? 0) > Self.maxQueuedBytes { setPause(.queue, true) }
+    }
+
+    /// Sets or clears `reason`; NIO's `autoRead` changes only when the set goes from empty to
+    /// not empty or back, so clearing a reason that is not set costs nothing.
     private func setPause(_ reason: Pause, _ on: Bool) {
         if on { pause.formUnion(reason) } else { pause.subtract(reason) }
         let paused = !pause.isEmpty
@@ -151,7 +159,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         guardian.bytesArrived()
         if queued != nil {
             queued!.writeImmutableBuffer(bytes)
-            if queued!.readableBytes > Self.maxQueuedBytes { setPause(.queue, true) }
+            pauseIfQueueFull()
             return
         }
         feed(&bytes)
@@ -169,7 +177,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         guard !broken && !closing else { return }
         if busy {
             queued = bytes
-            if bytes.readableBytes > Self.maxQueuedBytes { setPause(.queue, true) }
+            pauseIfQueueFull()
             return
         }
         do {
@@ -197,7 +205,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         }
         if bytes.readableBytes > 0 {
             queued = bytes
-            if bytes.readableBytes > Self.maxQueuedBytes { setPause(.queue, true) }
+            pauseIfQueueFull()
         }
     }
 
@@ -384,7 +392,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         if let channel, !channel.isWritable { u.setAutoRead(false) }
         // This connection takes the body now: the pauses that came from the last one (or from
         // having none) end.
-        if !pause.isDisjoint(with: [.upstream, .body]) { setPause([.upstream, .body], false) }
+        setPause([.upstream, .body], false)
         if !u.isWritable { setPause(.upstream, true) }
         u.expectResponse(toHead: x.head.method == "HEAD", dechunk: x.head.minor == 0)
         x.connected = true
@@ -674,7 +682,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     private func complete(_ x: Exchange, closed: Bool = false) {
         guard let context, exchange === x else { return }
         exchange = nil
-        if !pause.isDisjoint(with: [.upstream, .body]) { setPause([.upstream, .body], false) }
+        setPause([.upstream, .body], false)
         x.awaitingResponse = false
         if x.responseStarted {
             if x.keepAlive {
@@ -692,11 +700,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
                 }
             }
         }
-        finishAccounting(x)
-        countRequest(cluster: x.cluster ?? "none", status: x.status)
-        if let accessLog = state.settings.accessLog {
-            log(accessLog, x, note: x.attempts > 1 ? " tried=\(Self.triedOrder(x).joined(separator: ","))" : "")
-        }
+        account(x, note: x.attempts > 1 ? " tried=\(Self.triedOrder(x).joined(separator: ","))" : "")
         if x.keepAlive && !closed {
             guardian.awaitHead()
             drainQueue()
@@ -714,9 +718,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     private func abort(_ x: Exchange) {
         exchange = nil
         x.awaitingResponse = false
-        finishAccounting(x)
-        countRequest(cluster: x.cluster ?? "none", status: x.status)
-        if let accessLog = state.settings.accessLog { log(accessLog, x, note: " aborted") }
+        account(x, note: " aborted")
         context?.close(promise: nil)
     }
 
@@ -743,10 +745,14 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         if x.retries > 0 { state.retriesInFlight.subtract(x.retries, ordering: .relaxed) }
     }
 
-    /// (Callers look the access log up first: with it off, nothing of a line is built.)
-    private func log(_ accessLog: AccessLog, _ x: Exchange, note: String) {
+    /// An exchange that ended with an answer (whole or cut): the in-flight counts, the request
+    /// counter, the access log line (nothing of which is built when the log is off).
+    private func account(_ x: Exchange, note: @autoclosure () -> String) {
+        finishAccounting(x)
+        countRequest(cluster: x.cluster ?? "none", status: x.status)
+        guard let accessLog = state.settings.accessLog else { return }
         log(accessLog, head: x.head, status: x.status, cluster: x.cluster, endpoint: x.endpoint, start: x.start,
-            attempts: x.attempts, bytes: x.responseBytes, note: note)
+            attempts: x.attempts, bytes: x.responseBytes, note: note())
     }
 
     private func log(_ accessLog: AccessLog, head: RequestFramer.Head, status: Int, cluster: String?, endpoint: EdgeEndpoint?,
