@@ -186,6 +186,62 @@ enum EdgeFixtures {
     }
 }
 
+/// `EdgeBalancer.choices`: what a pick draws from, which the proxy keeps for first attempts
+/// until the route table or the health view changes.
+@Suite struct EdgeBalancerChoicesTests {
+    typealias F = EdgeFixtures
+    static let auto = EdgeRouteResolver.resolve(.init(), hostname: F.host, clusters: F.clusters).route
+
+    static func summary(_ c: EdgeBalancer.Choices) -> [String] {
+        c.choices.map { "\($0.cluster):\($0.endpoints.map(\.address).joined(separator: ","))" }
+    }
+
+    @Test func localityChoosesTheServingTierWithEqualChances() {
+        let all = EdgeBalancer.choices(Self.auto, region: "region-1", isHealthy: { _ in true })
+        #expect(Self.summary(all) == ["cluster-1:127.0.0.11", "cluster-3:127.0.0.13"])
+        #expect(all.upTo == [1, 2])
+        let oneLocalDown = EdgeBalancer.choices(Self.auto, region: "region-1", isHealthy: { $0 != F.ep("127.0.0.11") })
+        #expect(Self.summary(oneLocalDown) == ["cluster-3:127.0.0.13"])
+        let localDown: Set = [F.ep("127.0.0.11"), F.ep("127.0.0.13")]
+        let remote = EdgeBalancer.choices(Self.auto, region: "region-1", isHealthy: { !localDown.contains($0) })
+        #expect(Self.summary(remote) == ["cluster-2:127.0.0.12"])
+        let retry = EdgeBalancer.choices(Self.auto, region: "region-1", excluding: ["cluster-1", "cluster-3"], isHealthy: { _ in true })
+        #expect(Self.summary(retry) == ["cluster-2:127.0.0.12"])
+        let none = EdgeBalancer.choices(Self.auto, region: "region-1", isHealthy: { _ in false })
+        #expect(none.choices.isEmpty)
+        var rng = EdgeRNG(3)
+        #expect(none.draw(using: &rng) == nil)
+        #expect(none.pick(using: &rng) == .noHealthyUpstream(cluster: nil))
+    }
+
+    @Test func strictWeightsKeepADeadClusterWithNoEndpointsAndHealthAwareDropsIt() {
+        let strict = EdgeRouteResolver.resolve(F.named(["cluster-1", "cluster-2"], weights: [80, 20]), hostname: F.host,
+                                               clusters: F.clusters).route
+        let dead: (EdgeEndpoint) -> Bool = { $0 != F.ep("127.0.0.12") }
+        let s = EdgeBalancer.choices(strict, region: "region-1", isHealthy: dead)
+        #expect(Self.summary(s) == ["cluster-1:127.0.0.11", "cluster-2:"])
+        #expect(s.upTo == [80, 100])
+        var rng = EdgeRNG(5)
+        var answers: [String: Int] = [:]
+        for _ in 0..<1000 {
+            guard let (i, e) = s.draw(using: &rng) else { Issue.record("no choice"); return }
+            answers["\(s.choices[i].cluster):\(e.map(String.init) ?? "503")", default: 0] += 1
+        }
+        #expect(Set(answers.keys) == ["cluster-1:0", "cluster-2:503"])
+        #expect(abs(answers["cluster-2:503"]! - 200) < 60)
+
+        let aware = EdgeRouteResolver.resolve(F.named(["cluster-1", "cluster-2"], weights: [80, 20], healthAware: true),
+                                              hostname: F.host, clusters: F.clusters).route
+        let a = EdgeBalancer.choices(aware, region: "region-1", isHealthy: dead)
+        #expect(Self.summary(a) == ["cluster-1:127.0.0.11"])
+        #expect(a.upTo == [80])
+        // A weight of 0 takes no share at all.
+        let zero = EdgeRouteResolver.resolve(F.named(["cluster-1", "cluster-2"], weights: [1, 0]), hostname: F.host,
+                                             clusters: F.clusters).route
+        #expect(Self.summary(EdgeBalancer.choices(zero, region: "region-1", isHealthy: { _ in true })) == ["cluster-1:127.0.0.11"])
+    }
+}
+
 @Suite struct EdgeRouteTableTests {
     typealias F = EdgeFixtures
 

@@ -46,60 +46,82 @@ public enum EdgeBalancer {
     public static func pick(_ route: EdgeRoute, region: String, excluding: [String] = [],
                             isHealthy: (EdgeEndpoint) -> Bool,
                             using rng: inout some RandomNumberGenerator) -> Pick {
+        choices(route, region: region, excluding: excluding, isHealthy: isHealthy).pick(using: &rng)
+    }
+
+    /// What a pick draws from: the clusters that may take the request, each with its weight and
+    /// its endpoints in rotation. It depends only on the route, the region, the excluded clusters
+    /// and the health view, so the proxy keeps the one for first attempts (nothing excluded)
+    /// until the route table or the health view changes: a request then costs one or two
+    /// random draws and no walk over the route.
+    public struct Choices: Sendable, Hashable {
+        public struct Choice: Sendable, Hashable {
+            public var cluster: String
+            /// Its endpoints in rotation. Empty only in a strict weighted list: that cluster's
+            /// share gets 503 "no healthy upstream".
+            public var endpoints: [EdgeEndpoint]
+        }
+        /// In route order.
+        public private(set) var choices: [Choice] = []
+        /// The running total of the weights, per choice: choice `i` takes the rolls below
+        /// `upTo[i]` and at or above `upTo[i - 1]`.
+        public private(set) var upTo: [Int] = []
+
+        public init() {}
+
+        mutating func append(_ cluster: String, endpoints: [EdgeEndpoint], weight: Int) {
+            choices.append(Choice(cluster: cluster, endpoints: endpoints))
+            upTo.append((upTo.last ?? 0) + weight)
+        }
+
+        /// The chosen cluster's index in `choices`, and its endpoint's in its `endpoints` (nil when
+        /// it has none in rotation). Nil: no cluster can take the request. One draw for the
+        /// cluster when there is a choice of weights, one for the endpoint when it has several.
+        @inlinable
+        public func draw(using rng: inout some RandomNumberGenerator) -> (choice: Int, endpoint: Int?)? {
+            guard let total = upTo.last, total > 0 else { return nil }
+            let roll = Int.random(in: 0..<total, using: &rng)
+            var i = 0
+            while upTo[i] <= roll { i += 1 }
+            switch choices[i].endpoints.count {
+            case 0: return (i, nil)
+            case 1: return (i, 0)
+            case let n: return (i, Int.random(in: 0..<n, using: &rng))
+            }
+        }
+
+        @inlinable
+        public func pick(using rng: inout some RandomNumberGenerator) -> Pick {
+            guard let (i, e) = draw(using: &rng) else { return .noHealthyUpstream(cluster: nil) }
+            guard let e else { return .noHealthyUpstream(cluster: choices[i].cluster) }
+            return .endpoint(cluster: choices[i].cluster, endpoint: choices[i].endpoints[e])
+        }
+    }
+
+    /// The choices for an attempt (see `pick`):
+    /// - strict weights: every cluster with a weight above 0, healthy or not;
+    /// - health-aware weights: those of them with an endpoint in rotation;
+    /// - locality: the clusters with an endpoint in rotation in the edge's region, or when there
+    ///   is none, in every region; each with the same chance (weights do not apply).
+    public static func choices(_ route: EdgeRoute, region: String, excluding: [String] = [],
+                               isHealthy: (EdgeEndpoint) -> Bool) -> Choices {
+        var out = Choices()
         switch route.mode {
-        case .weighted(healthAware: false):
-            let candidates = excluding.isEmpty ? route.clusters : route.clusters.filter { !excluding.contains($0.name) }
-            guard let c = weightedChoice(candidates, using: &rng) else { return .noHealthyUpstream(cluster: nil) }
-            guard let e = endpointChoice(c, isHealthy: isHealthy, using: &rng) else { return .noHealthyUpstream(cluster: c.name) }
-            return .endpoint(cluster: c.name, endpoint: e)
-        case .weighted(healthAware: true):
-            let candidates = excluding.isEmpty ? route.clusters : route.clusters.filter { !excluding.contains($0.name) }
-            let live = candidates.filter { $0.endpoints.contains(where: isHealthy) }
-            guard let c = weightedChoice(live, using: &rng), let e = endpointChoice(c, isHealthy: isHealthy, using: &rng) else {
-                return .noHealthyUpstream(cluster: nil)
+        case .weighted(let healthAware):
+            for c in route.clusters where c.weight > 0 && !excluding.contains(c.name) {
+                let live = c.endpoints.filter(isHealthy)
+                if healthAware && live.isEmpty { continue }
+                out.append(c.name, endpoints: live, weight: c.weight)
             }
-            return .endpoint(cluster: c.name, endpoint: e)
         case .locality:
-            // Two passes and no allocation (this runs for every request): count the clusters
-            // that can serve, then take a random one of them.
-            var liveCount = 0, localCount = 0
-            for c in route.clusters where !excluding.contains(c.name) && c.endpoints.contains(where: isHealthy) {
-                liveCount += 1
-                if c.region == region { localCount += 1 }
+            let live = route.clusters.compactMap { c -> (EdgeCluster, [EdgeEndpoint])? in
+                guard !excluding.contains(c.name) else { return nil }
+                let e = c.endpoints.filter(isHealthy)
+                return e.isEmpty ? nil : (c, e)
             }
-            guard liveCount > 0 else { return .noHealthyUpstream(cluster: nil) }
-            let onlyLocal = localCount > 0
-            var k = Int.random(in: 0..<(onlyLocal ? localCount : liveCount), using: &rng)
-            for c in route.clusters where !excluding.contains(c.name) && (!onlyLocal || c.region == region)
-                && c.endpoints.contains(where: isHealthy) {
-                if k == 0 {
-                    guard let e = endpointChoice(c, isHealthy: isHealthy, using: &rng) else { return .noHealthyUpstream(cluster: nil) }
-                    return .endpoint(cluster: c.name, endpoint: e)
-                }
-                k -= 1
-            }
-            return .noHealthyUpstream(cluster: nil)
+            let onlyLocal = live.contains { $0.0.region == region }
+            for (c, e) in live where !onlyLocal || c.region == region { out.append(c.name, endpoints: e, weight: 1) }
         }
-    }
-
-    @inlinable
-    static func weightedChoice(_ clusters: [EdgeCluster], using rng: inout some RandomNumberGenerator) -> EdgeCluster? {
-        let total = clusters.reduce(0) { $0 + max(0, $1.weight) }
-        guard total > 0 else { return nil }
-        var roll = Int.random(in: 0..<total, using: &rng)
-        for c in clusters where c.weight > 0 {
-            if roll < c.weight { return c }
-            roll -= c.weight
-        }
-        return nil
-    }
-
-    @inlinable
-    static func endpointChoice(_ c: EdgeCluster, isHealthy: (EdgeEndpoint) -> Bool,
-                               using rng: inout some RandomNumberGenerator) -> EdgeEndpoint? {
-        if c.endpoints.count == 1 { return isHealthy(c.endpoints[0]) ? c.endpoints[0] : nil }
-        let healthy = c.endpoints.filter(isHealthy)
-        guard !healthy.isEmpty else { return nil }
-        return healthy.count == 1 ? healthy[0] : healthy[Int.random(in: 0..<healthy.count, using: &rng)]
+        return out
     }
 }

@@ -10,6 +10,9 @@ public struct EdgeRouteTable: Sendable, Hashable {
         public var route: EdgeRoute
         /// `gateway/server` for logs and metrics.
         public var server: String
+        /// The rule's place in this table, 0 to `ruleCount` - 1: the proxy keeps what it prepares
+        /// per rule in an array (`EdgeProxyHandler`'s route plans), rebuilt with the table.
+        public var id: Int
     }
 
     /// port → lowercased hostname (or `*.suffix`) → rules in order.
@@ -18,6 +21,8 @@ public struct EdgeRouteTable: Sendable, Hashable {
     public private(set) var conditions: [String: [EdgeRouteCondition]] = [:]
     /// The ports served, in order (`lookupAnyPort` tries them per request).
     public private(set) var ports: [Int] = []
+    /// How many rules the table holds (their `id`s are 0 to this - 1).
+    public private(set) var ruleCount = 0
 
     public init() {}
 
@@ -46,14 +51,16 @@ public struct EdgeRouteTable: Sendable, Hashable {
                     let dest = rule.route?.clusterDestination ?? .init()
                     let (route, c) = EdgeRouteResolver.resolve(dest, hostname: host, clusters: clusters, field: field)
                     conds += c
-                    rules.append(Rule(match: rule.match ?? [], route: route, server: "\(name)/\(server.name)"))
+                    rules.append(Rule(match: rule.match ?? [], route: route, server: "\(name)/\(server.name)", id: ruleCount))
+                    ruleCount += 1
                 }
                 if rules.isEmpty {
                     // No routing: every cluster publishing the hostname (as `clusterDestination: {}`).
                     let (route, c) = EdgeRouteResolver.resolve(.init(), hostname: host, clusters: clusters,
                                                                field: "spec.http[\(i)].routing")
                     conds += c
-                    rules.append(Rule(match: [], route: route, server: "\(name)/\(server.name)"))
+                    rules.append(Rule(match: [], route: route, server: "\(name)/\(server.name)", id: ruleCount))
+                    ruleCount += 1
                 }
                 servers[port, default: [:]][host] = rules
             }

@@ -36,6 +36,9 @@ public struct EdgeBench: Sendable {
         /// The proxy process's CPU per request during the measured run, user and system (µs).
         public var userMicros: Double = 0
         public var systemMicros: Double = 0
+        /// The bench process's CPU per request (its upstreams' event loop), and wrk's (µs).
+        public var upstreamMicros: Double = 0
+        public var wrkMicros: Double = 0
     }
 
     public enum Failure: Error, CustomStringConvertible {
@@ -94,8 +97,10 @@ public struct EdgeBench: Sendable {
                     // A short warm-up fills both proxies' connection pools.
                     _ = try? Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: 1)
                     let before = Self.cpuTime(process.process.processIdentifier)
+                    let selfBefore = Self.cpuTime(getpid()), kidsBefore = Self.childrenCPU()
                     let r = try Self.wrk(wrk, port: port, connections: connections, threads: wrkThreads, seconds: duration)
                     let after = Self.cpuTime(process.process.processIdentifier)
+                    let selfAfter = Self.cpuTime(getpid()), kidsAfter = Self.childrenCPU()
                     var run = Run(proxy: proxy, threads: t, requestsPerSecond: r.rps, p50ms: r.p50, p99ms: r.p99, errors: r.errors)
                     let requests = max(1, r.rps * Double(duration))
                     run.userMicros = (after.user - before.user) / requests * 1e6
@@ -103,6 +108,9 @@ public struct EdgeBench: Sendable {
                     log(String(format: "%@ with %d thread(s): %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors, CPU %.1f µs/request (user %.1f, system %.1f)",
                                proxy, t, run.requestsPerSecond, run.p50ms, run.p99ms, run.errors,
                                run.userMicros + run.systemMicros, run.userMicros, run.systemMicros))
+                    run.upstreamMicros = (selfAfter.user + selfAfter.system - selfBefore.user - selfBefore.system) / requests * 1e6
+                    run.wrkMicros = (kidsAfter - kidsBefore) / requests * 1e6
+                    log(String(format: "    upstreams (this process) %.1f µs/request, wrk %.1f µs/request", run.upstreamMicros, run.wrkMicros))
                     runs.append(run)
                 }
             }
@@ -164,6 +172,14 @@ public struct EdgeBench: Sendable {
         guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return (0, 0) }
         let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
         return (u / hz, s / hz)
+    }
+
+    /// CPU time of this process's children that have been waited for (wrk, once it exits), in seconds.
+    static func childrenCPU() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_CHILDREN.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+            + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
     }
 
     /// The proxies are `BenchProcess`es: a bench interrupted with SIGINT or SIGTERM stops them

@@ -22,7 +22,8 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     /// The request being served.
     final class Exchange {
         let head: RequestFramer.Head
-        let rule: EdgeRouteTable.Rule
+        /// The rule's route, and what first attempts choose from.
+        let plan: UpstreamPool.RoutePlan
         /// The head as every ingress tried gets it, already encoded.
         let upstreamHead: ByteBuffer
         /// False when the client asked to close, or the edge is draining.
@@ -55,9 +56,9 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         /// The ingress said it closes after this response: do not pool the connection.
         var upstreamClosesAfter = false
 
-        init(head: RequestFramer.Head, rule: EdgeRouteTable.Rule, upstreamHead: ByteBuffer) {
+        init(head: RequestFramer.Head, plan: UpstreamPool.RoutePlan, upstreamHead: ByteBuffer) {
             self.head = head
-            self.rule = rule
+            self.plan = plan
             self.upstreamHead = upstreamHead
             self.keepAlive = head.keepAlive
             self.bodyEnded = !head.hasBody
@@ -279,8 +280,13 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         finishAccounting(x)
     }
 
+    /// The client's channel is writable, as its last writability change said (kept here: asking
+    /// the channel costs a pipeline walk per request).
+    private var clientWritable = true
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        exchange?.upstream?.setAutoRead(context.channel.isWritable)
+        clientWritable = context.channel.isWritable
+        exchange?.upstream?.setAutoRead(clientWritable)
         context.fireChannelWritabilityChanged()
     }
 
@@ -299,7 +305,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
             return
         }
         let host = head.host ?? ""
-        guard let rule = route(head, host: host) else {
+        guard let plan = route(head, host: host) else {
             respondLocal(head: head, status: .notFound, body: "no route for host \(host)")
             return
         }
@@ -315,36 +321,54 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         }
         let up = UpstreamRequest.head(head, client: clientAddress, host: host.isEmpty ? nil : host, allocator: allocator,
                                       cache: &forwarding)
-        let x = Exchange(head: head, rule: rule, upstreamHead: up)
+        let x = Exchange(head: head, plan: plan, upstreamHead: up)
         if quiescing { x.keepAlive = false }
         exchange = x
         state.inFlight.add(1, ordering: .relaxed)
         attempt(x)
     }
 
-    /// The host and rule of this connection's last request, when that rule takes every request
-    /// to the host (as of route generation `generation`): a kept-alive client mostly asks the
-    /// same host again.
-    private var lastRoute: (generation: UInt64, host: String, rule: EdgeRouteTable.Rule)?
+    /// The host and route plan of this connection's last request, when its rule takes every
+    /// request to the host (as of route generation `generation`): a kept-alive client mostly
+    /// asks the same host again.
+    private var lastRoute: (generation: UInt64, host: String, plan: UpstreamPool.RoutePlan)?
 
-    private func route(_ head: RequestFramer.Head, host: String) -> EdgeRouteTable.Rule? {
+    private func route(_ head: RequestFramer.Head, host: String) -> UpstreamPool.RoutePlan? {
         pool.refresh(state)
-        if let last = lastRoute, last.generation == pool.generation, last.host == host { return last.rule }
+        if let last = lastRoute, last.generation == pool.generation, last.host == host { return last.plan }
         let port = state.settings.port
         if let rule = pool.table.unconditionalRule(port: port, host: host) {
-            lastRoute = (pool.generation, host, rule)
-            return rule
+            let plan = pool.plan(rule, region: state.settings.region)
+            lastRoute = (pool.generation, host, plan)
+            return plan
         }
-        return pool.table.lookup(port: port, host: host, path: head.uri, header: { head.header($0) })
-            ?? pool.table.lookupAnyPort(host: host, path: head.uri, header: { head.header($0) })
+        guard let rule = pool.table.lookup(port: port, host: host, path: head.uri, header: { head.header($0) })
+            ?? pool.table.lookupAnyPort(host: host, path: head.uri, header: { head.header($0) }) else { return nil }
+        return pool.plan(rule, region: state.settings.region)
     }
 
     // MARK: Attempts
 
     private func attempt(_ x: Exchange) {
+        if x.tried.isEmpty {
+            // A first attempt: the plan's choices are as of this tick (`begin` looked the route up).
+            let choices = x.plan.choices
+            guard let (i, e) = choices.draw(using: &pool.random) else {
+                respond(x, status: .serviceUnavailable, body: "no healthy upstream")
+                return
+            }
+            guard let e else {
+                x.cluster = choices.choices[i].cluster
+                respond(x, status: .serviceUnavailable, body: "no healthy upstream")
+                return
+            }
+            x.attempts += 1
+            connect(x, cluster: choices.choices[i].cluster, endpoint: choices.choices[i].endpoints[e], list: x.plan.lists[i][e])
+            return
+        }
         pool.refresh(state)
         let down = pool.down
-        let pick = EdgeBalancer.pick(x.rule.route, region: state.settings.region, excluding: x.tried,
+        let pick = EdgeBalancer.pick(x.plan.route, region: state.settings.region, excluding: x.tried,
                                      isHealthy: { down.isEmpty || !down.contains($0) }, using: &pool.random)
         switch pick {
         case .noHealthyUpstream(let cluster):
@@ -352,22 +376,22 @@ final class EdgeProxyHandler: ChannelInboundHandler {
             respond(x, status: .serviceUnavailable, body: "no healthy upstream")
         case .endpoint(let cluster, let endpoint):
             x.attempts += 1
-            connect(x, cluster: cluster, endpoint: endpoint)
+            connect(x, cluster: cluster, endpoint: endpoint, list: pool.list(endpoint))
         }
     }
 
-    private func connect(_ x: Exchange, cluster: String, endpoint: EdgeEndpoint) {
+    private func connect(_ x: Exchange, cluster: String, endpoint: EdgeEndpoint, list: UpstreamPool.IdleList) {
         x.cluster = cluster
         x.endpoint = endpoint
         x.connected = false
         x.requestSent = false
-        if let u = pool.takeIdle(endpoint) {
-            send(x, on: u)
+        if let u = pool.takeIdle(list) {
+            send(x, on: u, startedNow: x.attempts == 1 && !x.transparentReconnect)
             return
         }
         // `self` is held strongly until the connect ends: a weak reference would give this
         // handler a side table (see `UpstreamHandler.delegate`).
-        pool.open(endpoint) { [self] result in
+        pool.open(endpoint, list: list) { [self] result in
             guard self.exchange === x else {
                 if case .success(let u) = result { u.close() }
                 return
@@ -386,10 +410,12 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     }
 
     /// Hands the exchange to an upstream connection and sends what there is of the request.
-    private func send(_ x: Exchange, on u: UpstreamHandler) {
+    /// `startedNow`: this is the tick the exchange started in (its first attempt, on an idle
+    /// connection), so `x.start` is the time now.
+    private func send(_ x: Exchange, on u: UpstreamHandler, startedNow: Bool = false) {
         x.upstream = u
         u.delegate = self
-        if let channel, !channel.isWritable { u.setAutoRead(false) }
+        if !clientWritable { u.setAutoRead(false) }
         // This connection takes the body now: the pauses that came from the last one (or from
         // having none) end.
         setPause([.upstream, .body], false)
@@ -401,7 +427,8 @@ final class EdgeProxyHandler: ChannelInboundHandler {
             // The whole request is its head (most GETs): one write, flushed.
             u.write(x.upstreamHead, flush: true)
             x.requestSent = true
-            armResponseTimer(x)
+            // A first attempt goes out in the tick its head came in: its start is the time now.
+            armResponseTimer(x, now: startedNow ? x.start : .now())
             return
         }
         u.write(x.upstreamHead)
@@ -435,9 +462,8 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     private var responseDeadline: NIODeadline?
     private var responseTimer: Scheduled<Void>?
 
-    private func armResponseTimer(_ x: Exchange) {
+    private func armResponseTimer(_ x: Exchange, now: NIODeadline = .now()) {
         guard let context else { return }
-        let now = NIODeadline.now()
         let when = now + TimeAmount(state.settings.responseTimeout)
         responseDeadline = when
         x.awaitingResponse = true
@@ -517,7 +543,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     }
 
     private func retryDecision(_ x: Exchange, _ failure: EdgeRetryPolicy.Failure) -> EdgeRetryPolicy.Decision {
-        state.settings.retry.decide(failure, method: x.head.method, body: x.retryBody, route: x.rule.route,
+        state.settings.retry.decide(failure, method: x.head.method, body: x.retryBody, route: x.plan.route,
                                     retriesSoFar: x.retries, inFlight: state.inFlight.load(ordering: .relaxed),
                                     retriesInFlight: state.retriesInFlight.load(ordering: .relaxed))
     }
@@ -616,7 +642,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
             // again: a body streamed past the replay buffer has lost its first parts.
             x.transparentReconnect = true
             x.awaitingResponse = false
-            connect(x, cluster: c, endpoint: e)
+            connect(x, cluster: c, endpoint: e, list: pool.list(e))
             return
         }
         failed(x, .reset, outcome: .reset)

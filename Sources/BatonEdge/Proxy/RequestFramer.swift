@@ -11,27 +11,46 @@ import NIOCore
 struct RequestFramer {
     typealias Failure = HTTPFramingError
 
-    struct Head {
-        var method: String
-        var uri: String
+    /// One request's head. A class: it goes from the framer through the handler into the
+    /// exchange, and a struct of its strings and buffer would be copied, and each of them
+    /// retained, at every step.
+    final class Head {
+        let method: String
+        let uri: String
         /// HTTP/1.`minor`.
-        var minor: Int
+        let minor: Int
         /// The client keeps the connection after this request (HTTP/1.1 without `close`, or
         /// HTTP/1.0 with `keep-alive`).
-        var keepAlive: Bool
-        var hostCount: Int
-        var host: String?
-        var contentLength: Int
-        var chunked: Bool
-        var expect: String?
+        let keepAlive: Bool
+        let hostCount: Int
+        let host: String?
+        let contentLength: Int
+        let chunked: Bool
+        let expect: String?
         /// The head as received, request line through the blank line.
-        var bytes: ByteBuffer
+        let bytes: ByteBuffer
         /// Where the field lines start in `bytes` (after the request line's CRLF).
-        var fieldsAt: Int
+        let fieldsAt: Int
         /// No field the edge drops or adds to (hop-by-hop fields, those `Connection` names,
         /// `Transfer-Encoding`, `Expect`, and the forwarding fields): the ingress can get the
         /// field lines as one copy.
-        var plain: Bool
+        let plain: Bool
+
+        init(method: String, uri: String, minor: Int, keepAlive: Bool, hostCount: Int, host: String?, contentLength: Int,
+             chunked: Bool, expect: String?, bytes: ByteBuffer, fieldsAt: Int, plain: Bool) {
+            self.method = method
+            self.uri = uri
+            self.minor = minor
+            self.keepAlive = keepAlive
+            self.hostCount = hostCount
+            self.host = host
+            self.contentLength = contentLength
+            self.chunked = chunked
+            self.expect = expect
+            self.bytes = bytes
+            self.fieldsAt = fieldsAt
+            self.plain = plain
+        }
 
         var hasBody: Bool { chunked || contentLength > 0 }
 

@@ -101,8 +101,12 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// As the channel's last writability change said.
+    private var writable = true
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        delegate?.upstreamWritabilityChanged(context.channel.isWritable)
+        writable = context.channel.isWritable
+        delegate?.upstreamWritabilityChanged(writable)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -120,7 +124,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func flush() { context?.flush() }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    var isWritable: Bool { writable && context != nil }
 
     /// False while the client cannot take more of the response (backpressure).
     private(set) var autoRead = true
@@ -152,7 +156,7 @@ final class UpstreamPool {
     }
     private var idle: [EdgeEndpoint: IdleList] = [:]
 
-    private func list(_ endpoint: EdgeEndpoint) -> IdleList {
+    func list(_ endpoint: EdgeEndpoint) -> IdleList {
         if let l = idle[endpoint] { return l }
         let l = IdleList()
         idle[endpoint] = l
@@ -175,7 +179,36 @@ final class UpstreamPool {
             table = state.routeTable
             down = state.down
             generation = g
+            plans = []
         }
+    }
+
+    /// A rule's route made ready for first attempts on this loop, as of one `generation`: the
+    /// balancer's choices for the current health view, and each chosen endpoint's idle list.
+    final class RoutePlan {
+        let route: EdgeRoute
+        let choices: EdgeBalancer.Choices
+        /// `lists[i][j]` is the idle list of `choices.choices[i].endpoints[j]`.
+        let lists: [[IdleList]]
+        init(route: EdgeRoute, choices: EdgeBalancer.Choices, lists: [[IdleList]]) {
+            self.route = route
+            self.choices = choices
+            self.lists = lists
+        }
+    }
+
+    /// By rule id, as of `generation` (emptied when it changes).
+    private var plans: [RoutePlan?] = []
+
+    /// The plan for `rule` of `table` (call `refresh` first).
+    func plan(_ rule: EdgeRouteTable.Rule, region: String) -> RoutePlan {
+        if rule.id < plans.count, let p = plans[rule.id] { return p }
+        let down = self.down
+        let choices = EdgeBalancer.choices(rule.route, region: region, isHealthy: { down.isEmpty || !down.contains($0) })
+        let p = RoutePlan(route: rule.route, choices: choices, lists: choices.choices.map { $0.endpoints.map(list) })
+        if plans.count < table.ruleCount { plans = Array(repeating: nil, count: table.ruleCount) }
+        if rule.id < plans.count { plans[rule.id] = p }
+        return p
     }
 
     /// Whether `e` is out of rotation, as of this loop's copy.
@@ -193,7 +226,7 @@ final class UpstreamPool {
 
     /// Opens a new connection to `endpoint` (take an idle one first with `takeIdle`); calls
     /// `done` on the event loop with it or with the connect error.
-    func open(_ endpoint: EdgeEndpoint, _ done: @escaping (Result<UpstreamHandler, any Error>) -> Void) {
+    func open(_ endpoint: EdgeEndpoint, list: IdleList, _ done: @escaping (Result<UpstreamHandler, any Error>) -> Void) {
         let ep = endpoint
         ClientBootstrap(group: eventLoop)
             .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
@@ -211,7 +244,7 @@ final class UpstreamPool {
                     do {
                         let h = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
                         h.pool = self
-                        h.idleList = self.list(ep)
+                        h.idleList = list
                         done(.success(h))
                     } catch {
                         channel.close(promise: nil)
@@ -223,11 +256,10 @@ final class UpstreamPool {
             }
     }
 
-    /// An idle connection to `endpoint`, if one is open. (The lists are changed in place: taking
+    /// An idle connection from an endpoint's list (`list`), if one is open. (The lists are changed in place: taking
     /// one out of a copy would copy the whole list, and retain every connection on it.)
-    func takeIdle(_ endpoint: EdgeEndpoint) -> UpstreamHandler? {
+    func takeIdle(_ l: IdleList) -> UpstreamHandler? {
         eventLoop.assertInEventLoop()
-        guard let l = idle[endpoint] else { return nil }
         while let h = l.handlers.popLast() {
             if h.isOpen && h.context != nil { return h }
         }
