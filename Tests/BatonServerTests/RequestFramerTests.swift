@@ -138,7 +138,9 @@ import Testing
         let plain = try #require(try Self.run("GET /a?b=1 HTTP/1.1\r\nHost: h.example\r\nAccept: */*\r\nX-Forwarded-Port: 80\r\n\r\n").heads.first)
         #expect(plain.plain)
         var cache: UpstreamRequest.Forwarding?
-        let up = String(buffer: UpstreamRequest.head(plain, client: "127.0.0.1", host: "h.example", allocator: ByteBufferAllocator(), cache: &cache))
+        var spare: ByteBuffer?
+        let up = String(buffer: UpstreamRequest.head(plain, client: "127.0.0.1", host: "h.example", allocator: ByteBufferAllocator(),
+                                                     cache: &cache, spare: &spare))
         let expected = "GET /a?b=1 HTTP/1.1\r\nHost: h.example\r\nAccept: */*\r\nX-Forwarded-Port: 80\r\n"
             + "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h.example\r\n"
             + "Forwarded: for=127.0.0.1;proto=http;host=\"h.example\"\r\n\r\n"
@@ -151,11 +153,13 @@ import Testing
         // The cache follows the host; an HTTP/1.0 request line is rewritten to HTTP/1.1.
         let other = try #require(try Self.run("GET / HTTP/1.0\r\nHost: other.example\r\n\r\n").heads.first)
         #expect(other.plain)
-        #expect(String(buffer: UpstreamRequest.head(other, client: "127.0.0.1", host: "other.example", allocator: ByteBufferAllocator(), cache: &cache))
+        #expect(String(buffer: UpstreamRequest.head(other, client: "127.0.0.1", host: "other.example", allocator: ByteBufferAllocator(),
+                                                    cache: &cache, spare: &spare))
             == "GET / HTTP/1.1\r\nHost: other.example\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"
             + "X-Forwarded-Host: other.example\r\nForwarded: for=127.0.0.1;proto=http;host=\"other.example\"\r\n\r\n")
         #expect(cache?.host == "other.example")
-        #expect(String(buffer: UpstreamRequest.head(plain, client: "127.0.0.1", host: "h.example", allocator: ByteBufferAllocator(), cache: &cache)) == expected)
+        #expect(String(buffer: UpstreamRequest.head(plain, client: "127.0.0.1", host: "h.example", allocator: ByteBufferAllocator(),
+                                                    cache: &cache, spare: &spare)) == expected)
         // Every field the edge drops or appends to makes a head not plain.
         for field in ["Connection: close", "Keep-Alive: 5", "TE: trailers", "Trailer: x", "Upgrade: h2c", "Proxy-Connection: x",
                       "Expect: 100-continue", "X-Forwarded-For: 192.0.2.1", "x-forwarded-proto: https", "X-Forwarded-Host: a",
@@ -165,5 +169,31 @@ import Testing
         }
         let chunked = try #require(try Self.run("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").heads.first)
         #expect(!chunked.plain)
+    }
+
+    /// A connection writes each plain head for an ingress over the buffer of its last one, but
+    /// only once nothing else holds that buffer: a head still held (its write pending, or its
+    /// exchange alive for a retry) keeps its bytes.
+    @Test func aSpareHeadBufferIsReusedOnlyWhenNothingElseHoldsIt() throws {
+        let a = try #require(try Self.run("GET /first HTTP/1.1\r\nHost: h.example\r\n\r\n").heads.first)
+        let b = try #require(try Self.run("GET /second/longer HTTP/1.1\r\nHost: h.example\r\n\r\n").heads.first)
+        var cache: UpstreamRequest.Forwarding?
+        var spare: ByteBuffer?
+        let allocator = ByteBufferAllocator()
+        let held = UpstreamRequest.head(a, client: "127.0.0.1", host: "h.example", allocator: allocator, cache: &cache, spare: &spare)
+        let heldText = String(buffer: held)
+        // `held` still refers to the spare: the next head goes to new storage.
+        let second = UpstreamRequest.head(b, client: "127.0.0.1", host: "h.example", allocator: allocator, cache: &cache, spare: &spare)
+        #expect(String(buffer: held) == heldText)
+        #expect(String(buffer: second).hasPrefix("GET /second/longer HTTP/1.1\r\n"))
+        let secondAddress = second.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) }
+        #expect(secondAddress != held.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) })
+        // Once only the spare holds it, its storage takes the next head.
+        let text = String(buffer: second)
+        _ = consume second
+        let third = UpstreamRequest.head(a, client: "127.0.0.1", host: "h.example", allocator: allocator, cache: &cache, spare: &spare)
+        #expect(third.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } == secondAddress)
+        #expect(String(buffer: third) == heldText)
+        #expect(text.hasPrefix("GET /second/longer"))
     }
 }

@@ -82,6 +82,8 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     private var clientAddress: String?
     /// The forwarding fields the last plain request of this connection got.
     private var forwarding: UpstreamRequest.Forwarding?
+    /// The buffer the last plain head for an ingress was written to (see `UpstreamRequest.head`).
+    private var spareHead: ByteBuffer?
     /// Between a request's head and its end, for the request being served (not a queued one).
     private var requestOpen = false
     private var framer: RequestFramer
@@ -320,7 +322,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
             context?.writeAndFlush(wrapOutboundOut(Self.continueHead), promise: nil)
         }
         let up = UpstreamRequest.head(head, client: clientAddress, host: host.isEmpty ? nil : host, allocator: allocator,
-                                      cache: &forwarding)
+                                      cache: &forwarding, spare: &spareHead)
         let x = Exchange(head: head, plan: plan, upstreamHead: up)
         if quiescing { x.keepAlive = false }
         exchange = x

@@ -9,7 +9,8 @@ enum UpstreamRequest {
     /// `transfer-encoding: chunked` for a chunked body, which goes on as it came.
     static func head(_ head: RequestFramer.Head, client: String?, host: String?, allocator: ByteBufferAllocator) -> ByteBuffer {
         var cache: Forwarding?
-        return self.head(head, client: client, host: host, allocator: allocator, cache: &cache)
+        var spare: ByteBuffer?
+        return self.head(head, client: client, host: host, allocator: allocator, cache: &cache, spare: &spare)
     }
 
     /// The forwarding fields a plain head gets (see `RequestFramer.Head.plain`). They depend only
@@ -21,9 +22,11 @@ enum UpstreamRequest {
     }
 
     /// As above; `cache` holds the last forwarding fields of the connection (the client must not
-    /// change while it is kept).
+    /// change while it is kept). `spare` is the buffer the connection's last plain head was
+    /// written to: once nothing else holds it (its write went out and its exchange ended), the
+    /// next plain head is written over it, with no allocation. It is left holding the result.
     static func head(_ head: RequestFramer.Head, client: String?, host: String?, allocator: ByteBufferAllocator,
-                     cache: inout Forwarding?) -> ByteBuffer {
+                     cache: inout Forwarding?, spare: inout ByteBuffer?) -> ByteBuffer {
         guard head.plain else { return rewritten(head, client: client, host: host, allocator: allocator) }
         let forwarding: ByteBuffer
         if let c = cache, sameBytes(c.host, host) {
@@ -37,7 +40,15 @@ enum UpstreamRequest {
         }
         // The head as it came, request line and field lines in one copy (the request line too
         // when it already says HTTP/1.1), less its blank line; then the forwarding fields.
-        var b = allocator.buffer(capacity: head.bytes.readableBytes + forwarding.readableBytes)
+        var b: ByteBuffer
+        if var last = spare {
+            spare = nil
+            // Keeps the storage when `last` is the only reference to it; otherwise takes new storage.
+            last.clear()
+            b = last
+        } else {
+            b = allocator.buffer(capacity: max(512, head.bytes.readableBytes + forwarding.readableBytes))
+        }
         let fieldsEnd = head.bytes.readableBytes - 2
         if head.minor == 1 {
             b.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex, length: fieldsEnd)!)
@@ -46,6 +57,7 @@ enum UpstreamRequest {
             b.writeImmutableBuffer(head.bytes.getSlice(at: head.bytes.readerIndex + head.fieldsAt, length: fieldsEnd - head.fieldsAt)!)
         }
         b.writeImmutableBuffer(forwarding)
+        spare = b
         return b
     }
 
