@@ -105,6 +105,7 @@ let package = Package(
             "BatonServer", "BatonClient", "BatonTesting", "BatonAgent", "BatonVRRP", "BatonEtcd", "BatonEdge", "BatonDataplane",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

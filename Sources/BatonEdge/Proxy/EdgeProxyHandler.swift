@@ -426,8 +426,8 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         x.connected = true
         x.sent = 0
         if x.bodyEnded && x.parts.isEmpty {
-            // The whole request is its head (most GETs): one write, flushed.
-            u.write(x.upstreamHead, flush: true)
+            // The whole request is its head (most GETs): one write, flushed at the tick's end.
+            u.write(x.upstreamHead, flushAtTickEnd: true)
             x.requestSent = true
             // A first attempt goes out in the tick its head came in: its start is the time now.
             armResponseTimer(x, now: startedNow ? x.start : .now())
@@ -589,10 +589,12 @@ final class EdgeProxyHandler: ChannelInboundHandler {
             if head.framing == .untilClose || (clientMinor == 0 && head.framing == .chunked) { x.keepAlive = false }
             let passThrough = ResponseFramer.passesThrough(head, clientMinor: clientMinor, keepAlive: x.keepAlive)
             if let whole = head.whole, passThrough {
-                // As it came, the whole response: one write, flushed now (`complete` follows).
+                // As it came, the whole response: one write, flushed at the tick's end (`complete`
+                // follows).
                 x.responseBytes += whole.readableBytes - head.bytes.readableBytes
                 unflushed = false
-                context.writeAndFlush(wrapOutboundOut(whole), promise: nil)
+                context.write(wrapOutboundOut(whole), promise: nil)
+                pool.flushAtTickEnd(context)
                 return
             }
             unflushed = true
