@@ -196,4 +196,25 @@ import Testing
         #expect(String(buffer: third) == heldText)
         #expect(text.hasPrefix("GET /second/longer"))
     }
+
+    /// Host values are compared byte for byte: canonically equivalent Unicode is not the same
+    /// host on the wire.
+    @Test func bytesCompareExactly() {
+        func same(_ a: String, _ b: String) -> Bool {
+            Array(b.utf8).withUnsafeBytes { HTTPBytes.same(a, $0) }
+        }
+        #expect(same("bench.example.com", "bench.example.com"))
+        #expect(!same("bench.example.com", "bench.example.org"))
+        #expect(!same("bench.example.com", "bench.example.co"))
+        #expect(same("", ""))
+        #expect(!same("", "a"))
+        let precomposed = "caf\u{E9}.example", decomposed = "cafe\u{301}.example"
+        #expect(precomposed == decomposed)
+        #expect(!same(precomposed, decomposed))
+        #expect(!HTTPBytes.same(precomposed, decomposed))
+        #expect(HTTPBytes.same(decomposed, "cafe\u{301}.example"))
+        // A string built from characters, not from a literal.
+        let built = String(["b", "e", "n", "c", "h"])
+        #expect(HTTPBytes.same(built, "bench") && !HTTPBytes.same(built, "bencH"))
+    }
 }

@@ -1,4 +1,7 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What is wrong with an HTTP/1.1 message as the edge reads it (request or response).
 enum HTTPFramingError: Error, Equatable, CustomStringConvertible {
@@ -150,6 +153,25 @@ struct HeadReader {
 /// Byte-level helpers for HTTP/1.1 heads: no `String` is made for what is only compared.
 enum HTTPBytes {
     static let maxHeadBytes = 64 * 1024
+
+    /// Whether `string`'s UTF-8 is exactly `bytes` (one memory compare for a native string; a
+    /// generic `elementsEqual` over `String.UTF8View` walks it byte by byte).
+    static func same(_ string: String, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        let utf8 = string.utf8
+        guard utf8.count == bytes.count else { return false }
+        if let r = utf8.withContiguousStorageIfAvailable({ s in
+            s.isEmpty || memcmp(s.baseAddress!, bytes.baseAddress!, s.count) == 0
+        }) { return r }
+        return utf8.elementsEqual(bytes)
+    }
+
+    /// Whether two strings have the same UTF-8, byte for byte (`==` also takes canonically
+    /// equivalent Unicode for the same).
+    static func same(_ a: String, _ b: String) -> Bool {
+        let u = b.utf8
+        if let r = u.withContiguousStorageIfAvailable({ same(a, UnsafeRawBufferPointer($0)) }) { return r }
+        return a.utf8.elementsEqual(u)
+    }
 
     static func hexValue(_ b: UInt8) -> Int? {
         switch b {

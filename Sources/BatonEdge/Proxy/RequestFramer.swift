@@ -234,7 +234,7 @@ struct RequestFramer {
                     if name.count == 4 && HTTPBytes.equalsLowercase(name, "host") {
                         hostCount += 1
                         if host == nil {
-                            if let last = lastHost, last.utf8.elementsEqual(value) {
+                            if let last = lastHost, HTTPBytes.same(last, value) {
                                 host = last
                             } else {
                                 host = String(decoding: value, as: UTF8.self)

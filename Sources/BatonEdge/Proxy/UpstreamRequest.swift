@@ -66,7 +66,7 @@ enum UpstreamRequest {
     private static func sameBytes(_ a: String?, _ b: String?) -> Bool {
         switch (a, b) {
         case (nil, nil): true
-        case let (a?, b?): a.utf8.elementsEqual(b.utf8)
+        case let (a?, b?): HTTPBytes.same(a, b)
         default: false
         }
     }
