@@ -42,8 +42,13 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         var attempts = 0
         var retries = 0
         var upstream: UpstreamHandler?
-        var endpoint: EdgeEndpoint?
-        var cluster: String?
+        /// Where the current attempt goes.
+        var target: UpstreamPool.Target?
+        /// The cluster a strict weighted split chose when it had no endpoint in rotation (its
+        /// share gets 503).
+        var deadCluster: String?
+        var cluster: String? { target?.cluster ?? deadCluster }
+        var endpoint: EdgeEndpoint? { target?.endpoint }
         /// The current upstream has the head; parts go to it as they come.
         var connected = false
         var requestSent = false
@@ -354,18 +359,18 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     private func attempt(_ x: Exchange) {
         if x.tried.isEmpty {
             // A first attempt: the plan's choices are as of this tick (`begin` looked the route up).
-            let choices = x.plan.choices
-            guard let (i, e) = choices.draw(using: &pool.random) else {
+            let plan = x.plan
+            guard let (i, e) = plan.choices.draw(using: &pool.random) else {
                 respond(x, status: .serviceUnavailable, body: "no healthy upstream")
                 return
             }
             guard let e else {
-                x.cluster = choices.choices[i].cluster
+                x.deadCluster = plan.choices.choices[i].cluster
                 respond(x, status: .serviceUnavailable, body: "no healthy upstream")
                 return
             }
             x.attempts += 1
-            connect(x, cluster: choices.choices[i].cluster, endpoint: choices.choices[i].endpoints[e], list: x.plan.lists[i][e])
+            connect(x, to: plan.targets[i][e])
             return
         }
         pool.refresh(state)
@@ -374,26 +379,28 @@ final class EdgeProxyHandler: ChannelInboundHandler {
                                      isHealthy: { down.isEmpty || !down.contains($0) }, using: &pool.random)
         switch pick {
         case .noHealthyUpstream(let cluster):
-            if let cluster { x.cluster = cluster }
+            if let cluster {
+                x.target = nil
+                x.deadCluster = cluster
+            }
             respond(x, status: .serviceUnavailable, body: "no healthy upstream")
         case .endpoint(let cluster, let endpoint):
             x.attempts += 1
-            connect(x, cluster: cluster, endpoint: endpoint, list: pool.list(endpoint))
+            connect(x, to: UpstreamPool.Target(cluster: cluster, endpoint: endpoint, list: pool.list(endpoint)))
         }
     }
 
-    private func connect(_ x: Exchange, cluster: String, endpoint: EdgeEndpoint, list: UpstreamPool.IdleList) {
-        x.cluster = cluster
-        x.endpoint = endpoint
+    private func connect(_ x: Exchange, to target: UpstreamPool.Target) {
+        x.target = target
         x.connected = false
         x.requestSent = false
-        if let u = pool.takeIdle(list) {
+        if let u = pool.takeIdle(target.list) {
             send(x, on: u, startedNow: x.attempts == 1 && !x.transparentReconnect)
             return
         }
         // `self` is held strongly until the connect ends: a weak reference would give this
         // handler a side table (see `UpstreamHandler.delegate`).
-        pool.open(endpoint, list: list) { [self] result in
+        pool.open(target.endpoint, list: target.list) { [self] result in
             guard self.exchange === x else {
                 if case .success(let u) = result { u.close() }
                 return
@@ -551,8 +558,8 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     }
 
     private func record(_ x: Exchange, _ outcome: EdgeAttemptOutcome) {
-        guard let e = x.endpoint, let c = x.cluster else { return }
-        state.record(outcome, endpoint: e, cluster: c)
+        guard let t = x.target else { return }
+        state.record(outcome, endpoint: t.endpoint, cluster: t.cluster)
     }
 
     static func kind(_ o: EdgeAttemptOutcome) -> String {
@@ -640,13 +647,13 @@ final class EdgeProxyHandler: ChannelInboundHandler {
             abort(x)
             return
         }
-        if wasReused, !x.transparentReconnect, !x.head.hasBody || x.replayable, let e = x.endpoint, let c = x.cluster {
+        if wasReused, !x.transparentReconnect, !x.head.hasBody || x.replayable, let target = x.target {
             // A kept-alive connection the ingress had closed: try once more on a fresh one,
             // without counting it against the ingress. Only while the whole request can be sent
             // again: a body streamed past the replay buffer has lost its first parts.
             x.transparentReconnect = true
             x.awaitingResponse = false
-            connect(x, cluster: c, endpoint: e, list: pool.list(e))
+            connect(x, to: target)
             return
         }
         failed(x, .reset, outcome: .reset)

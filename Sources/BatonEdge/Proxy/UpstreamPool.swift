@@ -182,17 +182,30 @@ final class UpstreamPool {
         }
     }
 
+    /// An endpoint of a cluster, as an attempt goes to it, with the endpoint's idle list: an
+    /// exchange holds the three with one reference.
+    final class Target {
+        let cluster: String
+        let endpoint: EdgeEndpoint
+        let list: IdleList
+        init(cluster: String, endpoint: EdgeEndpoint, list: IdleList) {
+            self.cluster = cluster
+            self.endpoint = endpoint
+            self.list = list
+        }
+    }
+
     /// A rule's route made ready for first attempts on this loop, as of one `generation`: the
-    /// balancer's choices for the current health view, and each chosen endpoint's idle list.
+    /// balancer's choices for the current health view, and a target for each chosen endpoint.
     final class RoutePlan {
         let route: EdgeRoute
         let choices: EdgeBalancer.Choices
-        /// `lists[i][j]` is the idle list of `choices.choices[i].endpoints[j]`.
-        let lists: [[IdleList]]
-        init(route: EdgeRoute, choices: EdgeBalancer.Choices, lists: [[IdleList]]) {
+        /// `targets[i][j]` is `choices.choices[i].endpoints[j]`.
+        let targets: [[Target]]
+        init(route: EdgeRoute, choices: EdgeBalancer.Choices, targets: [[Target]]) {
             self.route = route
             self.choices = choices
-            self.lists = lists
+            self.targets = targets
         }
     }
 
@@ -204,7 +217,8 @@ final class UpstreamPool {
         if rule.id < plans.count, let p = plans[rule.id] { return p }
         let down = self.down
         let choices = EdgeBalancer.choices(rule.route, region: region, isHealthy: { down.isEmpty || !down.contains($0) })
-        let p = RoutePlan(route: rule.route, choices: choices, lists: choices.choices.map { $0.endpoints.map(list) })
+        let targets = choices.choices.map { c in c.endpoints.map { Target(cluster: c.cluster, endpoint: $0, list: list($0)) } }
+        let p = RoutePlan(route: rule.route, choices: choices, targets: targets)
         if plans.count < table.ruleCount { plans = Array(repeating: nil, count: table.ruleCount) }
         if rule.id < plans.count { plans[rule.id] = p }
         return p
