@@ -201,4 +201,15 @@ import Testing
         #expect(decide(.reset, inFlight: 100, retries: 49) == .retry)           // 50% of 100
         #expect(decide(.reset, inFlight: 100, retries: 50) == .giveUp(reason: "the retry budget (50 in flight) is spent"))
     }
+
+    /// A request taken back from an ingress that left rotation is retried outside the budget
+    /// (16 requests held by a frozen cluster come back at one check), but within everything else.
+    @Test func anAbandonedRequestIsRetriedOutsideTheBudgetOnly() {
+        #expect(decide(.reset, inFlight: 16, retries: 10) == .giveUp(reason: "the retry budget (10 in flight) is spent"))
+        #expect(decide(.abandoned, inFlight: 16, retries: 10) == .retry)
+        #expect(decide(.abandoned, inFlight: 16, retries: 1000) == .retry)
+        #expect(decide(.abandoned, so: 2) == .giveUp(reason: "2 retries already"))
+        #expect(decide(.abandoned, route: Self.strict) == .giveUp(reason: "a strict weighted list does not fail over"))
+        #expect(decide(.abandoned, method: "PUT", body: .streamed) == .giveUp(reason: "the body was streamed and cannot be sent again"))
+    }
 }

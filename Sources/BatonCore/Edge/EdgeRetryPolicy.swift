@@ -11,6 +11,11 @@
 ///   (Envoy's retry budget). The defaults (50%, 10) are above Envoy's (20%, 3): when one of two
 ///   clusters dies, half of the requests in flight need a retry at the same moment, and the
 ///   budget is there to stop a storm when everything fails, not to fail those.
+/// - A request taken back from an ingress that left rotation while it waited (`abandoned`) is
+///   retried outside the budget: its ingress is known to be out, the pick can only send it to one
+///   in rotation, and there is no storm to stop (when every cluster is out, the pick answers 503).
+///   Counted in the budget, the requests a frozen cluster held would all come back at one check
+///   and the budget would fail some of them.
 /// - A strict weighted list never retries (`EdgeRoute.failsOver`): the seed's weights split traffic
 ///   without failover.
 public struct EdgeRetryPolicy: Sendable, Hashable {
@@ -37,6 +42,9 @@ public struct EdgeRetryPolicy: Sendable, Hashable {
         case status(Int)
         /// The proxy's own timeout: not retried (the ingress may be working on it).
         case timeout
+        /// The ingress left rotation while the request (idempotent, as the proxy sent it)
+        /// waited for its response head: the proxy took it back.
+        case abandoned
     }
 
     public enum Decision: Sendable, Hashable {
@@ -52,7 +60,7 @@ public struct EdgeRetryPolicy: Sendable, Hashable {
                        inFlight: Int, retriesInFlight: Int) -> Decision {
         guard route.failsOver else { return .giveUp(reason: "a strict weighted list does not fail over") }
         switch failure {
-        case .connectFailure, .reset, .status(503): break
+        case .connectFailure, .reset, .status(503), .abandoned: break
         case .status(let s): return .giveUp(reason: "status \(s) is not retried")
         case .timeout: return .giveUp(reason: "a timed-out request is not retried")
         }
@@ -65,6 +73,7 @@ public struct EdgeRetryPolicy: Sendable, Hashable {
             }
         }
         if retriesSoFar >= maxRetries { return .giveUp(reason: "\(maxRetries) retries already") }
+        if failure == .abandoned { return .retry }
         let allowed = max(minRetryConcurrency, inFlight * budgetPercent / 100)
         if retriesInFlight >= allowed { return .giveUp(reason: "the retry budget (\(allowed) in flight) is spent") }
         return .retry

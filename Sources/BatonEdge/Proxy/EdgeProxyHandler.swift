@@ -494,7 +494,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
                 if let e = x.endpoint, EdgeRetryPolicy.idempotentMethods.contains(x.head.method), self.pool.isDown(e, self.state) {
                     x.awaitingResponse = false
                     self.state.logger.info("retrying \(x.head.method) \(x.head.uri) elsewhere: ingress \(e) of \(x.cluster ?? "?") left rotation while it waited")
-                    self.failed(x, .reset, outcome: nil)
+                    self.failed(x, .abandoned, outcome: nil)
                     return
                 }
                 self.scheduleResponseTimer(context, at: min(deadline, now + Self.downCheckInterval))
@@ -542,7 +542,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
             return
         }
         switch failure {
-        case .connectFailure, .reset:
+        case .connectFailure, .reset, .abandoned:
             respond(x, status: .serviceUnavailable, body: "no healthy upstream")
         case .timeout:
             respond(x, status: .gatewayTimeout, body: "upstream timeout")
