@@ -178,7 +178,7 @@ final class UpstreamPool {
             table = state.routeTable
             down = state.down
             generation = g
-            plans = []
+            plans = Array(repeating: nil, count: table.ruleCount)
         }
     }
 
@@ -209,18 +209,17 @@ final class UpstreamPool {
         }
     }
 
-    /// By rule id, as of `generation` (emptied when it changes).
+    /// By rule id, as of `generation` (made anew, empty, when it changes).
     private var plans: [RoutePlan?] = []
 
-    /// The plan for `rule` of `table` (call `refresh` first).
+    /// The plan for `rule`, a rule of `table` (call `refresh` first).
     func plan(_ rule: EdgeRouteTable.Rule, region: String) -> RoutePlan {
-        if rule.id < plans.count, let p = plans[rule.id] { return p }
+        if let p = plans[rule.id] { return p }
         let down = self.down
         let choices = EdgeBalancer.choices(rule.route, region: region, isHealthy: { down.isEmpty || !down.contains($0) })
         let targets = choices.choices.map { c in c.endpoints.map { Target(cluster: c.cluster, endpoint: $0, list: list($0)) } }
         let p = RoutePlan(route: rule.route, choices: choices, targets: targets)
-        if plans.count < table.ruleCount { plans = Array(repeating: nil, count: table.ruleCount) }
-        if rule.id < plans.count { plans[rule.id] = p }
+        plans[rule.id] = p
         return p
     }
 
