@@ -24,6 +24,13 @@ public struct EdgeSettings: Sendable {
     /// From the request's end to the ingress's response head; the proxy answers 504 and counts
     /// the timeout against the ingress.
     public var responseTimeout: Duration = .seconds(15)
+    /// While a request body or a response streams, the longest no byte may move either way
+    /// (client to edge, edge to ingress, and back). A client that stops sending its body gets 408;
+    /// an ingress that stops taking the body gets 504 and the timeout counts against it; a
+    /// response that stalls (the ingress stops sending, or the client stops reading) is cut.
+    /// Neither side can pin the other's connection longer (HAProxy's `timeout client` and
+    /// `timeout server`, Envoy's stream idle timeout).
+    public var idleTimeout: Duration = .seconds(60)
     /// Idle upstream connections kept per ingress and event loop.
     public var maxIdlePerEndpoint: Int = 64
     /// How long a SIGTERM waits for in-flight requests before closing what is left.

@@ -39,6 +39,9 @@ struct EdgeCommand: AsyncParsableCommand {
     @Option(name: .customLong("response-timeout"), help: "Seconds an ingress has to send a response head after the request.")
     var responseTimeout: Double = 15
     @Option(name: .customLong("connect-timeout"), help: "Seconds to connect to an ingress.") var connectTimeout: Double = 0.5
+    @Option(name: .customLong("idle-timeout"),
+            help: "Seconds a streaming request body or response may go without a byte moving either way before it is cut.")
+    var idleTimeout: Double = 60
     @Option(name: .customLong("max-header-bytes"), help: "Request heads over this size get 431.") var maxHeaderBytes: Int = 32 * 1024
     @Option(name: .customLong("health-check-interval"), help: "Seconds between active checks of each ingress (0: active checks off).")
     var healthCheckInterval: Double = 0.3
@@ -80,6 +83,7 @@ struct EdgeCommand: AsyncParsableCommand {
         settings.requestHeadTimeout = try Self.seconds(requestHeadTimeout, "--request-head-timeout")
         settings.responseTimeout = try Self.seconds(responseTimeout, "--response-timeout")
         settings.connectTimeout = try Self.seconds(connectTimeout, "--connect-timeout")
+        settings.idleTimeout = try Self.seconds(idleTimeout, "--idle-timeout")
         settings.drainTimeout = try Self.seconds(drainTimeout, "--drain-timeout", allowZero: true)
         guard maxHeaderBytes >= 1024 else { throw ValidationError("--max-header-bytes: \(maxHeaderBytes) must be at least 1024") }
         settings.maxHeaderBytes = maxHeaderBytes

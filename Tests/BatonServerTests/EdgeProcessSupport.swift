@@ -68,6 +68,13 @@ final class TinyIngress: @unchecked Sendable {
                 guard let h = head else { return }
                 let check = h.headers.first(name: "user-agent") == "baton-edge-healthcheck"
                 if ingress.frozen.load(ordering: .relaxed) { return }
+                if h.uri == "/stall" && !check {
+                    // A head and part of the body, then nothing (an ingress stuck mid-response).
+                    let head = HTTPResponseHead(version: h.version, status: .ok, headers: HTTPHeaders([("content-length", "1000")]))
+                    context.write(wrapOutboundOut(.head(head)), promise: nil)
+                    context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "\(ingress.name)\n")))), promise: nil)
+                    return
+                }
                 if h.uri == "/slow" && !check {
                     context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { self.respond(context, h) }
                 } else {
@@ -77,7 +84,8 @@ final class TinyIngress: @unchecked Sendable {
         }
 
         /// The cluster's name; `/echo-headers` adds the request's headers, `/count` the request
-        /// body's size, `/big` answers 8 MiB.
+        /// body's size, `/big` answers 8 MiB. (`/slow` answers after a second; `/stall` sends a
+        /// head and part of its body, and never the rest.)
         func respond(_ context: ChannelHandlerContext, _ h: HTTPRequestHead) {
             let failing = ingress.isFailing
             var body = failing ? "upstream connect error\n" : "\(ingress.name)\n"

@@ -288,7 +288,7 @@ struct EdgeProcessTests {
 
     @Test func malformedOversizedAndSlowClientsAreCutWithoutHurtingOthers() async throws {
         let w = try await World.make([("cluster-1", "region-1")])
-        let edge = try w.edge(extra: ["--request-head-timeout", "1"])
+        let edge = try w.edge(extra: ["--request-head-timeout", "1", "--idle-timeout", "1"])
         defer { edge.kill() }
         do {
             try await w.apply(World.gateway(destination: "{}"))
@@ -303,6 +303,29 @@ struct EdgeProcessTests {
             #expect(cut.response.hasPrefix("HTTP/1.1 408"), "\(cut.response)")
             #expect(cut.closed)
             #expect(during == ["cluster-1": 10])
+
+            // A client that stops sending its body, and an ingress that stops sending its
+            // response: each is cut after the idle timeout, not held.
+            let started = ContinuousClock.now
+            async let halfBody = Task.detached {
+                RawHTTP.exchange(port: port, "POST /count HTTP/1.1\r\nHost: \(Self.host)\r\nContent-Length: 100\r\n\r\nhalf", timeout: 5)
+            }.value
+            async let stall = Task.detached { RawHTTP.exchange(port: port, "GET /stall HTTP/1.1\r\nHost: \(Self.host)\r\n\r\n", timeout: 5) }.value
+            let duringStalls = await c.spread(10)
+            let (sentHalf, stalled) = await (halfBody, stall)
+            #expect(sentHalf.response.hasPrefix("HTTP/1.1 408") && sentHalf.response.contains("request body not received in time"),
+                    "\(sentHalf.response)")
+            #expect(sentHalf.closed)
+            #expect(stalled.response.hasPrefix("HTTP/1.1 200") && stalled.response.hasSuffix("\r\n\r\ncluster-1\n"), "\(stalled.response)")
+            #expect(stalled.closed)
+            #expect(ContinuousClock.now - started >= .milliseconds(900))
+            #expect(duringStalls == ["cluster-1": 10])
+            let aborted = ContinuousClock.now + .seconds(5)
+            while !edge.accessLog.contains(where: { $0.contains("/stall") }) && ContinuousClock.now < aborted {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(edge.accessLog.contains { $0.contains(" 200 cluster-1 GET \(Self.host)/stall ") && $0.contains(" aborted") },
+                    "\(edge.accessLog.suffix(3))")
 
             let garbage = RawHTTP.exchange(port: port, "GARBAGE NONSENSE\r\n\r\n")
             #expect(garbage.response.hasPrefix("HTTP/1.1 400"), "\(garbage.response)")

@@ -131,6 +131,35 @@ import Testing
             == "GET / HTTP/1.1\r\nX-Forwarded-For: 2001:db8::1\r\nX-Forwarded-Proto: http\r\nForwarded: for=\"[2001:db8::1]\";proto=http\r\n\r\n")
     }
 
+    /// RFC 9112 §3.2.2: an absolute-form target names the host. The edge routes by it, and the
+    /// ingress gets the origin form with a Host field made from the target, not the client's.
+    @Test func anAbsoluteFormTargetNamesTheHostAndGoesOnInOriginForm() throws {
+        let h = try #require(try Self.run("GET HTTP://Bookinfo.example.com:8080/productpage?x=1 HTTP/1.1\r\nHost: other.example\r\nAccept: */*\r\n\r\n").heads.first)
+        #expect(h.uri == "/productpage?x=1")
+        #expect(h.host == "Bookinfo.example.com:8080" && h.hostFromTarget && h.hostCount == 1)
+        #expect(!h.plain)
+        var cache: UpstreamRequest.Forwarding?
+        var spare: ByteBuffer?
+        let up = String(buffer: UpstreamRequest.head(h, client: "127.0.0.1", host: h.host, allocator: ByteBufferAllocator(),
+                                                     cache: &cache, spare: &spare))
+        #expect(up == "GET /productpage?x=1 HTTP/1.1\r\nHost: Bookinfo.example.com:8080\r\nAccept: */*\r\n"
+            + "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: Bookinfo.example.com:8080\r\n"
+            + "Forwarded: for=127.0.0.1;proto=http;host=\"Bookinfo.example.com:8080\"\r\n\r\n")
+        // An empty path is `/`, a query alone gets one, OPTIONS with neither asks about the server.
+        #expect(try Self.run("GET https://h.example HTTP/1.1\r\nHost: h.example\r\n\r\n").heads.first?.uri == "/")
+        #expect(try Self.run("GET http://h.example?q=1 HTTP/1.1\r\nHost: h.example\r\n\r\n").heads.first?.uri == "/?q=1")
+        #expect(try Self.run("OPTIONS http://h.example HTTP/1.1\r\nHost: h.example\r\n\r\n").heads.first?.uri == "*")
+        // Origin form and `*` stay as they are, and the Host field names the host.
+        let origin = try #require(try Self.run("OPTIONS * HTTP/1.1\r\nHost: h.example\r\n\r\n").heads.first)
+        #expect(origin.uri == "*" && origin.host == "h.example" && !origin.hostFromTarget && origin.plain)
+        // Other schemes, userinfo, no host, a fragment, or a bare word are refused.
+        for target in ["ftp://h.example/", "http://user@h.example/", "http:///path", "http://h.example/#frag", "productpage", "http:/h"] {
+            #expect(throws: HTTPFramingError.malformed("a bad request target"), "\(target)") {
+                try Self.run("GET \(target) HTTP/1.1\r\nHost: h.example\r\n\r\n")
+            }
+        }
+    }
+
     /// A head with nothing to drop or append to reaches the ingress as one copy of its bytes and
     /// the connection's cached forwarding fields; the result is what the field-by-field path
     /// writes.

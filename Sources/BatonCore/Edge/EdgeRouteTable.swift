@@ -69,6 +69,19 @@ public struct EdgeRouteTable: Sendable, Hashable {
         ports = servers.keys.sorted()
     }
 
+    /// Every ingress endpoint some rule may send to.
+    public var endpoints: Set<EdgeEndpoint> {
+        var all = Set<EdgeEndpoint>()
+        for byHost in servers.values {
+            for rules in byHost.values {
+                for rule in rules {
+                    for cluster in rule.route.clusters { all.formUnion(cluster.endpoints) }
+                }
+            }
+        }
+        return all
+    }
+
     /// The rule for a request on `port` for `host` (the Host header, port stripped), or nil (404).
     /// `header` looks a request header up by lowercased name.
     public func lookup(port: Int, host: String, path: String, header: (String) -> String?) -> Rule? {

@@ -23,7 +23,12 @@ struct RequestFramer {
         /// HTTP/1.0 with `keep-alive`).
         let keepAlive: Bool
         let hostCount: Int
+        /// The Host field's value; for an absolute-form target, the target's authority instead.
         let host: String?
+        /// The target came in absolute form (`http://host/path`): `uri` is its path and query,
+        /// `host` its authority, and the ingress gets a Host field made from it in place of the
+        /// client's (RFC 9112 §3.2.2).
+        let hostFromTarget: Bool
         let contentLength: Int
         let chunked: Bool
         let expect: String?
@@ -36,14 +41,15 @@ struct RequestFramer {
         /// field lines as one copy.
         let plain: Bool
 
-        init(method: String, uri: String, minor: Int, keepAlive: Bool, hostCount: Int, host: String?, contentLength: Int,
-             chunked: Bool, expect: String?, bytes: ByteBuffer, fieldsAt: Int, plain: Bool) {
+        init(method: String, uri: String, minor: Int, keepAlive: Bool, hostCount: Int, host: String?, hostFromTarget: Bool = false,
+             contentLength: Int, chunked: Bool, expect: String?, bytes: ByteBuffer, fieldsAt: Int, plain: Bool) {
             self.method = method
             self.uri = uri
             self.minor = minor
             self.keepAlive = keepAlive
             self.hostCount = hostCount
             self.host = host
+            self.hostFromTarget = hostFromTarget
             self.contentLength = contentLength
             self.chunked = chunked
             self.expect = expect
@@ -170,7 +176,15 @@ struct RequestFramer {
             let targetStart = i
             while i < p.count && p[i] > 32 && p[i] < 127 { i += 1 }
             guard i > targetStart, i + 13 <= p.count, p[i] == 32 else { throw Failure.malformed("a bad request target") }
-            let uri = String(decoding: UnsafeRawBufferPointer(rebasing: p[targetStart..<i]), as: UTF8.self)
+            var uri = String(decoding: UnsafeRawBufferPointer(rebasing: p[targetStart..<i]), as: UTF8.self)
+            // Origin form (`/path`), `*`, or CONNECT's authority form (answered 405 later); any
+            // other target must be in absolute form.
+            var authority: String?
+            if p[targetStart] != 47, !(i - targetStart == 1 && p[targetStart] == 42), method != "CONNECT" {
+                guard let (a, path) = Self.absoluteForm(uri, method: method) else { throw Failure.malformed("a bad request target") }
+                authority = a
+                uri = path
+            }
             i += 1
             guard p[i] == 72, p[i + 1] == 84, p[i + 2] == 84, p[i + 3] == 80, p[i + 4] == 47, p[i + 5] == 49, p[i + 6] == 46,
                   p[i + 7] == 48 || p[i + 7] == 49, p[i + 8] == 13, p[i + 9] == 10 else {
@@ -255,8 +269,33 @@ struct RequestFramer {
             }
             if transferEncoding && minor == 0 { throw Failure.malformed("transfer-encoding in an HTTP/1.0 request") }
             return Head(method: method, uri: uri, minor: minor, keepAlive: minor == 1 ? !close : keepAliveToken,
-                        hostCount: hostCount, host: host, contentLength: contentLength ?? 0, chunked: chunked, expect: expect,
-                        bytes: bytes, fieldsAt: fieldsAt, plain: plain)
+                        hostCount: hostCount, host: authority ?? host, hostFromTarget: authority != nil,
+                        contentLength: contentLength ?? 0, chunked: chunked, expect: expect,
+                        bytes: bytes, fieldsAt: fieldsAt, plain: plain && authority == nil)
         }
+    }
+
+    /// An absolute-form target's authority and its path and query in origin form (`/` when the
+    /// path is empty; `*` for an OPTIONS with neither), or nil when it is not an `http` or
+    /// `https` URI with a host. Userinfo (`user@host`) is refused: RFC 9110 §4.2.4 forbids it
+    /// in these URIs, and a recipient should treat it as an error.
+    static func absoluteForm(_ target: String, method: String) -> (authority: String, path: String)? {
+        let t = target.utf8
+        let lower = t.prefix(8).map(HTTPBytes.lower)
+        let schemeLength: Int
+        if lower.starts(with: "http://".utf8) { schemeLength = 7 }
+        else if lower.starts(with: "https://".utf8) { schemeLength = 8 }
+        else { return nil }
+        let rest = t.dropFirst(schemeLength)
+        let end = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? rest.endIndex
+        let authority = rest[..<end]
+        guard !authority.isEmpty, !authority.contains(UInt8(ascii: "@")) else { return nil }
+        let tail = rest[end...]
+        if tail.contains(UInt8(ascii: "#")) { return nil }  // a request target has no fragment
+        let path: String
+        if tail.isEmpty { path = method == "OPTIONS" ? "*" : "/" }
+        else if tail.first == UInt8(ascii: "?") { path = "/" + String(decoding: tail, as: UTF8.self) }
+        else { path = String(decoding: tail, as: UTF8.self) }
+        return (String(decoding: authority, as: UTF8.self), path)
     }
 }

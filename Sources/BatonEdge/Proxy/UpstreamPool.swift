@@ -113,12 +113,14 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.close(promise: nil)
     }
 
-    /// Writes `bytes`; with `flushAtTickEnd`, flushes them once this loop tick's events are done
-    /// (see `UpstreamPool.flushAtTickEnd`).
-    func write(_ bytes: ByteBuffer, flushAtTickEnd: Bool = false) {
+    func write(_ bytes: ByteBuffer) {
         guard let context else { return }
         context.write(wrapOutboundOut(bytes), promise: nil)
-        if flushAtTickEnd { pool?.flushAtTickEnd(context) }
+    }
+
+    func writeAndFlush(_ bytes: ByteBuffer) {
+        guard let context else { return }
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
     }
 
     func flush() { context?.flush() }
@@ -152,6 +154,8 @@ final class UpstreamPool {
     /// returning it to the pool costs no hashing.
     final class IdleList {
         var handlers: [UpstreamHandler] = []
+        /// Its endpoint left the route table: a connection coming back to it closes instead.
+        var retired = false
     }
     private var idle: [EdgeEndpoint: IdleList] = [:]
 
@@ -179,6 +183,22 @@ final class UpstreamPool {
             down = state.down
             generation = g
             plans = Array(repeating: nil, count: table.ruleCount)
+            pruneIdle()
+        }
+    }
+
+    /// Closes the idle connections to endpoints the route table no longer names, and retires
+    /// their lists: an ingress removed from its Cluster (or a Cluster deleted) keeps no
+    /// connection open from this edge. An endpoint that comes back gets a new list.
+    private func pruneIdle() {
+        guard !idle.isEmpty else { return }
+        let named = table.endpoints
+        for (endpoint, l) in idle where !named.contains(endpoint) {
+            idle[endpoint] = nil
+            l.retired = true
+            let handlers = l.handlers
+            l.handlers = []
+            for h in handlers { h.close() }
         }
     }
 
@@ -286,7 +306,7 @@ final class UpstreamPool {
         guard h.isOpen, h.context != nil else { return }
         h.setAutoRead(true)
         h.reused = true
-        guard let l = h.idleList, l.handlers.count < maxIdlePerEndpoint else {
+        guard let l = h.idleList, !l.retired, l.handlers.count < maxIdlePerEndpoint else {
             h.close()
             return
         }

@@ -78,7 +78,8 @@ enum UpstreamRequest {
         b.writeStaticString(" HTTP/1.1\r\n")
     }
 
-    /// A head with fields to drop or to append to, field by field.
+    /// A head with fields to drop or to append to, field by field (and every head whose target
+    /// came in absolute form: it goes in origin form, with a Host field made from it).
     private static func rewritten(_ head: RequestFramer.Head, client: String?, host: String?, allocator: ByteBufferAllocator) -> ByteBuffer {
         let ip = client ?? "unknown"
         var named: [[UInt8]] = []
@@ -88,6 +89,12 @@ enum UpstreamRequest {
         var sawHost = false
         var b = allocator.buffer(capacity: head.bytes.readableBytes + 160)
         writeRequestLine(&b, head)
+        if head.hostFromTarget, let host {
+            // An absolute-form target names the host; the client's Host field is replaced.
+            b.writeStaticString("Host: ")
+            b.writeString(host)
+            b.writeStaticString("\r\n")
+        }
         head.forEachField { name, value, _ in
             if HTTPBytes.field(name) == .connection {
                 HTTPBytes.forEachToken(value) { t in named.append(t.map(HTTPBytes.lower)) }
@@ -113,6 +120,8 @@ enum UpstreamRequest {
                     sawProto = true
                 case 16 where HTTPBytes.equalsLowercase(name, "x-forwarded-host"):
                     sawHost = true
+                case 4 where head.hostFromTarget && HTTPBytes.equalsLowercase(name, "host"):
+                    return
                 default:
                     break
                 }
