@@ -12,6 +12,12 @@ public struct EdgeSettings: Sendable {
     public var labels: [String: String]
     /// Event loops (threads) serving connections; each has its own upstream pools.
     public var eventLoops: Int = 1
+    /// Whether a request that is only its head (most GETs) goes to its ingress at once, or waits
+    /// for the end of the loop's tick, as small whole responses do. Nil: at once with more than one
+    /// event loop, at the tick's end with one; that is what measured faster for each on
+    /// `baton lab bench edge` (see docs/edge-gateway.md, "The proxy").
+    public var requestFlush: Bool?
+    var requestsFlushAtOnce: Bool { requestFlush ?? (eventLoops > 1) }
     /// A request head over this many bytes (request line and headers) gets 431.
     public var maxHeaderBytes: Int = 32 * 1024
     /// From accepting a connection, or from the end of the previous response on a kept-alive one,

@@ -355,7 +355,8 @@ struct EdgeProcessTests {
 
     @Test func pipelinedRequestsAreAnsweredInOrderAndExpectContinueIsAnsweredByTheEdge() async throws {
         let w = try await World.make([("cluster-1", "region-1")])
-        let edge = try w.edge()
+        // Two event loops: requests go to the ingress at once (with one, at the tick's end).
+        let edge = try w.edge(extra: ["--event-loops", "2"])
         defer { edge.kill() }
         do {
             try await w.apply(World.gateway(destination: "{}"))

@@ -70,4 +70,18 @@ import Testing
         #expect(try b.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "again"))
         for ch in [a, b, c] { _ = try ch.finish() }
     }
+
+    /// Whole requests wait for the tick's end with one event loop and go at once with more,
+    /// unless the setting says which.
+    @Test func requestsFlushAtOnceWithMoreThanOneEventLoopUnlessSet() {
+        var s = EdgeSettings(host: "127.0.0.1", port: 80, region: "r")
+        #expect(!s.requestsFlushAtOnce)
+        s.eventLoops = 2
+        #expect(s.requestsFlushAtOnce)
+        s.requestFlush = false
+        #expect(!s.requestsFlushAtOnce)
+        s.eventLoops = 1
+        s.requestFlush = true
+        #expect(s.requestsFlushAtOnce)
+    }
 }

@@ -31,7 +31,7 @@ public final class EdgeProxyServer: Service, Sendable {
         for loop in group.makeIterator() {
             pools[ObjectIdentifier(loop)] = UpstreamPoolBox(UpstreamPool(
                 eventLoop: loop, connectTimeout: TimeAmount(s.connectTimeout),
-                maxIdlePerEndpoint: s.maxIdlePerEndpoint, logger: state.logger))
+                maxIdlePerEndpoint: s.maxIdlePerEndpoint, requestsFlushAtOnce: s.requestsFlushAtOnce, logger: state.logger))
         }
         self.pools = pools
     }

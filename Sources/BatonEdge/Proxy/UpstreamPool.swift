@@ -118,9 +118,15 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(bytes), promise: nil)
     }
 
-    func writeAndFlush(_ bytes: ByteBuffer) {
-        guard let context else { return }
-        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    /// Writes a whole request: flushed at once, or at the tick's end (`requestsFlushAtOnce`).
+    func writeRequest(_ bytes: ByteBuffer) {
+        guard let context, let pool else { return }
+        if pool.requestsFlushAtOnce {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(bytes), promise: nil)
+            pool.flushAtTickEnd(context)
+        }
     }
 
     func flush() { context?.flush() }
@@ -249,8 +255,14 @@ final class UpstreamPool {
         return !down.isEmpty && down.contains(e)
     }
 
-    init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdlePerEndpoint: Int, logger: Logger) {
+    /// Whether a request that is only its head is flushed to its ingress at once (true) or at
+    /// the tick's end, with the responses (false). See `EdgeSettings.requestsFlushAtOnce`.
+    let requestsFlushAtOnce: Bool
+
+    init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdlePerEndpoint: Int, requestsFlushAtOnce: Bool = true,
+         logger: Logger) {
         self.eventLoop = eventLoop
+        self.requestsFlushAtOnce = requestsFlushAtOnce
         self.connectTimeout = connectTimeout
         self.maxIdlePerEndpoint = maxIdlePerEndpoint
         self.logger = logger
