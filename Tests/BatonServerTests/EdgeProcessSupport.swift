@@ -56,6 +56,8 @@ final class TinyIngress: @unchecked Sendable {
                 head = h
                 bodyBytes = 0
                 if h.method == .POST && h.uri == "/count" { ingress.countHeads.add(1, ordering: .relaxed) }
+                // An ingress that takes a request head and then stops reading its body.
+                if h.uri == "/noread" { context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
             case .body(let b):
                 bodyBytes += b.readableBytes
                 let after = ingress.closeInBodyAfter.load(ordering: .relaxed)
@@ -85,7 +87,7 @@ final class TinyIngress: @unchecked Sendable {
 
         /// The cluster's name; `/echo-headers` adds the request's headers, `/count` the request
         /// body's size, `/big` answers 8 MiB. (`/slow` answers after a second; `/stall` sends a
-        /// head and part of its body, and never the rest.)
+        /// head and part of its body, and never the rest; `/noread` stops reading after the head.)
         func respond(_ context: ChannelHandlerContext, _ h: HTTPRequestHead) {
             let failing = ingress.isFailing
             var body = failing ? "upstream connect error\n" : "\(ingress.name)\n"

@@ -327,6 +327,24 @@ struct EdgeProcessTests {
             #expect(edge.accessLog.contains { $0.contains(" 200 cluster-1 GET \(Self.host)/stall ") && $0.contains(" aborted") },
                     "\(edge.accessLog.suffix(3))")
 
+            // An ingress that stops taking a body: once the buffers between are full, nothing
+            // moves, and after the idle timeout the edge answers 504 (or cuts the upload).
+            var upload = HTTPClientRequest(url: "http://127.0.0.1:\(port)/noread")
+            upload.method = .POST
+            upload.headers.replaceOrAdd(name: "Host", value: Self.host)
+            let chunk = ByteBuffer(repeating: UInt8(ascii: "n"), count: 64 * 1024)
+            upload.body = .stream(AsyncStream<ByteBuffer> { cont in
+                for _ in 0..<512 { cont.yield(chunk) }
+                cont.finish()
+            }, length: .unknown)
+            let uploadStatus = try? await w.http.execute(upload, timeout: .seconds(20)).status
+            #expect(uploadStatus == nil || uploadStatus == .gatewayTimeout, "\(String(describing: uploadStatus))")
+            let logged504 = ContinuousClock.now + .seconds(5)
+            while !edge.accessLog.contains(where: { $0.contains("/noread") }) && ContinuousClock.now < logged504 {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(edge.accessLog.contains { $0.contains(" 504 cluster-1 POST \(Self.host)/noread ") }, "\(edge.accessLog.suffix(3))")
+
             let garbage = RawHTTP.exchange(port: port, "GARBAGE NONSENSE\r\n\r\n")
             #expect(garbage.response.hasPrefix("HTTP/1.1 400"), "\(garbage.response)")
             #expect(garbage.closed)
