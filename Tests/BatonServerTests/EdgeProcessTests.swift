@@ -290,9 +290,14 @@ struct EdgeProcessTests {
         let w = try await World.make([("cluster-1", "region-1")])
         let edge = try w.edge(extra: ["--request-head-timeout", "1", "--idle-timeout", "1"])
         defer { edge.kill() }
+        // The edge closes a kept-alive connection that has waited 1 s for a request; this client
+        // drops its idle connections sooner, so it never sends on one the edge is closing.
+        var config = HTTPClient.Configuration()
+        config.connectionPool = .init(idleTimeout: .milliseconds(400))
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         do {
             try await w.apply(World.gateway(destination: "{}"))
-            let c = w.client(edge)
+            let c = EdgeClient(port: edge.port, host: Self.host, http: http)
             #expect(await Self.settle(c, ["cluster-1"]) == ["cluster-1"])
             let port = edge.port
             // A slow client: part of a head, then nothing. Cut with 408 after the timeout,
@@ -368,6 +373,7 @@ struct EdgeProcessTests {
             #expect(!ok.response.contains("keep-alive: timeout"))
             #expect(await c.spread(10) == ["cluster-1": 10])
         }
+        try? await http.shutdown()
         await w.tearDown()
     }
 

@@ -120,12 +120,12 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Writes a whole request: flushed at once, or at the tick's end (`requestsFlushAtOnce`).
     func writeRequest(_ bytes: ByteBuffer) {
-        guard let context, let pool else { return }
-        if pool.requestsFlushAtOnce {
-            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
-        } else {
+        guard let context else { return }
+        if let pool, !pool.requestsFlushAtOnce {
             context.write(wrapOutboundOut(bytes), promise: nil)
             pool.flushAtTickEnd(context)
+        } else {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
         }
     }
 
