@@ -88,6 +88,19 @@ struct EdgeProcessTests {
         }
     }
 
+    /// A POST of `chunks` × 64 KiB, streamed chunked (no length).
+    static func streamedUpload(port: Int, path: String, chunks: Int) -> HTTPClientRequest {
+        var upload = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        upload.method = .POST
+        upload.headers.replaceOrAdd(name: "Host", value: host)
+        let chunk = ByteBuffer(repeating: UInt8(ascii: "y"), count: 64 * 1024)
+        upload.body = .stream(AsyncStream<ByteBuffer> { cont in
+            for _ in 0..<chunks { cont.yield(chunk) }
+            cont.finish()
+        }, length: .unknown)
+        return upload
+    }
+
     /// Waits until `n` requests in a row were answered by exactly the `expected` set of answers.
     static func settle(_ c: EdgeClient, _ expected: Set<String>, n: Int = 20, timeout: Duration = .seconds(15)) async -> Set<String> {
         let deadline = ContinuousClock.now + timeout
@@ -334,14 +347,7 @@ struct EdgeProcessTests {
 
             // An ingress that stops taking a body: once the buffers between are full, nothing
             // moves, and after the idle timeout the edge answers 504 (or cuts the upload).
-            var upload = HTTPClientRequest(url: "http://127.0.0.1:\(port)/noread")
-            upload.method = .POST
-            upload.headers.replaceOrAdd(name: "Host", value: Self.host)
-            let chunk = ByteBuffer(repeating: UInt8(ascii: "n"), count: 64 * 1024)
-            upload.body = .stream(AsyncStream<ByteBuffer> { cont in
-                for _ in 0..<512 { cont.yield(chunk) }
-                cont.finish()
-            }, length: .unknown)
+            let upload = Self.streamedUpload(port: port, path: "/noread", chunks: 512)
             let uploadStatus = try? await w.http.execute(upload, timeout: .seconds(20)).status
             #expect(uploadStatus == nil || uploadStatus == .gatewayTimeout, "\(String(describing: uploadStatus))")
             let logged504 = ContinuousClock.now + .seconds(5)
@@ -519,14 +525,7 @@ struct EdgeProcessTests {
             #expect(await Self.settle(c, ["cluster-1"]) == ["cluster-1"])
 
             // A 3 MiB upload, streamed (chunked) through the proxy to the ingress.
-            var upload = HTTPClientRequest(url: "http://127.0.0.1:\(edge.port)/count")
-            upload.method = .POST
-            upload.headers.replaceOrAdd(name: "Host", value: Self.host)
-            let chunk = ByteBuffer(repeating: UInt8(ascii: "y"), count: 64 * 1024)
-            upload.body = .stream(AsyncStream<ByteBuffer> { cont in
-                for _ in 0..<48 { cont.yield(chunk) }
-                cont.finish()
-            }, length: .unknown)
+            let upload = Self.streamedUpload(port: edge.port, path: "/count", chunks: 48)
             let counted = try await w.http.execute(upload, timeout: .seconds(30))
             #expect(counted.status == .ok)
             #expect(String(buffer: try await counted.body.collect(upTo: 1 << 20)) == "cluster-1\n\(48 * 64 * 1024)\n")
