@@ -287,6 +287,26 @@ enum EdgeFixtures {
         #expect(table.lookup(port: 80, host: F.host, path: "/api/x?y=1", header: { _ in nil })?.route.clusters.map(\.name) == ["cluster-2"])
         #expect(table.lookup(port: 80, host: F.host, path: "/v2/x", header: { _ in nil })?.route.clusters.map(\.name) == ["cluster-3"])
         #expect(table.lookup(port: 80, host: F.host, path: "/other", header: { _ in nil }) == nil)
+        // An event loop's own matcher decides the same, and compiles each pattern once.
+        let mine = EdgeRegexMatcher()
+        #expect(table.lookup(port: 80, host: F.host, path: "/v2/x", header: { _ in nil }, regexes: mine)?.route.clusters.map(\.name) == ["cluster-3"])
+        #expect(table.lookup(port: 80, host: F.host, path: "/v2", header: { _ in nil }, regexes: mine) == nil)
+        #expect(table.lookup(port: 80, host: F.host, path: "/other", header: { _ in nil }, regexes: mine) == nil)
+        #expect(mine.count == 1)
+    }
+
+    /// Whole matches only; an invalid pattern matches nothing; past the bound, patterns still
+    /// match but are not kept.
+    @Test func aRegexMatcherMatchesWholeValuesAndKeepsABoundedSet() {
+        let m = EdgeRegexMatcher()
+        #expect(m.wholeMatch("/v[0-9]+/.*", "/v2/x"))
+        #expect(!m.wholeMatch("/v[0-9]+/.*", "/api/v2/x"))
+        #expect(!m.wholeMatch("(", "("))
+        #expect(m.count == 1)
+        for i in 0..<EdgeRegexMatcher.maxPatterns { _ = m.wholeMatch("p\(i)", "p\(i)") }
+        #expect(m.count == EdgeRegexMatcher.maxPatterns)
+        #expect(m.wholeMatch("past-the-bound", "past-the-bound"))
+        #expect(m.count == EdgeRegexMatcher.maxPatterns)
     }
 
     @Test func aHostIsUnconditionalOnlyWhenItsFirstRuleTakesEveryRequest() {

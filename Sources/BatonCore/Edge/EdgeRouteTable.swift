@@ -83,14 +83,17 @@ public struct EdgeRouteTable: Sendable, Hashable {
     }
 
     /// The rule for a request on `port` for `host` (the Host header, port stripped), or nil (404).
-    /// `header` looks a request header up by lowercased name.
-    public func lookup(port: Int, host: String, path: String, header: (String) -> String?) -> Rule? {
+    /// `header` looks a request header up by lowercased name. `regexes` compiles and keeps the
+    /// `regex` patterns; an event loop passes its own, so that loops share no lock (nil: one
+    /// shared under a lock).
+    public func lookup(port: Int, host: String, path: String, header: (String) -> String?,
+                       regexes: EdgeRegexMatcher? = nil) -> Rule? {
         guard let byHost = servers[port] else { return nil }
         let h = Self.hostKey(host)
         let rules = byHost[h] ?? wildcard(h, in: byHost)
         guard let rules else { return nil }
         return rules.first { rule in
-            rule.match.isEmpty || rule.match.contains { Self.matches($0, port: port, path: path, header: header) }
+            rule.match.isEmpty || rule.match.contains { Self.matches($0, port: port, path: path, header: header, regexes: regexes) }
         }
     }
 
@@ -108,9 +111,9 @@ public struct EdgeRouteTable: Sendable, Hashable {
 
     /// The rule for a host served on any port: for an edge whose listening port differs from
     /// the Gateway's (`port` is the port clients address, behind a load balancer or NAT).
-    public func lookupAnyPort(host: String, path: String, header: (String) -> String?) -> Rule? {
+    public func lookupAnyPort(host: String, path: String, header: (String) -> String?, regexes: EdgeRegexMatcher? = nil) -> Rule? {
         for port in ports {
-            if let r = lookup(port: port, host: host, path: path, header: header) { return r }
+            if let r = lookup(port: port, host: host, path: path, header: header, regexes: regexes) { return r }
         }
         return nil
     }
@@ -140,40 +143,54 @@ public struct EdgeRouteTable: Sendable, Hashable {
 
     /// TSB's match condition: every part present must hold.
     public static func matches(_ m: GatewaySpec.HTTPMatchCondition, port: Int, path: String,
-                               header: (String) -> String?) -> Bool {
+                               header: (String) -> String?, regexes: EdgeRegexMatcher? = nil) -> Bool {
         if let p = m.port, Int(p) != port { return false }
-        if let uri = m.uri, !matches(uri, path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path) { return false }
+        if let uri = m.uri, !matches(uri, path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path, regexes) {
+            return false
+        }
         for (name, sm) in m.headers ?? [:] {
-            guard let v = header(name.lowercased()), matches(sm, v) else { return false }
+            guard let v = header(name.lowercased()), matches(sm, v, regexes) else { return false }
         }
         return true
     }
 
-    static func matches(_ sm: GatewaySpec.StringMatch, _ value: String) -> Bool {
+    static func matches(_ sm: GatewaySpec.StringMatch, _ value: String, _ regexes: EdgeRegexMatcher?) -> Bool {
         if let e = sm.exact { return value == e }
         if let p = sm.prefix { return value.hasPrefix(p) }
-        if let r = sm.regex { return EdgeRegexCache.wholeMatch(r, value) }
+        if let r = sm.regex {
+            if let regexes { return regexes.wholeMatch(r, value) }
+            return sharedRegexes.withLock { $0.wholeMatch(r, value) }
+        }
         return false
     }
+
+    /// For callers with no matcher of their own.
+    private static let sharedRegexes = Mutex(EdgeRegexMatcher())
 }
 
-/// Compiled `regex` matches, so that a request does not compile its rule's pattern again.
-/// (`Regex` is not `Sendable`, so a compiled one never leaves the lock: matching happens under
-/// it.) Bounded: past 1,024 patterns, new ones are compiled on each use.
-enum EdgeRegexCache {
-    private static let cache = Mutex<[String: Regex<AnyRegexOutput>]>([:])
+/// Compiled `regex` patterns, so that a request does not compile its rule's pattern again. Not
+/// `Sendable` (nor is `Regex`): each event loop keeps its own, and needs no lock. Bounded: past
+/// 1,024 patterns, new ones are compiled on each use.
+public final class EdgeRegexMatcher {
+    private var compiled: [String: Regex<AnyRegexOutput>] = [:]
+    static let maxPatterns = 1024
 
-    static func wholeMatch(_ pattern: String, _ value: String) -> Bool {
-        cache.withLock { c -> Bool in
-            let re: Regex<AnyRegexOutput>
-            if let hit = c[pattern] {
-                re = hit
-            } else {
-                guard let compiled = try? Regex(pattern) else { return false }
-                if c.count < 1024 { c[pattern] = compiled }
-                re = compiled
-            }
-            return (try? re.wholeMatch(in: value)) != nil
+    public init() {}
+
+    /// How many patterns are kept.
+    public var count: Int { compiled.count }
+
+    /// Whether `pattern` matches the whole of `value`; an invalid pattern matches nothing (the
+    /// API refuses those when a Gateway is applied).
+    public func wholeMatch(_ pattern: String, _ value: String) -> Bool {
+        let re: Regex<AnyRegexOutput>
+        if let hit = compiled[pattern] {
+            re = hit
+        } else {
+            guard let new = try? Regex(pattern) else { return false }
+            if compiled.count < Self.maxPatterns { compiled[pattern] = new }
+            re = new
         }
+        return (try? re.wholeMatch(in: value)) != nil
     }
 }

@@ -357,8 +357,8 @@ final class EdgeProxyHandler: ChannelInboundHandler {
             lastRoute = (pool.generation, host, plan)
             return plan
         }
-        guard let rule = pool.table.lookup(port: port, host: host, path: head.uri, header: { head.header($0) })
-            ?? pool.table.lookupAnyPort(host: host, path: head.uri, header: { head.header($0) }) else { return nil }
+        guard let rule = pool.table.lookup(port: port, host: host, path: head.uri, header: { head.header($0) }, regexes: pool.regexes)
+            ?? pool.table.lookupAnyPort(host: host, path: head.uri, header: { head.header($0) }, regexes: pool.regexes) else { return nil }
         return pool.plan(rule, region: state.settings.region)
     }
 

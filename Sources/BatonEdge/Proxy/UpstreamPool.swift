@@ -173,6 +173,8 @@ final class UpstreamPool {
     }
     /// This loop's random source for picks (xorshift; seeded once from the system).
     var random = FastRandom()
+    /// This loop's compiled `regex` route patterns (no lock shared with the other loops).
+    let regexes = EdgeRegexMatcher()
     /// Where a malformed response from an ingress is reported.
     let logger: Logger
     /// This loop's copy of the route table and of the endpoints out of rotation, as of
