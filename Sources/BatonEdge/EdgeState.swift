@@ -43,6 +43,9 @@ public final class EdgeState: Sendable {
     /// Bumped after every change to the route table or to the endpoints out of rotation, so
     /// that each event loop keeps its own copy of both and takes no lock per request.
     let generation = Atomic<UInt64>(1)
+    /// Bumped after every new route table only (before `generation`): the loops copy the table,
+    /// and prune their idle connections, only when it changed, not on every health change.
+    let tableGeneration = Atomic<UInt64>(0)
     /// How many endpoints have a failure streak. While none has, a success changes nothing and
     /// is not recorded (no lock, no clock read). Two loops may race here: a success read as
     /// "nothing to reset" just as another loop counts a failure leaves that failure counted,
@@ -87,6 +90,7 @@ public final class EdgeState: Sendable {
             streaks.store(h.streaking.count, ordering: .relaxed)
         }
         table.withLock { $0 = new }
+        tableGeneration.add(1, ordering: .releasing)
         generation.add(1, ordering: .releasing)
         checkLocality()
     }

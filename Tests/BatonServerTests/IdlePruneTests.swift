@@ -37,7 +37,7 @@ import Testing
         let loop = EmbeddedEventLoop()
         let state = EdgeState(settings: EdgeSettings(host: "127.0.0.1", port: 80, region: "region-1"), logger: Logger(label: "test"))
         state.install(Self.table([("cluster-1", "127.0.0.11"), ("cluster-2", "127.0.0.12")]))
-        let pool = UpstreamPool(eventLoop: loop, connectTimeout: .seconds(1), maxIdlePerEndpoint: 4, logger: Logger(label: "test"))
+        let pool = UpstreamPool(eventLoop: loop, connectTimeout: .seconds(1), maxIdlePerEndpoint: 4, requestsFlushAtOnce: true, logger: Logger(label: "test"))
         pool.refresh(state)
         #expect(state.routeTable.endpoints == [Self.e1, Self.e2])
 

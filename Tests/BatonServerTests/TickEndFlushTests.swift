@@ -40,7 +40,7 @@ import Testing
 
     @Test func writesOfATickGoOutAtItsEndAndTheNextTickStartsAgain() throws {
         let loop = EmbeddedEventLoop()
-        let pool = UpstreamPool(eventLoop: loop, connectTimeout: .seconds(1), maxIdlePerEndpoint: 1, logger: Logger(label: "test"))
+        let pool = UpstreamPool(eventLoop: loop, connectTimeout: .seconds(1), maxIdlePerEndpoint: 1, requestsFlushAtOnce: true, logger: Logger(label: "test"))
         let (a, tapA, hookA) = try Self.channel(loop)
         let (b, tapB, _) = try Self.channel(loop)
         let (c, tapC, _) = try Self.channel(loop)
@@ -69,6 +69,25 @@ import Testing
         loop.run()
         #expect(try b.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "again"))
         for ch in [a, b, c] { _ = try ch.finish() }
+    }
+
+    /// `UpstreamHandler.writeRequest` follows its pool: at once, or with the tick's end pass.
+    @Test func aWholeRequestGoesAtOnceOrAtTheTicksEndAsItsPoolSays() throws {
+        for atOnce in [true, false] {
+            let loop = EmbeddedEventLoop()
+            let pool = UpstreamPool(eventLoop: loop, connectTimeout: .seconds(1), maxIdlePerEndpoint: 1,
+                                    requestsFlushAtOnce: atOnce, logger: Logger(label: "test"))
+            let h = UpstreamHandler(endpoint: .init(address: "127.0.0.1", port: 80))
+            let channel = EmbeddedChannel(handler: h, loop: loop)
+            h.pool = pool
+            h.writeRequest(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+            let before = try channel.readOutbound(as: ByteBuffer.self)
+            loop.run()
+            let after = try channel.readOutbound(as: ByteBuffer.self)
+            #expect((before ?? after) == ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+            #expect((before != nil) == atOnce, "at once: \(atOnce)")
+            _ = try channel.finish()
+        }
     }
 
     /// Whole requests wait for the tick's end with one event loop and go at once with more,

@@ -286,11 +286,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         exchange = nil
         lastProgress = nil
         x.awaitingResponse = false
-        if let u = x.upstream {
-            x.upstream = nil
-            u.delegate = nil
-            u.close()
-        }
+        closeUpstream(x)
         finishAccounting(x)
     }
 
@@ -510,11 +506,7 @@ final class EdgeProxyHandler: ChannelInboundHandler {
                 return
             }
             x.awaitingResponse = false
-            if let u = x.upstream {
-                u.delegate = nil
-                u.close()
-                x.upstream = nil
-            }
+            self.closeUpstream(x)
             if x.responseStarted {
                 self.record(x, .timeout)
                 self.abort(x)
@@ -577,21 +569,13 @@ final class EdgeProxyHandler: ChannelInboundHandler {
                 state.metrics.error(cluster: cluster, kind: "timeout")
             }
             state.logger.info("\(x.head.method) \(x.head.uri): the response stalled for \(state.settings.idleTimeout) (\(clientWritable ? "ingress \(x.endpoint?.key ?? "?") stopped sending" : "the client stopped reading")); cut")
-            if let u = x.upstream {
-                x.upstream = nil
-                u.delegate = nil
-                u.close()
-            }
+            closeUpstream(x)
             abort(x)
         } else if !x.bodyEnded && !pause.contains(.upstream) {
             // The client stopped sending its body: 408, and the ingress connection (which has
             // part of a request) closes.
             state.logger.info("\(x.head.method) \(x.head.uri): the client sent no body for \(state.settings.idleTimeout); 408")
-            if let u = x.upstream {
-                x.upstream = nil
-                u.delegate = nil
-                u.close()
-            }
+            closeUpstream(x)
             x.connected = false
             respond(x, status: .requestTimeout, body: "request body not received in time")
         } else {
@@ -601,15 +585,20 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         }
     }
 
+    /// The exchange gives its ingress connection up and closes it (it holds part of an exchange
+    /// that will not end cleanly).
+    private func closeUpstream(_ x: Exchange) {
+        guard let u = x.upstream else { return }
+        x.upstream = nil
+        u.delegate = nil
+        u.close()
+    }
+
     /// An attempt failed before any response byte went to the client.
     /// `outcome` nil: the attempt was abandoned because its ingress is already out of rotation;
     /// nothing more is counted against it.
     private func failed(_ x: Exchange, _ failure: EdgeRetryPolicy.Failure, outcome: EdgeAttemptOutcome?) {
-        if let u = x.upstream {
-            u.delegate = nil
-            u.close()
-            x.upstream = nil
-        }
+        closeUpstream(x)
         x.connected = false
         x.awaitingResponse = false
         if let outcome {

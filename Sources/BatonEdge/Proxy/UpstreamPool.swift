@@ -181,17 +181,22 @@ final class UpstreamPool {
     /// `EdgeState.generation` = `generation`. `refresh` first.
     private(set) var generation: UInt64 = 0
     private(set) var table = EdgeRouteTable()
+    private var tableGeneration: UInt64 = 0
     private(set) var down: Set<EdgeEndpoint> = []
 
     /// Brings `table` and `down` up to date when they changed (one atomic load when not).
     func refresh(_ state: EdgeState) {
         let g = state.generation.load(ordering: .acquiring)
         if g != generation {
-            table = state.routeTable
+            let tg = state.tableGeneration.load(ordering: .acquiring)
+            if tg != tableGeneration {
+                tableGeneration = tg
+                table = state.routeTable
+                pruneIdle()
+            }
             down = state.down
             generation = g
             plans = Array(repeating: nil, count: table.ruleCount)
-            pruneIdle()
         }
     }
 
@@ -261,7 +266,7 @@ final class UpstreamPool {
     /// the tick's end, with the responses (false). See `EdgeSettings.requestsFlushAtOnce`.
     let requestsFlushAtOnce: Bool
 
-    init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdlePerEndpoint: Int, requestsFlushAtOnce: Bool = true,
+    init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdlePerEndpoint: Int, requestsFlushAtOnce: Bool,
          logger: Logger) {
         self.eventLoop = eventLoop
         self.requestsFlushAtOnce = requestsFlushAtOnce
