@@ -481,37 +481,38 @@ final class EdgeProxyHandler: ChannelInboundHandler {
         let when = now + TimeAmount(state.settings.responseTimeout)
         responseDeadline = when
         x.awaitingResponse = true
-        if responseTimer == nil { scheduleResponseTimer(context, at: min(when, now + Self.downCheckInterval)) }
+        if responseTimer == nil { scheduleResponseTimer(context, at: min(when, now + TimeAmount(Self.downCheckInterval))) }
     }
 
     /// How often a request waiting for its response head looks whether its ingress left
-    /// rotation (a cut link: the connection neither answers nor resets). An idempotent request
-    /// whose ingress went down is then retried on another cluster instead of waiting for the
-    /// response timeout.
-    static let downCheckInterval = TimeAmount.milliseconds(250)
+    /// rotation (see `EdgeExchangeTimers.responseWait`).
+    static let downCheckInterval = Duration.milliseconds(250)
 
     private func scheduleResponseTimer(_ context: ChannelHandlerContext, at when: NIODeadline) {
         responseTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [self] in
             self.responseTimer = nil
             guard let x = self.exchange, x.awaitingResponse, let deadline = self.responseDeadline, let context = self.context else { return }
             let now = NIODeadline.now()
-            if now < deadline {
-                if let e = x.endpoint, EdgeRetryPolicy.idempotentMethods.contains(x.head.method), self.pool.isDown(e, self.state) {
-                    x.awaitingResponse = false
-                    self.state.logger.info("retrying \(x.head.method) \(x.head.uri) elsewhere: ingress \(e) of \(x.cluster ?? "?") left rotation while it waited")
-                    self.failed(x, .abandoned, outcome: nil)
-                    return
+            let decision = EdgeExchangeTimers.responseWait(
+                now: now.instant, deadline: deadline.instant, checkEvery: Self.downCheckInterval,
+                idempotent: EdgeRetryPolicy.idempotentMethods.contains(x.head.method),
+                ingressDown: { x.endpoint.map { self.pool.isDown($0, self.state) } ?? false })
+            switch decision {
+            case .wait(let until):
+                self.scheduleResponseTimer(context, at: NIODeadline(until))
+            case .retryElsewhere:
+                x.awaitingResponse = false
+                self.state.logger.info("retrying \(x.head.method) \(x.head.uri) elsewhere: ingress \(x.endpoint?.key ?? "?") of \(x.cluster ?? "?") left rotation while it waited")
+                self.failed(x, .abandoned, outcome: nil)
+            case .timedOut:
+                x.awaitingResponse = false
+                self.closeUpstream(x)
+                if x.responseStarted {
+                    self.record(x, .timeout)
+                    self.abort(x)
+                } else {
+                    self.failed(x, .timeout, outcome: .timeout)
                 }
-                self.scheduleResponseTimer(context, at: min(deadline, now + Self.downCheckInterval))
-                return
-            }
-            x.awaitingResponse = false
-            self.closeUpstream(x)
-            if x.responseStarted {
-                self.record(x, .timeout)
-                self.abort(x)
-            } else {
-                self.failed(x, .timeout, outcome: .timeout)
             }
         }
     }
@@ -537,50 +538,47 @@ final class EdgeProxyHandler: ChannelInboundHandler {
     }
 
     /// Lazy, as the other timers: one scheduled task per connection, which re-arms itself for the
-    /// last progress when it fires early.
+    /// last progress when it fires early (`EdgeExchangeTimers.idle` decides).
     private func scheduleIdleTimer(_ context: ChannelHandlerContext, at when: NIODeadline) {
         idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [self] in
             self.idleTimer = nil
             guard let last = self.lastProgress, let x = self.exchange, let context = self.context else { return }
-            let timeout = TimeAmount(self.state.settings.idleTimeout)
-            let now = NIODeadline.now()
-            if x.awaitingResponse {
-                // The request went out whole: the response timer has it until the head comes.
-                self.scheduleIdleTimer(context, at: now + timeout)
-                return
-            }
-            if now < last + timeout {
-                self.scheduleIdleTimer(context, at: last + timeout)
+            let stream = EdgeExchangeTimers.Stream(awaitingResponse: x.awaitingResponse, responseStarted: x.responseStarted,
+                                                   requestEnded: x.bodyEnded, clientWritable: self.clientWritable,
+                                                   ingressWritable: !self.pause.contains(.upstream))
+            let decision = EdgeExchangeTimers.idle(now: NIODeadline.now().instant, lastProgress: last.instant,
+                                                   timeout: self.state.settings.idleTimeout, stream)
+            if case .wait(let until) = decision {
+                self.scheduleIdleTimer(context, at: NIODeadline(until))
                 return
             }
             self.lastProgress = nil
-            self.stalled(x)
+            self.stalled(x, decision)
         }
     }
 
-    /// Nothing moved for the idle timeout. Whose fault it is decides the answer, and whether the
-    /// ingress is counted against.
-    private func stalled(_ x: Exchange) {
+    /// Nothing moved for the idle timeout; `stall` says whose stall it was.
+    private func stalled(_ x: Exchange, _ stall: EdgeExchangeTimers.Idle) {
         let cluster = x.cluster ?? "none"
-        if x.responseStarted {
-            // The ingress stopped sending (counted), or the client stopped reading (not).
-            if clientWritable {
+        let idle = state.settings.idleTimeout
+        switch stall {
+        case .wait:
+            return
+        case .ingressStoppedSending, .clientStoppedReading:
+            if stall == .ingressStoppedSending {
                 record(x, .timeout)
                 state.metrics.error(cluster: cluster, kind: "timeout")
             }
-            state.logger.info("\(x.head.method) \(x.head.uri): the response stalled for \(state.settings.idleTimeout) (\(clientWritable ? "ingress \(x.endpoint?.key ?? "?") stopped sending" : "the client stopped reading")); cut")
+            state.logger.info("\(x.head.method) \(x.head.uri): the response stalled for \(idle) (\(stall == .ingressStoppedSending ? "ingress \(x.endpoint?.key ?? "?") stopped sending" : "the client stopped reading")); cut")
             closeUpstream(x)
             abort(x)
-        } else if !x.bodyEnded && !pause.contains(.upstream) {
-            // The client stopped sending its body: 408, and the ingress connection (which has
-            // part of a request) closes.
-            state.logger.info("\(x.head.method) \(x.head.uri): the client sent no body for \(state.settings.idleTimeout); 408")
+        case .clientStoppedSending:
+            state.logger.info("\(x.head.method) \(x.head.uri): the client sent no body for \(idle); 408")
             closeUpstream(x)
             x.connected = false
             respond(x, status: .requestTimeout, body: "request body not received in time")
-        } else {
-            // The ingress stopped taking the body.
-            state.logger.info("\(x.head.method) \(x.head.uri): ingress \(x.endpoint?.key ?? "?") took no body for \(state.settings.idleTimeout)")
+        case .ingressStoppedReading:
+            state.logger.info("\(x.head.method) \(x.head.uri): ingress \(x.endpoint?.key ?? "?") took no body for \(idle)")
             failed(x, .timeout, outcome: .timeout)
         }
     }
