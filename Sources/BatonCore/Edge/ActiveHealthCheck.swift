@@ -36,8 +36,7 @@ public struct ActiveHealthCheck: Sendable {
 
     struct State: Sendable {
         var healthy = true
-        var successes = 0
-        var failures = 0
+        var run: RiseFall
         var nextCheck: BatonInstant
         var inFlight = false
     }
@@ -50,7 +49,9 @@ public struct ActiveHealthCheck: Sendable {
     /// Sets the endpoints under check: new ones start healthy with a check due at once.
     public mutating func track(_ set: Set<EdgeEndpoint>, now: BatonInstant) {
         for e in endpoints.keys where !set.contains(e) { endpoints[e] = nil }
-        for e in set where endpoints[e] == nil { endpoints[e] = State(nextCheck: now) }
+        for e in set where endpoints[e] == nil {
+            endpoints[e] = State(run: RiseFall(rise: settings.healthyThreshold, fall: settings.unhealthyThreshold), nextCheck: now)
+        }
     }
 
     public func isHealthy(_ e: EdgeEndpoint) -> Bool { endpoints[e]?.healthy ?? false }
@@ -79,21 +80,8 @@ public struct ActiveHealthCheck: Sendable {
         defer { endpoints[e] = s }
         s.inFlight = false
         if s.nextCheck < now { s.nextCheck = now }
-        if passed {
-            s.failures = 0
-            s.successes += 1
-            if !s.healthy, s.successes >= settings.healthyThreshold {
-                s.healthy = true
-                return [.markHealthy(e)]
-            }
-        } else {
-            s.successes = 0
-            s.failures += 1
-            if s.healthy, s.failures >= settings.unhealthyThreshold {
-                s.healthy = false
-                return [.markUnhealthy(e)]
-            }
-        }
-        return []
+        guard s.run.record(passed: passed), s.healthy != passed else { return [] }
+        s.healthy = passed
+        return [passed ? .markHealthy(e) : .markUnhealthy(e)]
     }
 }

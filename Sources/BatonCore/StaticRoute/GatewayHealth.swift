@@ -16,15 +16,18 @@ public struct GatewayHealth: Sendable, Hashable {
     public private(set) var since: BatonInstant
     /// When it last went from unhealthy to healthy: the hold-down runs from here.
     public private(set) var recoveredAt: BatonInstant?
-    public private(set) var successes = 0
-    public private(set) var failures = 0
-    public let failureThreshold: Int
-    public let successThreshold: Int
+    /// The probes counted in a row, against `successThreshold` (its rise) and
+    /// `failureThreshold` (its fall).
+    public private(set) var run: RiseFall
+    public var successes: Int { run.passes }
+    public var failures: Int { run.failures }
+    public var failureThreshold: Int { run.fall }
+    public var successThreshold: Int { run.rise }
     public let holdDown: Duration
 
+    /// Thresholds below 1 count as 1.
     public init(failureThreshold: Int, successThreshold: Int, holdDown: Duration, now: BatonInstant) {
-        self.failureThreshold = max(1, failureThreshold)
-        self.successThreshold = max(1, successThreshold)
+        self.run = RiseFall(rise: successThreshold, fall: failureThreshold)
         self.holdDown = holdDown
         self.since = now
     }
@@ -42,20 +45,17 @@ public struct GatewayHealth: Sendable, Hashable {
     /// hold-down starts then.
     @discardableResult
     public mutating func record(answered: Bool, now: BatonInstant) -> State? {
+        let complete = run.record(passed: answered)
         if answered {
-            successes += 1
-            failures = 0
             switch state {
             case .unknown: return move(to: .healthy, now: now)
-            case .unhealthy where successes >= successThreshold:
+            case .unhealthy where complete:
                 recoveredAt = now
                 return move(to: .healthy, now: now)
             default: return nil
             }
         }
-        failures += 1
-        successes = 0
-        if state != .unhealthy && failures >= failureThreshold { return move(to: .unhealthy, now: now) }
+        if state != .unhealthy && complete { return move(to: .unhealthy, now: now) }
         return nil
     }
 
