@@ -19,18 +19,25 @@ public final class AccessLog: Sendable {
     /// Writes to a file descriptor the caller keeps open (1 for stdout).
     public init(fileDescriptor: Int32) { self.fd = fileDescriptor }
 
-    /// Now as RFC 3339 UTC with milliseconds (`2026-11-24T10:00:00.123Z`).
+    /// Now as RFC 3339 UTC with milliseconds (`2026-11-24T10:00:00.123Z`), as
+    /// `Timestamp.format` writes resources' times, without Foundation's formatter on the
+    /// request path.
     static func timestamp() -> String {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
+        return timestamp(seconds: Int(ts.tv_sec), milliseconds: Int(ts.tv_nsec / 1_000_000))
+    }
+
+    /// `seconds` since the Unix epoch and `milliseconds` into the next second, as RFC 3339 UTC.
+    static func timestamp(seconds: Int, milliseconds: Int) -> String {
         var t = tm()
-        var secs = ts.tv_sec
+        var secs = time_t(seconds)
         gmtime_r(&secs, &t)
         func pad(_ v: Int32, _ w: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, w - s.count)) + s
         }
-        return "\(pad(t.tm_year + 1900, 4))-\(pad(t.tm_mon + 1, 2))-\(pad(t.tm_mday, 2))T\(pad(t.tm_hour, 2)):\(pad(t.tm_min, 2)):\(pad(t.tm_sec, 2)).\(pad(Int32(ts.tv_nsec / 1_000_000), 3))Z"
+        return "\(pad(t.tm_year + 1900, 4))-\(pad(t.tm_mon + 1, 2))-\(pad(t.tm_mday, 2))T\(pad(t.tm_hour, 2)):\(pad(t.tm_min, 2)):\(pad(t.tm_sec, 2)).\(pad(Int32(milliseconds), 3))Z"
     }
 
     func write(_ line: String) {

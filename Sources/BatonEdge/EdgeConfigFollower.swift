@@ -205,7 +205,7 @@ public final class EdgeEventWriter: Service, Sendable {
     }
 
     private func write(_ n: EdgeNotice) async {
-        let now = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
+        let now = Timestamp.format(Date())
         let apiVersion = n.kind == "Gateway" ? KindInfo.tsbGateway.apiVersion : KindInfo.tsbCluster.apiVersion
         let record = EventRecord(involvedObject: .init(apiVersion: apiVersion, kind: n.kind, name: n.name),
                                  reason: n.reason, message: n.message, type: n.warning ? "Warning" : "Normal",

@@ -76,21 +76,3 @@ import Testing
         _ = try? again.finish()
     }
 }
-
-/// The proxy's timers decide on `BatonInstant`s made from NIO deadlines (`NIODeadline.instant`):
-/// the two must convert without losing order or time.
-@Suite struct DeadlineInstantTests {
-    @Test(arguments: [UInt64(0), 1, 999_999_999, 1_000_000_000, 86_400_123_456_789])
-    func aDeadlineGoesToAnInstantAndBackUnchanged(nanos: UInt64) {
-        let d = NIODeadline.uptimeNanoseconds(nanos)
-        #expect(d.instant == BatonInstant(sinceOrigin: .nanoseconds(Int64(nanos))))
-        #expect(NIODeadline(d.instant) == d)
-        #expect(NIODeadline(d.instant + .milliseconds(250)) == d + .milliseconds(250))
-    }
-
-    @Test func instantsCompareAsTheirDeadlinesDo() {
-        let now = NIODeadline.now()
-        #expect(now.instant < (now + .nanoseconds(1)).instant)
-        #expect((now + .seconds(60)).instant - now.instant == .seconds(60))
-    }
-}
