@@ -68,8 +68,8 @@ public struct EdgeBench: Sendable {
         BenchProcess.removeOnInterrupt(dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let upstreamGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let upstreams = try await [BenchUpstream.start(name: "cluster-1", group: upstreamGroup),
-                                   BenchUpstream.start(name: "cluster-2", group: upstreamGroup)]
+        let upstreams = try await [LabIngress.start(name: "cluster-1", group: upstreamGroup),
+                                   LabIngress.start(name: "cluster-2", group: upstreamGroup)]
         do {
             let runs = try await measure(dir: dir, wrk: wrk, haproxy: haproxy, upstreams: upstreams)
             for u in upstreams { try? await u.channel.close() }
@@ -82,7 +82,7 @@ public struct EdgeBench: Sendable {
         }
     }
 
-    func measure(dir: String, wrk: String, haproxy: String, upstreams: [BenchUpstream]) async throws -> [Run] {
+    func measure(dir: String, wrk: String, haproxy: String, upstreams: [LabIngress]) async throws -> [Run] {
         log("upstreams: cluster-1 on 127.0.0.1:\(upstreams[0].port), cluster-2 on 127.0.0.1:\(upstreams[1].port) (one event loop, in this process)")
         var runs: [Run] = []
         for round in 0..<rounds {
@@ -343,67 +343,5 @@ public struct EdgeBench: Sendable {
         if s.hasSuffix("s"), let v = Double(s.dropLast(1)) { return v * 1000 }
         if s.hasSuffix("m"), let v = Double(s.dropLast(1)) { return v * 60_000 }
         return 0
-    }
-}
-
-/// A minimal upstream for the benchmark: answers every request with its name, keep-alive.
-struct BenchUpstream: Sendable {
-    let channel: any Channel
-    let port: Int
-    let children: ChannelSet
-
-    final class Handler: ChannelInboundHandler {
-        typealias InboundIn = HTTPServerRequestPart
-        typealias OutboundOut = HTTPServerResponsePart
-        let body: ByteBuffer
-        let headers: HTTPHeaders
-        let freezer: Freezer?
-        var keepAlive = true
-        var swallowed = false
-        init(name: String, freezer: Freezer?) {
-            self.freezer = freezer
-            body = ByteBuffer(string: name + "\n")
-            headers = HTTPHeaders([("content-length", String(name.utf8.count + 1)), ("content-type", "text/plain")])
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            switch unwrapInboundIn(data) {
-            case .head(let h):
-                swallowed = freezer?.swallow(h) ?? false
-                if swallowed { return }
-                keepAlive = h.isKeepAlive
-                var hs = headers
-                if !keepAlive { hs.add(name: "connection", value: "close") }
-                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: .ok, headers: hs))), promise: nil)
-            case .body:
-                break
-            case .end:
-                if swallowed { return }
-                context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-                if keepAlive {
-                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-                } else {
-                    context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-                }
-            }
-        }
-    }
-
-    static func start(name: String, group: any EventLoopGroup, freezer: Freezer? = nil) async throws -> BenchUpstream {
-        let children = ChannelSet()
-        let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(ChannelOptions.backlog, value: 1024)
-            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                children.add(channel)
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(Handler(name: name, freezer: freezer))
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0)
-            .get()
-        return BenchUpstream(channel: channel, port: channel.localAddress?.port ?? 0, children: children)
     }
 }

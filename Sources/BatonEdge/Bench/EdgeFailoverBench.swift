@@ -88,9 +88,9 @@ public struct EdgeFailoverBench: Sendable {
     }
 
     func trial(proxy: String, haproxy: String, dir: String, group: any EventLoopGroup, http: HTTPClient) async throws -> Result {
-        let live = try await BenchUpstream.start(name: "cluster-1", group: group)
+        let live = try await LabIngress.start(name: "cluster-1", group: group)
         let freezer = Freezer()
-        var doomed: BenchUpstream? = try await BenchUpstream.start(name: "cluster-2", group: group, freezer: freezer)
+        var doomed: LabIngress? = try await LabIngress.start(name: "cluster-2", group: group, freezer: freezer)
         let doomedPort = doomed!.port
         let port = EdgeBench.freePort()
         let process = proxy == "Baton"
@@ -185,7 +185,7 @@ public struct EdgeFailoverBench: Sendable {
     }
 }
 
-extension BenchUpstream {
+extension LabIngress {
     /// Closes the listener and every open connection, as a killed ingress process would.
     func stopAll() async throws {
         try await channel.close()

@@ -6,53 +6,91 @@ import NIOPosix
 import Glibc
 #endif
 
-/// `baton lab ingress`: a cluster's ingress for the lab, an HTTP service answering every request
-/// with the cluster's name. While the file `failFlag` exists it answers 503 "upstream connect
-/// error", as an ingress whose upstream service failed does.
-public enum LabIngress {
+/// A cluster's ingress as the lab and the edge benches run it: an HTTP/1.1 service, keep-alive,
+/// answering every request with the cluster's name.
+///
+/// - `baton lab ingress` serves one until the process stops. While the file `failFlag` exists
+///   it answers 503 "upstream connect error", as an ingress whose upstream service failed does.
+/// - The benches start theirs in process (`start`), on loopback; the failover bench's
+///   `Freezer` can make one stop answering.
+public struct LabIngress: Sendable {
+    let channel: any Channel
+    let port: Int
+    /// Its open connections, so that the failover bench can close them all, as a killed
+    /// ingress process's kernel would.
+    let children: ChannelSet
+
     final class Handler: ChannelInboundHandler {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        let name: String
+        let answer: (body: ByteBuffer, headers: HTTPHeaders)
+        static let failing = Handler.answer("upstream connect error")
         let failFlag: String?
-        var head: HTTPRequestHead?
-        init(name: String, failFlag: String?) { self.name = name; self.failFlag = failFlag }
+        let freezer: Freezer?
+        var keepAlive = true
+        var failed = false
+        var swallowed = false
+
+        static func answer(_ text: String) -> (body: ByteBuffer, headers: HTTPHeaders) {
+            (ByteBuffer(string: text + "\n"), HTTPHeaders([("content-length", String(text.utf8.count + 1)), ("content-type", "text/plain")]))
+        }
+
+        init(name: String, failFlag: String?, freezer: Freezer?) {
+            answer = Self.answer(name)
+            self.failFlag = failFlag
+            self.freezer = freezer
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
-            case .head(let h): head = h
-            case .body: break
+            case .head(let h):
+                swallowed = freezer?.swallow(h) ?? false
+                if swallowed { return }
+                keepAlive = h.isKeepAlive
+                failed = failFlag.map { access($0, F_OK) == 0 } ?? false
+                var hs = failed ? Self.failing.headers : answer.headers
+                if !keepAlive { hs.add(name: "connection", value: "close") }
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: failed ? .serviceUnavailable : .ok,
+                                                                     headers: hs))), promise: nil)
+            case .body:
+                break
             case .end:
-                guard let h = head else { return }
-                let failing = failFlag.map { access($0, F_OK) == 0 } ?? false
-                let body = failing ? "upstream connect error\n" : "\(name)\n"
-                var headers = HTTPHeaders([("content-length", String(body.utf8.count)), ("content-type", "text/plain")])
-                if !h.isKeepAlive { headers.add(name: "connection", value: "close") }
-                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: failing ? .serviceUnavailable : .ok,
-                                                                     headers: headers))), promise: nil)
-                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
-                let keep = h.isKeepAlive
-                context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                    if !keep { context.close(promise: nil) }
+                if swallowed { return }
+                context.write(wrapOutboundOut(.body(.byteBuffer(failed ? Self.failing.body : answer.body))), promise: nil)
+                if keepAlive {
+                    context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                } else {
+                    context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
                 }
             }
         }
     }
 
-    /// Serves until the process is stopped.
-    public static func serve(name: String, host: String, port: Int, failFlag: String?) async throws {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    /// Starts one on `host:port` (port 0: any free port; `port` then says which).
+    static func start(name: String, host: String = "127.0.0.1", port: Int = 0, group: any EventLoopGroup,
+                      failFlag: String? = nil, freezer: Freezer? = nil) async throws -> LabIngress {
+        let children = ChannelSet()
+        let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Handler(name: name, failFlag: failFlag))
+                children.add(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(Handler(name: name, failFlag: failFlag, freezer: freezer))
                 }
             }
             .bind(host: host, port: port)
             .get()
-        print("ingress \(name) on \(host):\(port)")
-        try await channel.closeFuture.get()
+        return LabIngress(channel: channel, port: channel.localAddress?.port ?? 0, children: children)
+    }
+
+    /// `baton lab ingress`: serves until the process is stopped.
+    public static func serve(name: String, host: String, port: Int, failFlag: String?) async throws {
+        let ingress = try await start(name: name, host: host, port: port, group: MultiThreadedEventLoopGroup.singleton, failFlag: failFlag)
+        print("ingress \(name) on \(host):\(ingress.port)")
+        try await ingress.channel.closeFuture.get()
     }
 
     /// One GET with `Host: host`; returns the body for a 200, else "STATUS body".
