@@ -267,7 +267,7 @@ public final class StaticRouteAgent: Service, Sendable {
                 let message = "node \(node): gateway \(Self.list(sw.from)) -> \(Self.list(sw.to)): \(sw.reason)"
                 logger.notice("gateway switched", metadata: ["staticroute": "\(name)", "from": "\(Self.list(sw.from))",
                                                              "to": "\(Self.list(sw.to))", "reason": "\(sw.reason)"])
-                reporter.event(.init(route: name, uid: r.uid, reason: "GatewaySwitched", message: message, type: "Normal"))
+                reporter.event(.init(name: name, uid: r.uid, reason: "GatewaySwitched", message: message, type: "Normal"))
             }
             for name in s.running.keys {
                 let entry = entry(s.running[name]!, outcome: outcomes[name] ?? .init(), failed: failed, installed: s.installed, wall: wall)
