@@ -129,12 +129,10 @@ final class NodeStatusReporter<Entry: NodeStatusEntry>: Sendable {
         let record = EventRecord(involvedObject: .init(apiVersion: Entry.kind.apiVersion, kind: Entry.kind.kind, name: e.name, uid: e.uid),
                                  reason: e.reason, message: e.message, type: e.type,
                                  source: .init(component: "baton-agent", host: node), firstTimestamp: stamp, lastTimestamp: stamp)
-        guard case .object(let body)? = try? JSONValue(encoding: record) else { return }
         let hash = StableHash.fnv1a("\(e.name)\u{0}\(node)\u{0}\(e.reason)\u{0}\(e.message)\u{0}\(stamp)")
         let name = "\(e.name.prefix(200)).\(String(hash, radix: 16))"
         do {
-            _ = try await client.create(Resource(apiVersion: KindInfo.event.apiVersion, kind: "Event",
-                                                 metadata: ObjectMeta(name: name, namespace: "default"), body: body))
+            try await client.createEvent(record, name: name, namespace: "default")
         } catch {
             logger.warning("cannot record an event", metadata: [key: "\(e.name)", "reason": "\(e.reason)", "error": "\(error)"])
         }

@@ -123,6 +123,16 @@ public struct BatonClient: Sendable {
         return try Resource(json: try await call(.POST, kind.collectionPath(namespace: object.namespace), body: object.json))
     }
 
+    /// Records an Event named `name` in `namespace` (agents and the edge report what they did).
+    @discardableResult
+    public func createEvent(_ record: EventRecord, name: String, namespace: String) async throws -> Resource {
+        guard case .object(let body) = try JSONValue(encoding: record) else {
+            throw APIError.badRequest("event \(name) does not encode as an object")
+        }
+        return try await create(Resource(apiVersion: KindInfo.event.apiVersion, kind: "Event",
+                                         metadata: ObjectMeta(name: name, namespace: namespace), body: body))
+    }
+
     public func update(_ object: Resource) async throws -> Resource {
         guard let kind = KindRegistry.find(apiVersion: object.apiVersion, kind: object.kind) else {
             throw APIError.badRequest("unknown kind \(object.apiVersion) \(object.kind)")

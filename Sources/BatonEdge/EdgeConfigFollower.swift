@@ -212,11 +212,7 @@ public final class EdgeEventWriter: Service, Sendable {
                                  source: .init(component: component), firstTimestamp: now, lastTimestamp: now)
         let name = "\(n.name).\(String(UInt64(Date().timeIntervalSince1970 * 1e6), radix: 16))"
         do {
-            guard case .object(var body) = try JSONValue(encoding: record) else { return }
-            body["apiVersion"] = .string(KindInfo.event.apiVersion)
-            body["kind"] = .string("Event")
-            body["metadata"] = .object(["name": .string(name), "namespace": .string(namespace)])
-            _ = try await client.create(try Resource(json: .object(body)))
+            try await client.createEvent(record, name: name, namespace: namespace)
         } catch {
             logger.debug("could not write event \(n.reason) for \(n.kind) \(n.name): \(error)")
         }
