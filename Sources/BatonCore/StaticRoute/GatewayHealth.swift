@@ -16,13 +16,10 @@ public struct GatewayHealth: Sendable, Hashable {
     public private(set) var since: BatonInstant
     /// When it last went from unhealthy to healthy: the hold-down runs from here.
     public private(set) var recoveredAt: BatonInstant?
-    /// The probes counted in a row, against `successThreshold` (its rise) and
-    /// `failureThreshold` (its fall).
-    public private(set) var run: RiseFall
-    public var successes: Int { run.passes }
-    public var failures: Int { run.failures }
+    /// The probes counted in a row: `successThreshold` answers are its rise, `failureThreshold`
+    /// failures its fall.
+    private var run: RiseFall
     public var failureThreshold: Int { run.fall }
-    public var successThreshold: Int { run.rise }
     public let holdDown: Duration
 
     /// Thresholds below 1 count as 1.
